@@ -1,0 +1,46 @@
+# One command to see it work, one to test it all. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_PIN ?= torch==2.13.0
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export PYTHONHASHSEED := 0
+
+.PHONY: setup demo test book mirror check lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU wheel first, so that the requirement `torch` below never pulls a multi-GB CUDA build.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_PIN)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+## The main job.
+demo: setup
+	$(PY) -m t5edu demo
+
+## The whole test suite, as CI runs it: infrastructure checks, unit/parity tests, every notebook under strict nbval.
+test: setup
+	$(PY) -m t5edu mirror --check
+	$(PY) -m t5edu exercises generate --check
+	$(PY) -m t5edu book --check-pairs
+	$(PY) -m pytest tests chapters exercises/src --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q
+
+## Re-execute notebooks (all, or NB=path) and refresh outputs, mirrors and student notebooks.
+book: setup
+	$(PY) -m t5edu book $(NB)
+
+mirror: setup
+	$(PY) -m t5edu mirror
+
+lint: setup
+	$(PY) -m ruff check t5edu tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info
