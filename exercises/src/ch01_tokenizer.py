@@ -1,0 +1,142 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercises for Chapter 01 — The tokenizer
+#
+# Four short exercises. In each, replace the `raise NotImplementedError(...)` line with your code,
+# run the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
+# Chapter 01 (`chapters/01_tokenizer.ipynb`) has everything you need.
+
+# %%
+#| default_exp solutions.ch01
+from t5edu.checks import ch01
+
+# %% [markdown]
+# ## Exercise 1.1 — Sentinel ids
+#
+# T5 appends its 100 sentinels `<extra_id_0>` … `<extra_id_99>` **after** the SentencePiece
+# vocabulary, counting down from the top: `<extra_id_0>` has the highest id. With a full
+# vocabulary of `vocab_size` ids (sentinels included; T5: 32,100), return the id of `<extra_id_i>`.
+
+# %%
+#| export
+def sentinel_id(i, vocab_size):
+    """Id of the sentinel `<extra_id_i>` in a vocabulary of `vocab_size` ids (sentinels included)."""
+    ### BEGIN SOLUTION
+    return vocab_size - 1 - i
+    ### END SOLUTION
+
+
+# %%
+ch01.exercise_1(sentinel_id)
+
+# %% [markdown]
+# ## Exercise 1.2 — Viterbi on a toy lattice
+#
+# `scores` maps each piece of a toy vocabulary to its log-probability. Return the segmentation of
+# `text` into pieces of `scores` with the **highest total score**, as a list of strings. Every single
+# character of `text` is a piece, so a segmentation always exists; the checks have no ties.
+#
+# Hint: `best[j]` = best score of a segmentation of `text[:j]`; remember where its last piece starts.
+# Greedy "longest piece first" is *not* the answer — the check has a case where it loses.
+
+# %%
+#| export
+def best_segmentation(text, scores):
+    """The highest-scoring way to write `text` as a sequence of pieces from `scores` (piece -> log p)."""
+    ### BEGIN SOLUTION
+    n = len(text)
+    best = [float("-inf")] * (n + 1)
+    best[0] = 0.0
+    start = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j):
+            piece = text[i:j]
+            if piece in scores and best[i] + scores[piece] > best[j]:
+                best[j], start[j] = best[i] + scores[piece], i
+    pieces, j = [], n
+    while j > 0:
+        pieces.append(text[start[j]:j])
+        j = start[j]
+    return pieces[::-1]
+    ### END SOLUTION
+
+
+# %%
+ch01.exercise_2(best_segmentation)
+
+# %% [markdown]
+# ## Exercise 1.3 — Truncate, append EOS, pad
+#
+# Given a batch of id lists (without EOS), build T5's rectangle of width `max_length`: append
+# `eos_id` to each sequence; if it is then longer than `max_length`, cut the *text* so that the
+# sequence ends with `eos_id` and is exactly `max_length` long; pad with `pad_id` on the right.
+# Return `(input_ids, attention_mask)` as lists of lists (mask: 1 for real ids, 0 for padding).
+
+# %%
+#| export
+def pad_and_truncate(sequences, max_length, pad_id=0, eos_id=1):
+    """Append EOS, truncate to `max_length` keeping EOS last, right-pad; return (ids, mask)."""
+    ### BEGIN SOLUTION
+    ids, mask = [], []
+    for seq in sequences:
+        seq = list(seq)[:max_length - 1] + [eos_id]
+        ids.append(seq + [pad_id] * (max_length - len(seq)))
+        mask.append([1] * len(seq) + [0] * (max_length - len(seq)))
+    return ids, mask
+    ### END SOLUTION
+
+
+# %%
+ch01.exercise_3(pad_and_truncate)
+
+# %% [markdown]
+# ## Exercise 1.4 — Reading a span-corruption target
+#
+# In T5's pre-training (Chapter 06) the decoder's target looks like
+# `<extra_id_0> a block <extra_id_1> of code </s>`: each sentinel is followed by the text it stands
+# for. Given such target ids and a `t5edu.Tokenizer`, return a dict
+# `{sentinel number: decoded text}` — here `{0: "a block", 1: "of code"}`. Stop at `</s>` or
+# `<pad>`. Use the tokenizer (`tok.is_sentinel`, `tok.vocab_size`, `tok.decode`, …).
+
+# %%
+from t5edu.tokenizer import train_default_tokenizer
+
+tok = train_default_tokenizer()  # the book's tokenizer, trained in about a second
+target = tok.encode("<extra_id_0> a block <extra_id_1> of code")
+print(target)
+print(tok.tokenize("<extra_id_0> a block <extra_id_1> of code") + ["</s>"])
+
+# %%
+#| export
+def spans_from_target(ids, tok):
+    """{k: text after <extra_id_k>} for the ids of a span-corruption target."""
+    ### BEGIN SOLUTION
+    spans, current = {}, None
+    for token_id in list(ids):
+        if token_id in (tok.eos_id, tok.pad_id):
+            break
+        if tok.is_sentinel(token_id):
+            current = tok.vocab_size - 1 - token_id
+            spans[current] = []
+        elif current is not None:
+            spans[current].append(token_id)
+    return {k: tok.decode(v) for k, v in spans.items()}
+    ### END SOLUTION
+
+
+# %%
+ch01.exercise_4(spans_from_target)
