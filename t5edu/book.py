@@ -19,7 +19,9 @@ PAIRED = ("chapters/*.ipynb", "exercises/src/*.ipynb", "exercises/*.ipynb")
 # Executed: chapters and exercise sources (student notebooks hold stubs, so they are not run).
 EXECUTED = ("chapters/*.ipynb", "exercises/src/*.ipynb")
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0"}
+# No MPLBACKEND here: the kernel's inline backend stores each figure in the notebook, exactly as
+# nbval's re-run will produce it.
 
 
 def _glob(patterns, root=ROOT):

@@ -104,7 +104,9 @@ def public_names(code):
             names.append(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names += [t.id for t in targets if isinstance(t, ast.Name)]
+            for target in targets:
+                elements = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
+                names += [t.id for t in elements if isinstance(t, ast.Name)]
     return [n for n in dict.fromkeys(names) if not n.startswith("_")]
 
 
@@ -127,7 +129,7 @@ def render(module):
     except SyntaxError as err:
         raise SystemExit(f"t5edu mirror: exported code for t5edu.{module.name} does not parse: {err}") from None
     text = "\n".join(out).rstrip("\n") + "\n"
-    text += "\n\n__all__ = [" + ", ".join(repr(n) for n in names) + "]\n"
+    text += "\n\n__all__ = [" + ", ".join(repr(n) for n in sorted(names)) + "]\n"
     return text, names
 
 

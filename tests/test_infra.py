@@ -34,7 +34,7 @@ def tiny_book(tmp_path):
         ("code", "#| export\ndef double(x):\n    return 2 * x"),
         ("code", "assert double(2) == 4"),
         ("markdown", "## 1.2 Constants"),
-        ("code", "#| export other\nLIMIT = 3\n_private = 1"),
+        ("code", "#| export other\nLIMIT = 3\n_private = 1\nLOW, HIGH = 0, 9"),
     ])
     assert mirror.write(tmp_path, out=io.StringIO()) == 0
     return tmp_path
@@ -47,7 +47,7 @@ def test_mirror_writes_header_provenance_and_all(tiny_book):
     assert "__all__ = ['double']" in text
     assert "assert double" not in text  # unexported cells stay in the book
     other = (tiny_book / "t5edu/other.py").read_text()
-    assert "__all__ = ['LIMIT']" in other and "§1.2 Constants" in other
+    assert "__all__ = ['HIGH', 'LIMIT', 'LOW']" in other and "§1.2 Constants" in other
 
 
 def test_mirror_check_fails_when_exported_cell_edited_without_remirroring(tiny_book):
@@ -98,7 +98,9 @@ def test_real_book_is_mirrored_and_an_edit_to_a_real_chapter_is_caught(tmp_path)
 
 
 def test_pairing_check_catches_a_stale_script(tmp_path):
-    shutil.copytree(ROOT / "chapters", tmp_path / "chapters")
+    (tmp_path / "chapters").mkdir()
+    for suffix in (".ipynb", ".py"):
+        shutil.copy(ROOT / "chapters" / f"00_text_to_text{suffix}", tmp_path / "chapters")
     assert book.check_pairs(tmp_path, out=io.StringIO()) == 0
     py = tmp_path / "chapters/00_text_to_text.py"
     py.write_text(py.read_text().replace("Every task is text to text", "Every task is a task"))

@@ -60,4 +60,4 @@ def spans_from_target(ids, tok):
     ### END SOLUTION
 
 
-__all__ = ['sentinel_id', 'best_segmentation', 'pad_and_truncate', 'spans_from_target']
+__all__ = ['best_segmentation', 'pad_and_truncate', 'sentinel_id', 'spans_from_target']
