@@ -1,0 +1,113 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercises for Chapter 06 — Text-to-text data
+#
+# Four short exercises on the data side of T5: writing a real task as text, and the three steps of
+# span corruption. In each, replace the `raise NotImplementedError(...)` line with your code, run
+# the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
+# Chapter 06 (`chapters/06_data.ipynb`) has everything you need.
+
+# %%
+#| default_exp solutions.ch06
+from t5edu.checks import ch06
+
+# %% [markdown]
+# ## Exercise 6.1 — SST-2 as text to text
+#
+# A row of GLUE's SST-2 is a dict `{"idx": 3, "sentence": "a warm , funny film ", "label": 1}`.
+# Return the pair `(inputs, targets)` T5 trains on: the input is `"sst2 sentence: "` followed by the
+# sentence with surrounding spaces removed, the target is the word `"negative"` for label 0 and
+# `"positive"` for label 1.
+
+# %%
+#| export
+import numpy as np
+
+
+def sst2_to_text(row):
+    """(inputs, targets) of one SST-2 row, in T5's format."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+print(sst2_to_text({"idx": 0, "sentence": "a warm , funny film ", "label": 1}))
+ch06.exercise_1(sst2_to_text)
+
+# %% [markdown]
+# ## Exercise 6.2 — Random segment lengths
+#
+# Span corruption cuts `num_items` noise tokens into `num_segments` spans. Return the lengths of a
+# random split: `num_segments` integers, each **at least 1**, that add up to `num_items`, with
+# **every such split equally likely**. Use the `numpy.random.Generator` `rng` for randomness.
+#
+# Hint: there are `num_items - 1` gaps between the items; choose `num_segments - 1` of them, without
+# replacement, as the places where a new segment starts (`rng.choice(..., replace=False)` or
+# `rng.permutation`). Then the lengths are the differences between consecutive starts.
+
+# %%
+#| export
+def segment_lengths(num_items, num_segments, rng):
+    """Lengths of a uniformly random split of `num_items` items into `num_segments` non-empty segments."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+print(segment_lengths(10, 3, np.random.default_rng(0)))
+ch06.exercise_2(segment_lengths)
+
+# %% [markdown]
+# ## Exercise 6.3 — Sentinels for noise spans
+#
+# Given token ids and a boolean noise mask of the same length, replace the **first** token of each
+# run of noise tokens by a sentinel and drop the rest of the run. The first run gets
+# `first_sentinel_id` (that is `<extra_id_0>`), the second `first_sentinel_id - 1`
+# (`<extra_id_1>`), and so on. Return a list of ints.
+#
+# Example, with `first_sentinel_id = 999`:
+# `tokens = [10, 11, 12, 13, 14, 15]`, `mask = [T, T, F, F, T, F]` gives `[999, 12, 13, 998, 15]`.
+
+# %%
+#| export
+def replace_noise_spans(tokens, noise_mask, first_sentinel_id):
+    """`tokens` with each run of noise replaced by one sentinel, counting down from `first_sentinel_id`."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+print(replace_noise_spans([10, 11, 12, 13, 14, 15], [True, True, False, False, True, False], 999))
+ch06.exercise_3(replace_noise_spans)
+
+# %% [markdown]
+# ## Exercise 6.4 — How many raw tokens for one example?
+#
+# For `n` raw tokens, span corruption makes `k = round(n * noise_density)` noise tokens in
+# `s = round(k / mean_noise_span_length)` spans. The input then has `n - k + s + 1` ids (kept
+# tokens, one sentinel per span, EOS) and the target `k + s + 1` (the noise tokens, one sentinel per
+# span, EOS). Return `(n, target_length)` for the **largest** `n` whose input length is at most
+# `inputs_length`. (Use Python's `round`. You may ignore T5's special case for density 0.5.)
+# T5's numbers: 512 → `(568, 114)`.
+
+# %%
+#| export
+def span_corruption_lengths(inputs_length, noise_density=0.15, mean_noise_span_length=3.0):
+    """(raw tokens per example, target length) so that span corruption gives `inputs_length` input ids."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+print(span_corruption_lengths(512))
+ch06.exercise_4(span_corruption_lengths)
