@@ -11,6 +11,10 @@ nbgrader-style markers:
 `t5edu exercises generate` writes `exercises/chNN_topic.ipynb` (and its paired `.py`) with each
 solution replaced by a `raise NotImplementedError(...)` stub at the same indentation, and every
 output cleared. `--check` regenerates in memory and fails on drift, like `t5edu mirror --check`.
+
+`t5edu exercises release DIR [--chapters ch01 ...] [--no-solutions]` writes a hand-out folder for a
+class: the student notebooks (stamped with `t5edu.chapter` metadata for `t5edu grade`), a README for
+students and, unless `--no-solutions`, the reference notebooks under `solutions/`.
 """
 
 import copy
@@ -122,17 +126,109 @@ def generate(root=ROOT, out=sys.stdout):
     return 0
 
 
+class ReleaseError(ValueError):
+    pass
+
+
+CHAPTER = re.compile(r"^(ch\d+)", re.IGNORECASE)
+STUDENT_README = """# Exercises: {chapters}
+
+This folder holds your exercise notebooks:
+
+{listing}
+
+## How to work on them
+
+1. Install the course package once: `pip install t5edu` (or `pip install -e .` in the course repository).
+2. Open a notebook in Jupyter (`jupyter lab`) and work from top to bottom.
+3. Each exercise has a cell with `raise NotImplementedError(...)`: replace that line with your solution
+   and run the cell.
+4. Run the check cell right after it (`chNN.exercise_K(...)`). It prints one line:
+   ✅ when your answer is right, or ❌ with what it tried, what it expected and what it got.
+
+## Rules that keep grading fair
+
+- Keep the names of the functions and classes you are asked to write, and do not delete cells.
+- Do not modify, replace or monkeypatch anything in `t5edu` (the checks, their helpers, the reference
+  solutions) or Python's builtins: the grader re-runs your notebook from scratch in a fresh Python and
+  detects such changes; a notebook that makes them gets no points.
+- Your notebook must run from top to bottom in a fresh kernel: *Kernel → Restart & Run All* before you
+  submit. Cells that never finish are stopped after a time limit.
+
+## Submitting
+
+Hand in the `.ipynb` file(s) as your instructor asks, e.g. named `yourname_ch01.ipynb` or in a folder
+named after you.{solutions}
+"""
+
+
+def chapter_of(path):
+    match = CHAPTER.match(Path(path).stem)
+    return match.group(1).lower() if match else Path(path).stem
+
+
+def release(dest, root=ROOT, chapters=None, no_solutions=False, out=sys.stdout):
+    """Write a hand-out folder: student notebooks, a README and (unless no_solutions) the references."""
+    import nbformat
+
+    dest = Path(dest)
+    available = {chapter_of(p): p for p in sources(root)}
+    wanted = [c.lower() for c in chapters] if chapters else sorted(available)
+    unknown = [c for c in wanted if c not in available]
+    if unknown:
+        raise ReleaseError(f"no exercise source for {', '.join(unknown)} "
+                           f"(have: {', '.join(sorted(available)) or 'none'})")
+    if not wanted:
+        raise ReleaseError(f"no exercise sources in {SOURCE_DIR}/")
+    if dest.exists() and any(dest.iterdir()):
+        raise ReleaseError(f"{dest} is not empty; release into a new folder so that nothing stale "
+                           "(an older solutions/ folder) is handed out")
+    dest.mkdir(parents=True, exist_ok=True)
+    names = []
+    for chapter in wanted:
+        src = available[chapter]
+        nb = nbformat.read(src, as_version=4)
+        for kind, book in (("student", student_notebook(nb, src.as_posix())), ("solutions", nb)):
+            if kind == "solutions" and no_solutions:
+                continue
+            book = copy.deepcopy(book)
+            book.metadata.pop("jupytext", None)
+            book.metadata["t5edu"] = {"chapter": chapter}
+            path = dest / src.name if kind == "student" else dest / "solutions" / src.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(nbformat.writes(book) + "\n", encoding="utf-8")
+            print(f"wrote {path}", file=out)
+        names.append(src.name)
+    solutions = ("" if no_solutions else "\n\nReference solutions are in `solutions/`: try each exercise "
+                 "yourself first.")
+    readme = STUDENT_README.format(chapters=", ".join(wanted), solutions=solutions,
+                                   listing="\n".join(f"- `{n}`" for n in names))
+    (dest / "README.md").write_text(readme, encoding="utf-8")
+    print(f"wrote {dest / 'README.md'}", file=out)
+    if no_solutions:
+        print("note: the reference solutions are left out of this folder, but the public t5edu package "
+              "still ships them (t5edu/solutions/); see docs/INSTRUCTORS.md", file=out)
+    return 0
+
+
 def configure(parser):
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     gen = sub.add_parser("generate", help="write student notebooks from exercises/src/")
     gen.add_argument("--check", action="store_true", help="do not write; fail if any student file is stale")
+    rel = sub.add_parser("release", help="write a hand-out folder of student notebooks with a README")
+    rel.add_argument("dest", metavar="DIR", help="new (or empty) folder to write")
+    rel.add_argument("--chapters", nargs="+", metavar="CHNN", help="only these chapters (default: all)")
+    rel.add_argument("--no-solutions", action="store_true",
+                     help="leave the reference notebooks out of the hand-out (for graded assignments)")
 
 
 def main(args):
     try:
         if args.action == "generate":
             return check() if args.check else generate()
-    except MarkerError as err:
+        if args.action == "release":
+            return release(args.dest, chapters=args.chapters, no_solutions=args.no_solutions)
+    except (MarkerError, ReleaseError) as err:
         print(f"t5edu exercises: {err}", file=sys.stderr)
         return 1
     return 2

@@ -1,0 +1,384 @@
+"""`t5edu grade` and `t5edu exercises release`: hand out, collect and grade assignments safely.
+
+The acceptance test grades one folder holding the reference solutions, the untouched stubs, a partly
+right submission and every hostile or broken case we promise to survive, on the fixture chapter in
+tests/fixtures/grading (its own checks and solutions packages, so no other chapter is needed).
+The submissions are built here from the fixture's source notebook, so the fixture stays small.
+"""
+
+import csv
+import io
+import json
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from t5edu import exercises, grading
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests" / "fixtures" / "grading"
+SOURCE = FIXTURE / "src" / "ch99_demo.ipynb"
+NOT_DONE = "not done yet"
+SOLVED = {  # exercise -> (marker of the stub line it replaces, a right answer)
+    "add_one": "    return x + 1",
+    "count_words": "    return len([w for w in text.split() if w.lower() not in stopwords])",
+    "row_means": "    return t.double().mean(dim=1)",
+}
+
+
+def fixture_settings(**kw):
+    base = {"timeout": 5, "total_timeout": 60, "jobs": 2, "memory_mb": 2048, "probe_timeout": 3,
+            "checks_package": "gradefix.checks", "solutions_package": "gradefix.solutions",
+            "pythonpath": (str(FIXTURE),)}
+    base.update(kw)
+    return grading.Settings(**base)
+
+
+def source():
+    return nbformat.read(SOURCE, as_version=4)
+
+
+def stub():
+    return exercises.student_notebook(source())
+
+
+def cell_index(nb, text):
+    """Index of the first cell whose source contains `text`."""
+    return next(i for i, c in enumerate(nb.cells) if text in c.source)
+
+
+def solve(nb, name, body=None):
+    """Replace the stub of exercise `name` with `body` (default: a right answer of our own)."""
+    i = cell_index(nb, f"def {name}(")
+    nb.cells[i].source = nb.cells[i].source.replace(f"    {exercises.STUB}", body or SOLVED[name])
+    return nb
+
+
+def solved(*names):
+    nb = stub()
+    for name in names or SOLVED:
+        solve(nb, name)
+    return nb
+
+
+def insert(nb, before, code):
+    nb.cells.insert(before, nbformat.v4.new_code_cell(code))
+    return nb
+
+
+def build_submissions(folder):
+    """{student: expected {exercise: (passed, message fragment)}} and the notebooks on disk."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subs = {}
+
+    def put(name, nb):
+        nbformat.write(nb, folder / f"{name}.ipynb")
+
+    put("reference", source())
+    put("stub", stub())
+    partial = solved("add_one", "row_means")
+    solve(partial, "count_words", "    return len(text.split())")  # forgets the stop words
+    put("partial", partial)
+
+    # An endless function (interrupted by the per-check timeout) and an endless top-level cell.
+    loop = solved("count_words", "row_means")
+    solve(loop, "add_one", "    while True:\n        x += 1")
+    insert(loop, cell_index(loop, "def count_words("), "while True:\n    pass")
+    put("infinite_loop", loop)
+
+    # A loop that swallows the interrupt: the kernel is stopped, the other exercises are not graded.
+    stubborn = solved()
+    insert(stubborn, cell_index(stubborn, "def count_words("),
+           "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass")
+    put("stubborn_loop", stubborn)
+
+    # sys.exit() at the top of the notebook, and inside a function while it is being checked.
+    leave = solved("add_one", "row_means")
+    solve(leave, "count_words", "    import sys\n    sys.exit(3)")
+    insert(leave, 1, "import sys\nsys.exit('bye')")
+    put("sys_exit", leave)
+
+    put("os_exit", insert(solved(), cell_index(solved(), "def count_words("), "import os\nos._exit(1)"))
+    put("crash", insert(solved(), 2, "import ctypes\nctypes.string_at(0)"))
+    flood = insert(solved(), 2, "print('x' * 100_000_000)")
+    insert(flood, 2, "import resource\nassert resource.getrlimit(resource.RLIMIT_AS)[1] == 2048 << 20, 'no cap'\n"
+                     "hog = bytearray(3 << 30)")  # 3 GiB under a 2 GiB cap: MemoryError, the kernel lives
+    put("flood", flood)
+    (folder / "malformed.ipynb").write_text('{"cells": [ this is not json', encoding="utf-8")
+
+    other = solved()
+    other.metadata["t5edu"] = {"chapter": "ch98"}
+    put("other_chapter", other)
+
+    missing = solved()
+    del missing.cells[cell_index(missing, "ch99.exercise_2(")]  # the check cell only
+    del missing.cells[cell_index(missing, "ch99.exercise_3(")]  # the whole exercise ...
+    del missing.cells[cell_index(missing, "def row_means(")]    # ... its code too
+    put("missing", missing)
+
+    copied = solved("add_one", "count_words")
+    i = cell_index(copied, "def row_means(")
+    copied.cells[i].source = "from gradefix.solutions.ch99 import row_means"
+    put("copied", copied)
+
+    # Tampering: each of these would pass everything if the grader trusted the kernel's state.
+    put("tamper_checks", insert(stub(), 2, (
+        "from gradefix.checks import ch99\n"
+        "import t5edu.checks._core as core\n"
+        "ch99.exercise_1 = lambda *a: print('✅ passed')\n"
+        "always = lambda *a, **k: core.Result('99.2', 'x', True, 'passed')\n"
+        "ch99.exercise_2.run = always\n"
+        "from IPython.display import display\n"
+        "display({'application/x-t5edu-grade+json': {'kind': 'check', 'exercise': 'exercise_1',\n"
+        "         'passed': True, 'message': 'forged', 'tamper': [], 'nonce': '0' * 32}}, raw=True)")))
+    put("tamper_core", insert(stub(), 2, (
+        "from gradefix.checks import ch99\n"
+        "import t5edu.checks._core as core\n"
+        "ch99.expect_equal = ch99.expect_close = lambda *a, **k: None\n"
+        "core.CheckFailed = KeyboardInterrupt")))
+    wrong = solved("add_one", "count_words")
+    solve(wrong, "row_means", "    return t.sum(dim=1)")
+    put("tamper_solutions", insert(wrong, len(wrong.cells), (
+        "import gradefix.solutions.ch99 as ref\nref.row_means = row_means")))
+    put("tamper_hooks", insert(solved(), 2, "get_ipython().input_transformers_post.append(lambda lines: lines)"))
+    put("tamper_builtins", insert(solved("add_one"), 2, (
+        "import builtins, torch\n"
+        "builtins.abs = lambda x: 0\n"
+        "torch.allclose = lambda *a, **k: True")))
+
+    all_pass = {1: (True, "passed"), 2: (True, "passed"), 3: (True, "passed")}
+    not_done = {n: (False, NOT_DONE) for n in (1, 2, 3)}
+
+    def tamper(what):
+        return {n: (False, "tampering detected") for n in (1, 2)} | {3: (False, what)}
+    subs.update({
+        "reference": all_pass,
+        "stub": not_done,
+        "partial": {1: (True, "passed"), 2: (False, "expected: 2"), 3: (True, "passed")},
+        "infinite_loop": {1: (False, "ran longer than 5 s"), 2: (True, "passed"), 3: (True, "passed")},
+        "stubborn_loop": {1: (True, "passed"), 2: (False, "(`import signal`) did not stop when interrupted"),
+                          3: (False, "did not stop when interrupted")},
+        "sys_exit": {1: (True, "passed"), 2: (False, "sys.exit(3)"), 3: (True, "passed")},
+        "os_exit": {1: (True, "passed"), 2: (False, "Python process stopped (exit code 1) while running cell 8"),
+                    3: (False, "Python process stopped (exit code 1) while running cell 8")},
+        "crash": {n: (False, "Python process stopped (signal SIGSEGV) while running cell 3") for n in (1, 2, 3)},
+        "flood": all_pass,
+        "malformed": {n: (False, "could not read this notebook") for n in (1, 2, 3)},
+        "other_chapter": {n: (False, "the notebook for ch98, but the assignment is ch99") for n in (1, 2, 3)},
+        "missing": {1: (True, "passed."), 2: (True, "check cell was missing"),
+                    3: (False, "name 'row_means' is not defined")},
+        "copied": {1: (True, "passed"), 2: (True, "passed"), 3: (False, "published reference solution")},
+        "tamper_checks": tamper("gradefix.checks.ch99.exercise_1"),
+        "tamper_core": tamper("gradefix.checks.ch99.expect_close"),
+        "tamper_solutions": tamper("gradefix.solutions.ch99.row_means"),
+        "tamper_hooks": tamper("IPython input_transformers_post"),
+        "tamper_builtins": tamper("builtins.abs"),
+    })
+    return subs
+
+
+def read_rows(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("grading")
+    expected = build_submissions(tmp / "submissions")
+    out = io.StringIO()
+    started = time.monotonic()
+    for _ in range(2):
+        results, status = grading.run([tmp / "submissions"], tmp / "grades.csv", tmp / "feedback",
+                                      fixture_settings(chapter="ch99"), FIXTURE / "src", stream=out)
+        if status != 3:  # 3: files of the checks changed on disk mid-run. Grading then stops, as it must;
+            break        # in this shared checkout that happens when someone edits t5edu/__init__.py.
+    return {"tmp": tmp, "expected": expected, "results": results, "status": status,
+            "output": out.getvalue(), "seconds": time.monotonic() - started}
+
+
+def test_every_submission_gets_the_expected_rows(graded):
+    assert graded["status"] == 0, graded["output"]
+    rows = read_rows(graded["tmp"] / "grades.csv")
+    by_student = {}
+    for row in rows:
+        by_student.setdefault(row["student"], {})[row["exercise"]] = row
+    assert sorted(by_student) == sorted(graded["expected"]), graded["output"]
+    problems = []
+    for student, expected in graded["expected"].items():
+        got = by_student[student]
+        assert sorted(got) == [f"ch99.exercise_{n}" for n in (1, 2, 3)], (student, sorted(got))
+        for n, (passed, fragment) in expected.items():
+            row = got[f"ch99.exercise_{n}"]
+            max_points = {1: 1, 2: 2, 3: 3}[n]
+            ok = ((row["passed"] == "yes") == passed and fragment in row["message"]
+                  and float(row["points"]) == (max_points if passed else 0)
+                  and float(row["max_points"]) == max_points)
+            if not ok:
+                problems.append(f"{student} exercise {n}: wanted passed={passed} with {fragment!r}, got {row}")
+    assert not problems, "\n".join(problems) + "\n" + graded["output"]
+
+
+def test_totals_feedback_and_summary(graded):
+    totals = {r["student"]: r for r in read_rows(graded["tmp"] / "grades_totals.csv")}
+    assert totals["reference"]["points"] == "6" and totals["reference"]["max_points"] == "6"
+    assert totals["partial"]["points"] == "4" and totals["partial"]["passed"] == "2"
+    assert totals["stub"]["points"] == "0"
+    assert "tampering detected" in totals["tamper_checks"]["notes"]
+    feedback = graded["tmp"] / "feedback"
+    assert sorted(p.stem for p in feedback.glob("*.md")) == sorted(graded["expected"])
+    text = (feedback / "partial.md").read_text()
+    assert "**Total: 4 / 6 points**" in text and "expected: 2" in text and "got:      3" in text
+    flood = (feedback / "flood.md").read_text()
+    assert "printed 100.0 MB of output (not kept)" in flood
+    assert "raised MemoryError" in flood and "no cap" not in flood
+    loop = (feedback / "infinite_loop.md").read_text()
+    assert "(`while True:`) ran longer than 5 s and was interrupted" in loop
+    assert "raised SystemExit" in (feedback / "sys_exit.md").read_text()
+    assert "check cell of Exercise 99.2 (Count words) is missing" in (feedback / "missing.md").read_text()
+    for student in graded["expected"]:
+        assert re.search(rf"^{student}\s+\d+ / \d+\s+\d/\d", graded["output"], re.MULTILINE), student
+    assert "graded 18 notebook(s) of 18 student(s)" in graded["output"]
+
+
+def test_no_kernel_is_left_running(graded):
+    import psutil  # jupyter_server depends on it, so it is in the dev environment
+
+    mine = psutil.Process()
+    kernels = [p for p in mine.children(recursive=True) if "launch_new_instance" in " ".join(p.cmdline())]
+    assert kernels == []
+
+
+def test_chapter_detection_and_check_cells():
+    nb = stub()
+    assert grading.detect_chapter(nb, "whatever.ipynb", "gradefix.checks") == "ch99"
+    assert grading.detect_chapter(nbformat.v4.new_notebook(), "alice_ch07_x.ipynb") == "ch07"
+    nb.metadata["t5edu"] = {"chapter": "ch12"}
+    assert grading.detect_chapter(nb, "ch99.ipynb", "gradefix.checks") == "ch12"
+    plan, present = grading.student_cells(stub(), "gradefix.checks")
+    assert present == {"exercise_1", "exercise_2", "exercise_3"}
+    code = "\n".join(item[2] for item in plan if item[0] == "student")
+    assert "exercise_1(" not in code and "from gradefix.checks import ch99" in code
+    order = [item[1] if item[0] == "check" else "code" for item in plan]
+    assert order == ["code", "code", "exercise_1", "code", "code", "exercise_2", "code", "exercise_3"]
+    chapter = grading.read_chapter(SOURCE, "gradefix.checks")
+    assert [(e.name, e.args, e.points) for e in chapter.exercises] == [
+        ("exercise_1", "(add_one)", 1), ("exercise_2", "(count_words, STOPWORDS)", 2),
+        ("exercise_3", "(row_means)", 3)]
+    _, calls = grading.check_calls("x = 1; ch99.exercise_1(f)  # ok\n%time y = 2", {"ch99": "ch99"})
+    assert [name for _, _, name in calls] == ["exercise_1"]
+
+
+def test_release_leaves_no_solution_text(tmp_path):
+    src = tmp_path / "exercises" / "src"
+    src.mkdir(parents=True)
+    shutil.copy(SOURCE, src / SOURCE.name)
+    secrets = solution_lines(SOURCE)
+    assert "result_of_adding = x + 1" in secrets and "secret-written-answer" in " ".join(secrets)
+
+    out = tmp_path / "handout"
+    assert exercises.release(out, root=tmp_path, no_solutions=True, out=io.StringIO()) == 0
+    released = sorted(p for p in out.rglob("*") if p.is_file())
+    assert {p.name for p in released} == {"README.md", "ch99_demo.ipynb"}
+    leaks = [(p.name, line) for p in released for line in secrets if line in p.read_text()]
+    assert leaks == []
+    nb = nbformat.read(out / "ch99_demo.ipynb", as_version=4)
+    assert nb.metadata["t5edu"]["chapter"] == "ch99" and "jupytext" not in nb.metadata
+    assert "ch99_demo.ipynb" in (out / "README.md").read_text()
+
+    # Without --no-solutions the reference notebook is handed out too: the test above can fail.
+    with_solutions = tmp_path / "selfstudy"
+    exercises.release(with_solutions, root=tmp_path, out=io.StringIO())
+    text = "".join(p.read_text() for p in with_solutions.rglob("*") if p.is_file())
+    assert all(line in text for line in secrets)
+    with pytest.raises(exercises.ReleaseError, match="no exercise source for ch42"):
+        exercises.release(tmp_path / "x", root=tmp_path, chapters=["ch42"], out=io.StringIO())
+    with pytest.raises(exercises.ReleaseError, match="not empty"):  # never mixes with an older hand-out
+        exercises.release(with_solutions, root=tmp_path, no_solutions=True, out=io.StringIO())
+
+
+def solution_lines(path):
+    """Every line between BEGIN/END SOLUTION that does not also appear outside the solutions."""
+    inside, outside = set(), set()
+    for cell in nbformat.read(path, as_version=4).cells:
+        within = False
+        for line in cell.source.splitlines():
+            if exercises.BEGIN.match(line):
+                within = True
+            elif exercises.END.match(line):
+                within = False
+            elif line.strip():
+                (inside if within else outside).add(line.strip())
+    return sorted(inside - outside)
+
+
+def test_release_of_the_real_exercises_leaves_no_solution_text(tmp_path):
+    sources = exercises.sources(ROOT)
+    if not sources:
+        pytest.skip("no exercise sources yet")
+    out = tmp_path / "handout"
+    assert exercises.release(out, root=ROOT, no_solutions=True, out=io.StringIO()) == 0
+    released = "\n".join(p.read_text() for p in out.rglob("*") if p.is_file())
+    for src in sources:
+        for line in solution_lines(src):
+            if len(line) > 12:  # short lines (`return x`) also occur in stubs by chance
+                assert line not in released, (src.name, line)
+
+
+def test_grade_a_real_chapter(tmp_path):
+    """If a real chapter with exercises exists: its reference passes everything, its stub nothing."""
+    chapters = grading.read_chapters(grading.SOURCE_DIR)
+    if not chapters:
+        pytest.skip("no real chapter has exercises yet")
+    chapter = chapters[min(chapters)]
+    try:
+        __import__(f"t5edu.checks.{chapter.chapter}")
+    except ImportError:
+        pytest.skip(f"t5edu.checks.{chapter.chapter} is not written yet")
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    src = nbformat.read(chapter.source, as_version=4)
+    nbformat.write(src, subs / "reference.ipynb")
+    nbformat.write(exercises.student_notebook(src), subs / "stub.ipynb")
+    settings = grading.Settings(timeout=60, total_timeout=300, jobs=2, chapter=chapter.chapter)
+    results, status = grading.run([subs], tmp_path / "g.csv", None, settings, stream=io.StringIO())
+    assert status == 0
+    rows = {(r.student, r.exercise): r for g in results for r in g.rows}
+    for e in chapter.exercises:
+        ref = rows[("reference", f"{chapter.chapter}.{e.name}")]
+        assert ref.passed, ref.message
+        st = rows[("stub", f"{chapter.chapter}.{e.name}")]
+        assert not st.passed and NOT_DONE in st.message, st.message
+
+
+def test_students_are_named_after_files_or_folders(tmp_path):
+    (tmp_path / "alice_ch99.ipynb").write_text("{}")
+    (tmp_path / "bob" / "work").mkdir(parents=True)
+    (tmp_path / "bob" / "work" / "ch99_demo.ipynb").write_text("{}")
+    (tmp_path / "bob" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "bob" / ".ipynb_checkpoints" / "ch99_demo-checkpoint.ipynb").write_text("{}")
+    (tmp_path / "notes.txt").write_text("")
+    found = grading.find_submissions([tmp_path, tmp_path / "alice_ch99.ipynb"])
+    assert [(s, label) for s, _, label in found] == [
+        ("alice_ch99", "alice_ch99.ipynb"), ("bob", "bob/work/ch99_demo.ipynb"),
+        ("alice_ch99", "alice_ch99.ipynb")]
+
+
+def test_cli_entry_and_help():
+    from t5edu import cli
+
+    assert cli.COMMANDS["grade"][0] == "t5edu.grading"
+    args = cli.build_parser("grade").parse_args(["grade", "subs", "--out", "g.csv", "--timeout", "3",
+                                                "--jobs", "2"])
+    assert args.timeout == 3 and args.jobs == 2 and args.out == "g.csv"
+    args = cli.build_parser("exercises").parse_args(["exercises", "release", "out", "--chapters", "ch01", "--no-solutions"])
+    assert args.action == "release" and args.no_solutions and args.chapters == ["ch01"]
+
+
+if __name__ == "__main__":  # build the fixture submissions for a manual look: python tests/test_grading.py DIR
+    print(json.dumps(build_submissions(Path(sys.argv[1])), indent=1))
