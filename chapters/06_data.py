@@ -277,8 +277,9 @@ def pydoc_documents():
     One row per help topic, in sorted order, with C4's column names. Read at run time from the
     installed Python, so the text depends on the Python version.
     """
-    import datasets
     from pydoc_data.topics import topics
+
+    import datasets
 
     keys = sorted(k for k in topics if topics[k].strip())
     return datasets.Dataset.from_dict({"text": [topics[k].strip() for k in keys],
@@ -393,7 +394,7 @@ def _text(row, key):
     if value is None:
         raise ValueError(f"missing field {key!r}")
     if not isinstance(value, str):
-        raise ValueError(f"field {key!r} should be text, got {type(value).__name__}")
+        raise TypeError(f"field {key!r} should be text, got {type(value).__name__}")
     if not value.strip():
         raise ValueError(f"empty field {key!r}")
     return value.strip()
@@ -406,7 +407,7 @@ def _cnn_dailymail(row):
 def _wmt16_en_de(row):
     pair = row.get("translation")
     if not isinstance(pair, dict):
-        raise ValueError("missing field 'translation' (a dict with 'de' and 'en')")
+        raise TypeError("missing field 'translation' (a dict with 'de' and 'en')")
     return "translate English to German: " + _text(pair, "en"), _text(pair, "de")
 
 
@@ -475,7 +476,7 @@ def _to_text_to_text(dataset, name, source):
         for j, index in enumerate(indices):
             try:
                 result = convert({key: values[j] for key, values in batch.items()})
-            except ValueError as err:
+            except (ValueError, TypeError) as err:
                 raise DataError(f"{source}: row {index}: {err}") from None
             if name == "c4":
                 out["text"].append(result)
@@ -803,9 +804,9 @@ def compute_input_and_target_lengths(inputs_length=512, noise_density=0.15, mean
     T5's setting: 512 -> (568, 114).
     """
     def lengths(tokens_length):
-        num_noise_tokens = int(round(tokens_length * noise_density))
+        num_noise_tokens = round(tokens_length * noise_density)
         num_nonnoise_tokens = tokens_length - num_noise_tokens
-        num_noise_spans = int(round(num_noise_tokens / mean_noise_span_length))
+        num_noise_spans = round(num_noise_tokens / mean_noise_span_length)
         return num_nonnoise_tokens + num_noise_spans + 1, num_noise_tokens + num_noise_spans + 1
 
     tokens_length = inputs_length - 1
@@ -880,9 +881,9 @@ def random_spans_noise_mask(length, noise_density=0.15, mean_noise_span_length=3
         return np.zeros(length, dtype=bool)
     orig_length = length
     length = max(length, 2)  # avoid degeneracy (seqio)
-    num_noise_tokens = int(round(length * noise_density))
+    num_noise_tokens = round(length * noise_density)
     num_noise_tokens = min(max(num_noise_tokens, 1), length - 1)
-    num_noise_spans = max(int(round(num_noise_tokens / mean_noise_span_length)), 1)
+    num_noise_spans = max(round(num_noise_tokens / mean_noise_span_length), 1)
     num_nonnoise_tokens = length - num_noise_tokens
     if num_noise_spans > num_nonnoise_tokens:
         raise ValueError(f"noise_density={noise_density} asks for {num_noise_spans} noise spans in {length} "
@@ -916,9 +917,9 @@ def spans_of(mask):
 for length in range(1, 601):
     for seed in range(3):
         m = random_spans_noise_mask(length, rng=seed)
-        k = min(max(int(round(max(length, 2) * 0.15)), 1), max(length, 2) - 1)
+        k = min(max(round(max(length, 2) * 0.15), 1), max(length, 2) - 1)
         if length >= 2:
-            assert m.sum() == k and spans_of(m) == max(int(round(k / 3)), 1), (length, seed)
+            assert m.sum() == k and spans_of(m) == max(round(k / 3), 1), (length, seed)
             assert not m[0] and m[-1]
 rng = np.random.default_rng(0)
 splits = Counter(tuple(_random_segmentation(5, 3, rng).tolist()) for _ in range(6000))

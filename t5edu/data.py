@@ -108,8 +108,9 @@ def pydoc_documents():
     One row per help topic, in sorted order, with C4's column names. Read at run time from the
     installed Python, so the text depends on the Python version.
     """
-    import datasets
     from pydoc_data.topics import topics
+
+    import datasets
 
     keys = sorted(k for k in topics if topics[k].strip())
     return datasets.Dataset.from_dict({"text": [topics[k].strip() for k in keys],
@@ -179,7 +180,7 @@ def _text(row, key):
     if value is None:
         raise ValueError(f"missing field {key!r}")
     if not isinstance(value, str):
-        raise ValueError(f"field {key!r} should be text, got {type(value).__name__}")
+        raise TypeError(f"field {key!r} should be text, got {type(value).__name__}")
     if not value.strip():
         raise ValueError(f"empty field {key!r}")
     return value.strip()
@@ -192,7 +193,7 @@ def _cnn_dailymail(row):
 def _wmt16_en_de(row):
     pair = row.get("translation")
     if not isinstance(pair, dict):
-        raise ValueError("missing field 'translation' (a dict with 'de' and 'en')")
+        raise TypeError("missing field 'translation' (a dict with 'de' and 'en')")
     return "translate English to German: " + _text(pair, "en"), _text(pair, "de")
 
 
@@ -261,7 +262,7 @@ def _to_text_to_text(dataset, name, source):
         for j, index in enumerate(indices):
             try:
                 result = convert({key: values[j] for key, values in batch.items()})
-            except ValueError as err:
+            except (ValueError, TypeError) as err:
                 raise DataError(f"{source}: row {index}: {err}") from None
             if name == "c4":
                 out["text"].append(result)
@@ -430,9 +431,9 @@ def compute_input_and_target_lengths(inputs_length=512, noise_density=0.15, mean
     T5's setting: 512 -> (568, 114).
     """
     def lengths(tokens_length):
-        num_noise_tokens = int(round(tokens_length * noise_density))
+        num_noise_tokens = round(tokens_length * noise_density)
         num_nonnoise_tokens = tokens_length - num_noise_tokens
-        num_noise_spans = int(round(num_noise_tokens / mean_noise_span_length))
+        num_noise_spans = round(num_noise_tokens / mean_noise_span_length)
         return num_nonnoise_tokens + num_noise_spans + 1, num_noise_tokens + num_noise_spans + 1
 
     tokens_length = inputs_length - 1
@@ -478,9 +479,9 @@ def random_spans_noise_mask(length, noise_density=0.15, mean_noise_span_length=3
         return np.zeros(length, dtype=bool)
     orig_length = length
     length = max(length, 2)  # avoid degeneracy (seqio)
-    num_noise_tokens = int(round(length * noise_density))
+    num_noise_tokens = round(length * noise_density)
     num_noise_tokens = min(max(num_noise_tokens, 1), length - 1)
-    num_noise_spans = max(int(round(num_noise_tokens / mean_noise_span_length)), 1)
+    num_noise_spans = max(round(num_noise_tokens / mean_noise_span_length), 1)
     num_nonnoise_tokens = length - num_noise_tokens
     if num_noise_spans > num_nonnoise_tokens:
         raise ValueError(f"noise_density={noise_density} asks for {num_noise_spans} noise spans in {length} "

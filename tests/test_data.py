@@ -1,12 +1,12 @@
 """The text-to-text data pipeline (t5edu.data, Chapter 06). Offline: local fixtures in the Hub's schemas."""
 
 import gzip
+import itertools
 import json
 import os
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pytest
 import torch
 
@@ -347,8 +347,9 @@ def test_span_corruption_dataset_on_pydoc(tok):
     lengths = [len(x) for x in ds["input_ids"]]
     assert lengths.count(64) >= len(ds) - 1  # all full pieces but (possibly) the last
     assert all(len(y) == 14 for x, y in zip(ds["input_ids"], ds["labels"]) if len(x) == 64)
-    stream = sum((tok.encode(t, add_eos=False) for t in docs["text"]), [])
-    assert sum((reconstruct(r["input_ids"], r["labels"], tok.sentinel_id(0)) for r in ds), []) == stream
+    stream = list(itertools.chain.from_iterable(tok.encode(t, add_eos=False) for t in docs["text"]))
+    rebuilt = itertools.chain.from_iterable(reconstruct(r["input_ids"], r["labels"], tok.sentinel_id(0)) for r in ds)
+    assert list(rebuilt) == stream
     again = span_corruption_dataset(docs, tok, inputs_length=64, seed=0, batch_size=1000)
     assert again[:] == ds[:]
     assert span_corruption_dataset(docs, tok, inputs_length=64, seed=1)[:] != ds[:]

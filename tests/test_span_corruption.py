@@ -49,8 +49,8 @@ def test_lengths_other_sizes(inputs_length, expected):
 def test_lengths_are_the_largest_that_fit(inputs_length, density, span):
     """Brute force from the definition: n raw tokens -> inputs n - k + s + 1, targets k + s + 1."""
     def lengths(n):
-        k = int(round(n * density))
-        s = int(round(k / span))
+        k = round(n * density)
+        s = round(k / span)
         return n - k + s + 1, k + s + 1
 
     tokens_length, targets_length = compute_input_and_target_lengths(inputs_length, density, span)
@@ -67,8 +67,8 @@ def test_lengths_density_half_makes_targets_no_longer_than_inputs():
 
 @pytest.mark.parametrize("length", list(range(2, 120)) + [511, 568, 1137])
 def test_noise_count_and_span_count(length):
-    k = min(max(int(round(length * 0.15)), 1), length - 1)
-    s = max(int(round(k / 3.0)), 1)
+    k = min(max(round(length * 0.15), 1), length - 1)
+    s = max(round(k / 3.0), 1)
     for seed in range(5):
         mask = random_spans_noise_mask(length, 0.15, 3.0, rng=seed)
         assert mask.dtype == bool and mask.shape == (length,)

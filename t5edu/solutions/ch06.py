@@ -43,8 +43,8 @@ def span_corruption_lengths(inputs_length, noise_density=0.15, mean_noise_span_l
     """(raw tokens per example, target length) so that span corruption gives `inputs_length` input ids."""
     ### BEGIN SOLUTION
     def lengths(n):
-        k = int(round(n * noise_density))
-        s = int(round(k / mean_noise_span_length))
+        k = round(n * noise_density)
+        s = round(k / mean_noise_span_length)
         return n - k + s + 1, k + s + 1
 
     n = inputs_length - 1
