@@ -167,19 +167,21 @@ def chapter_of(path):
     return match.group(1).lower() if match else Path(path).stem
 
 
-def release(dest, root=ROOT, chapters=None, no_solutions=False, out=sys.stdout):
-    """Write a hand-out folder: student notebooks, a README and (unless no_solutions) the references."""
+def release(dest, root=ROOT, chapters=None, no_solutions=False, out=sys.stdout, source_dir=None):
+    """Write a hand-out folder: student notebooks, a README and (unless no_solutions) the references.
+    `source_dir` (default `exercises/src` under `root`) may point at private exercise sources."""
     import nbformat
 
     dest = Path(dest)
-    available = {chapter_of(p): p for p in sources(root)}
+    found = sorted(Path(source_dir).glob("*.ipynb")) if source_dir else sources(root)
+    available = {chapter_of(p): p for p in found}
     wanted = [c.lower() for c in chapters] if chapters else sorted(available)
     unknown = [c for c in wanted if c not in available]
     if unknown:
         raise ReleaseError(f"no exercise source for {', '.join(unknown)} "
                            f"(have: {', '.join(sorted(available)) or 'none'})")
     if not wanted:
-        raise ReleaseError(f"no exercise sources in {SOURCE_DIR}/")
+        raise ReleaseError(f"no exercise sources in {source_dir or SOURCE_DIR}/")
     if dest.exists() and any(dest.iterdir()):
         raise ReleaseError(f"{dest} is not empty; release into a new folder so that nothing stale "
                            "(an older solutions/ folder) is handed out")
@@ -220,6 +222,7 @@ def configure(parser):
     rel.add_argument("--chapters", nargs="+", metavar="CHNN", help="only these chapters (default: all)")
     rel.add_argument("--no-solutions", action="store_true",
                      help="leave the reference notebooks out of the hand-out (for graded assignments)")
+    rel.add_argument("--source", metavar="DIR", help="exercise sources to release (default: exercises/src)")
 
 
 def main(args):
@@ -227,7 +230,8 @@ def main(args):
         if args.action == "generate":
             return check() if args.check else generate()
         if args.action == "release":
-            return release(args.dest, chapters=args.chapters, no_solutions=args.no_solutions)
+            return release(args.dest, chapters=args.chapters, no_solutions=args.no_solutions,
+                           source_dir=args.source)
     except (MarkerError, ReleaseError) as err:
         print(f"t5edu exercises: {err}", file=sys.stderr)
         return 1

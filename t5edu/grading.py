@@ -102,8 +102,16 @@ def _python(source):
         return source, None
 
 
+PUBLIC_CHECKS = "t5edu.checks"
+PUBLIC_SOLUTIONS = "t5edu.solutions"
+
+
 def check_aliases(cells, checks_package):
-    """Names that refer to a chapter's checks module: `from t5edu.checks import ch01 [as c]`."""
+    """Names that refer to a chapter's checks module: `from t5edu.checks import ch01 [as c]`.
+
+    `checks_package` may be a tuple: a private package and the public `t5edu.checks` that the students'
+    own copies import."""
+    packages = (checks_package,) if isinstance(checks_package, str) else tuple(checks_package)
     aliases = {}
     for cell in cells:
         if cell.get("cell_type") != "code":
@@ -112,12 +120,12 @@ def check_aliases(cells, checks_package):
         if tree is None:
             continue
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == checks_package and not node.level:
+            if isinstance(node, ast.ImportFrom) and node.module in packages and not node.level:
                 for alias in node.names:
                     aliases[alias.asname or alias.name] = alias.name
             elif isinstance(node, ast.Import):
                 for alias in node.names:
-                    if alias.name.startswith(checks_package + ".") and alias.asname:
+                    if alias.name.startswith(tuple(p + "." for p in packages)) and alias.asname:
                         aliases[alias.asname] = alias.name.rsplit(".", 1)[1]
     return aliases
 
@@ -335,9 +343,18 @@ def make(cfg):
     Result = core.Result
 
     references = []
-    if solutions is not None:
-        for value in vars(solutions).values():
-            if isinstance(value, (types.FunctionType, type)) and value.__module__ == solutions.__name__:
+    public = None
+    if cfg["public_solutions_module"] != cfg["solutions_module"]:
+        sys.path[:] = [p for p in saved_path if p not in ("", ".") and os.path.abspath(p) != cwd]
+        try:
+            public = importlib.import_module(cfg["public_solutions_module"])
+        except ImportError:
+            public = None
+        finally:
+            sys.path[:] = saved_path
+    for module in (solutions, public):
+        for value in vars(module).values() if module is not None else ():
+            if isinstance(value, (types.FunctionType, type)) and value.__module__ == module.__name__:
                 references.append(value)
 
     # 3. The snapshot: (label, fetch, value at the start). Audit = fetch again and compare identity.
@@ -522,8 +539,8 @@ def make(cfg):
             emit(out)
             return
         if any(is_reference(a) for a in args):
-            out["message"] = (f"❌ {label}: you submitted the published reference solution from "
-                              f"{cfg['solutions_module']} instead of your own code.")
+            out["message"] = (f"❌ {label}: you submitted the published reference solution (imported "
+                              "from the solutions package) instead of your own code.")
             emit(out)
             return
         try:
@@ -746,7 +763,7 @@ class Grader:
                 student, label, chapter,
                 f"❌ could not read this notebook ({type(err).__name__}: {reason}); "
                 "is it a valid .ipynb file saved by Jupyter?"), [], time.monotonic() - started)
-        found = detect_chapter(nb, path, s.checks_package)
+        found = detect_chapter(nb, path, (s.checks_package, PUBLIC_CHECKS))
         if s.chapter and found != s.chapter:
             chapter = self.chapters.get(s.chapter)
             what = f"the notebook for {found}" if found else "not an exercise notebook of this course"
@@ -795,6 +812,7 @@ class Grader:
             "nonce": nonce, "mime": MIME, "packages": self._packages(), "preload": list(PRELOAD),
             "core_module": s.core_module, "checks_module": f"{s.checks_package}.{chapter.chapter}",
             "solutions_module": f"{s.solutions_package}.{chapter.chapter}" if s.solutions_package else "",
+            "public_solutions_module": f"{PUBLIC_SOLUTIONS}.{chapter.chapter}",
             "exercises": [e.name for e in chapter.exercises], "files": self.files,
             "builtins_allowed": BUILTINS_ALLOWED,
         }
@@ -805,7 +823,7 @@ class Grader:
 
         s = self.settings
         KernelManager, Client = _client_class()
-        plan, present = student_cells(nb, s.checks_package)
+        plan, present = student_cells(nb, (s.checks_package, PUBLIC_CHECKS))
         nonce = secrets.token_hex(16)
         exercises = {e.name: e for e in chapter.exercises}
 

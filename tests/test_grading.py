@@ -145,7 +145,11 @@ def build_submissions(folder):
     solve(wrong, "row_means", "    return t.sum(dim=1)")
     put("tamper_solutions", insert(wrong, len(wrong.cells), (
         "import gradefix.solutions.ch99 as ref\nref.row_means = row_means")))
-    put("tamper_hooks", insert(solved(), 2, "get_ipython().input_transformers_post.append(lambda lines: lines)"))
+    put("tamper_hooks", insert(solved(), 2, (
+        "import sys, types\n"
+        "get_ipython().input_transformers_post.append(lambda lines: lines)\n"
+        "sys.modules['t5edu.planted'] = types.ModuleType('t5edu.planted')\n"
+        "sys.settrace(lambda *a: None)")))
     put("tamper_builtins", insert(solved("add_one"), 2, (
         "import builtins, torch\n"
         "builtins.abs = lambda x: 0\n"
@@ -155,7 +159,7 @@ def build_submissions(folder):
     not_done = {n: (False, NOT_DONE) for n in (1, 2, 3)}
 
     def tamper(what):
-        return {n: (False, "tampering detected") for n in (1, 2)} | {3: (False, what)}
+        return {1: (False, "tampering detected"), 2: (False, "tampering detected"), 3: (False, what)}
     subs.update({
         "reference": all_pass,
         "stub": not_done,
@@ -176,7 +180,8 @@ def build_submissions(folder):
         "tamper_checks": tamper("gradefix.checks.ch99.exercise_1"),
         "tamper_core": tamper("gradefix.checks.ch99.expect_close"),
         "tamper_solutions": tamper("gradefix.solutions.ch99.row_means"),
-        "tamper_hooks": tamper("IPython input_transformers_post"),
+        "tamper_hooks": {1: (False, "t5edu.planted has no source file (a fake module?)"),
+                         2: (False, "sys.gettrace()"), 3: (False, "IPython input_transformers_post")},
         "tamper_builtins": tamper("builtins.abs"),
     })
     return subs
@@ -285,7 +290,7 @@ def test_release_leaves_no_solution_text(tmp_path):
     assert exercises.release(out, root=tmp_path, no_solutions=True, out=io.StringIO()) == 0
     released = sorted(p for p in out.rglob("*") if p.is_file())
     assert {p.name for p in released} == {"README.md", "ch99_demo.ipynb"}
-    leaks = [(p.name, line) for p in released for line in secrets if line in p.read_text()]
+    leaks = [(p.name, line) for p in released for line in secrets if appears(line, p.read_text())]
     assert leaks == []
     nb = nbformat.read(out / "ch99_demo.ipynb", as_version=4)
     assert nb.metadata["t5edu"]["chapter"] == "ch99" and "jupytext" not in nb.metadata
@@ -295,26 +300,36 @@ def test_release_leaves_no_solution_text(tmp_path):
     with_solutions = tmp_path / "selfstudy"
     exercises.release(with_solutions, root=tmp_path, out=io.StringIO())
     text = "".join(p.read_text() for p in with_solutions.rglob("*") if p.is_file())
-    assert all(line in text for line in secrets)
+    assert all(appears(line, text) for line in secrets)
+    private = tmp_path / "private"
+    exercises.release(private, root=ROOT, source_dir=src, no_solutions=True, out=io.StringIO())
+    assert sorted(p.name for p in private.iterdir()) == ["README.md", "ch99_demo.ipynb"]
     with pytest.raises(exercises.ReleaseError, match="no exercise source for ch42"):
         exercises.release(tmp_path / "x", root=tmp_path, chapters=["ch42"], out=io.StringIO())
     with pytest.raises(exercises.ReleaseError, match="not empty"):  # never mixes with an older hand-out
         exercises.release(with_solutions, root=tmp_path, no_solutions=True, out=io.StringIO())
 
 
+def appears(line, text):
+    """`line` is in `text`, raw or as it is escaped inside notebook JSON."""
+    return line in text or json.dumps(line, ensure_ascii=False)[1:-1] in text
+
+
 def solution_lines(path):
-    """Every line between BEGIN/END SOLUTION that does not also appear outside the solutions."""
-    inside, outside = set(), set()
-    for cell in nbformat.read(path, as_version=4).cells:
+    """Every line between BEGIN/END SOLUTION that the stub does not show anyway (a prompt may quote one)."""
+    nb = nbformat.read(path, as_version=4)
+    public = nbformat.writes(exercises.student_notebook(nb))
+    inside = set()
+    for cell in nb.cells:
         within = False
         for line in cell.source.splitlines():
             if exercises.BEGIN.match(line):
                 within = True
             elif exercises.END.match(line):
                 within = False
-            elif line.strip():
-                (inside if within else outside).add(line.strip())
-    return sorted(inside - outside)
+            elif within and line.strip() and not appears(line.strip(), public):
+                inside.add(line.strip())
+    return sorted(inside)
 
 
 def test_release_of_the_real_exercises_leaves_no_solution_text(tmp_path):
@@ -324,10 +339,9 @@ def test_release_of_the_real_exercises_leaves_no_solution_text(tmp_path):
     out = tmp_path / "handout"
     assert exercises.release(out, root=ROOT, no_solutions=True, out=io.StringIO()) == 0
     released = "\n".join(p.read_text() for p in out.rglob("*") if p.is_file())
-    for src in sources:
-        for line in solution_lines(src):
-            if len(line) > 12:  # short lines (`return x`) also occur in stubs by chance
-                assert line not in released, (src.name, line)
+    leaks = [(src.name, line) for src in sources for line in solution_lines(src)
+             if appears(line, released)]
+    assert leaks == []
 
 
 def test_grade_a_real_chapter(tmp_path):
