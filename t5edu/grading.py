@@ -221,6 +221,50 @@ def _only_placeholders(source):
                for s in tree.body)
 
 
+def _solution_uses(sources, modules):
+    """Mentions of `modules` (e.g. "t5edu.solutions.ch01") in imports and attribute chains of the code."""
+    found = set()
+    for source in sources:
+        _, tree = _python(source)
+        if tree is None:
+            found.update(m for m in modules if m in source)
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name in modules)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                if node.module in modules:
+                    found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names
+                             if f"{node.module}.{a.name}" in modules)
+            elif isinstance(node, ast.Attribute):
+                parts, value = [node.attr], node.value
+                while isinstance(value, ast.Attribute):
+                    parts.append(value.attr)
+                    value = value.value
+                if isinstance(value, ast.Name):
+                    dotted = ".".join([value.id, *reversed(parts)])
+                    found.update(m for m in modules if dotted == m or dotted.startswith(m + "."))
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found.update(m for m in modules if m in node.value)
+    return found
+
+
+def uses_solutions(nb, chapter, packages):
+    """The graded chapter's solutions module(s) the student's code refers to, unless the exercise source
+    itself refers to them outside its solutions (then the students were told to use them)."""
+    import nbformat
+
+    from t5edu.exercises import strip_solutions
+
+    modules = {f"{p}.{chapter.chapter}" for p in packages if p}
+    student = [_cell_source(c) for c in nb.cells if c.get("cell_type") == "code"]
+    source = nbformat.read(chapter.source, as_version=4)
+    given = [strip_solutions(_cell_source(c)) for c in source.cells if c.get("cell_type") == "code"]
+    uses = _solution_uses(student, modules) - _solution_uses(given, modules)
+    return ", ".join(sorted(uses))
+
+
 def student_cells(nb, checks_package="t5edu.checks"):
     """The notebook as a run plan: [("student", cell number, code) | ("check", exercise name)], in order.
 
@@ -518,8 +562,22 @@ def make(cfg):
         return any(value is r or (code is not None and code is getattr(r, "__code__", None))
                    for r in references)
 
+    busy = []
+
     def check(name, arguments):
         out = {"kind": "check", "exercise": name, "passed": False, "message": "", "tamper": []}
+        if busy or name not in saved:  # called again from inside a check, i.e. by the student's code
+            out["exercise"] = busy[0] if busy else name
+            out["tamper"] = ["the grader's check was called from the student's code"]
+            emit(out)
+            return
+        busy.append(name)
+        try:
+            _check(name, arguments, out)
+        finally:
+            busy.clear()
+
+    def _check(name, arguments, out):
         before = audit()
         if before:
             out["tamper"] = before[:20]
@@ -778,6 +836,12 @@ class Grader:
                 student, label, None,
                 f"❌ cannot tell which exercises this is (chapter {found or 'unknown'}; "
                 f"chapters with exercises: {known})."), [], time.monotonic() - started)
+        uses = uses_solutions(nb, chapter, (s.solutions_package, PUBLIC_SOLUTIONS))
+        if uses:
+            return Graded(student, label, chapter.chapter, self._rows(
+                student, label, chapter,
+                f"❌ not graded: your notebook imports the reference solutions ({uses}). Graded work must "
+                "be your own; talk to your instructor."), [f"cell code uses {uses}"], time.monotonic() - started)
         graded = await self._run(student, label, nb, chapter)
         graded.seconds = time.monotonic() - started
         return graded

@@ -55,6 +55,7 @@ def cell_index(nb, text):
 def solve(nb, name, body=None):
     """Replace the stub of exercise `name` with `body` (default: a right answer of our own)."""
     i = cell_index(nb, f"def {name}(")
+    assert f"    {exercises.STUB}" in nb.cells[i].source, f"{name} is already solved"
     nb.cells[i].source = nb.cells[i].source.replace(f"    {exercises.STUB}", body or SOLVED[name])
     return nb
 
@@ -121,10 +122,21 @@ def build_submissions(folder):
     del missing.cells[cell_index(missing, "def row_means(")]    # ... its code too
     put("missing", missing)
 
+    # The reference solution itself, imported in a way no text search finds: refused by identity.
     copied = solved("add_one", "count_words")
     i = cell_index(copied, "def row_means(")
-    copied.cells[i].source = "from gradefix.solutions.ch99 import row_means"
+    copied.cells[i].source = "import importlib\nrow_means = importlib.import_module('gradefix.solu' + 'tions.ch99').row_means"
     put("copied", copied)
+    # The reference wrapped in a function of one's own: only the import gives it away.
+    wrapped = solved("add_one", "count_words")
+    i = cell_index(wrapped, "def row_means(")
+    wrapped.cells[i].source = "from gradefix.solutions.ch99 import row_means as ref\n\ndef row_means(t):\n    return ref(t)"
+    put("wrapped", wrapped)
+    # Student code that calls the grader's own check from inside a check.
+    nested = solved("count_words", "row_means")
+    solve(nested, "add_one", "    __t5edu_grader__.check('exercise_1', lambda: __t5edu_grader__.pack(lambda x: x + 1))\n"
+                             "    return x + 1")
+    put("nested_grader", nested)
 
     # Tampering: each of these would pass everything if the grader trusted the kernel's state.
     put("tamper_checks", insert(stub(), 2, (
@@ -143,8 +155,9 @@ def build_submissions(folder):
         "core.CheckFailed = KeyboardInterrupt")))
     wrong = solved("add_one", "count_words")
     solve(wrong, "row_means", "    return t.sum(dim=1)")
-    put("tamper_solutions", insert(wrong, len(wrong.cells), (
-        "import gradefix.solutions.ch99 as ref\nref.row_means = row_means")))
+    put("tamper_solutions", insert(wrong, len(wrong.cells), (  # imported so that no text search sees it
+        "import importlib\nref = importlib.import_module('gradefix.solu' + 'tions.ch99')\n"
+        "ref.row_means = row_means")))
     put("tamper_hooks", insert(solved(), 2, (
         "import sys, types\n"
         "get_ipython().input_transformers_post.append(lambda lines: lines)\n"
@@ -177,6 +190,8 @@ def build_submissions(folder):
         "missing": {1: (True, "passed."), 2: (True, "check cell was missing"),
                     3: (False, "name 'row_means' is not defined")},
         "copied": {1: (True, "passed"), 2: (True, "passed"), 3: (False, "published reference solution")},
+        "wrapped": {n: (False, "imports the reference solutions (gradefix.solutions.ch99)") for n in (1, 2, 3)},
+        "nested_grader": tamper("check was called from the student's code"),
         "tamper_checks": tamper("gradefix.checks.ch99.exercise_1"),
         "tamper_core": tamper("gradefix.checks.ch99.expect_close"),
         "tamper_solutions": tamper("gradefix.solutions.ch99.row_means"),
@@ -248,7 +263,7 @@ def test_totals_feedback_and_summary(graded):
     assert "check cell of Exercise 99.2 (Count words) is missing" in (feedback / "missing.md").read_text()
     for student in graded["expected"]:
         assert re.search(rf"^{student}\s+\d+ / \d+\s+\d/\d", graded["output"], re.MULTILINE), student
-    assert "graded 18 notebook(s) of 18 student(s)" in graded["output"]
+    assert "graded 20 notebook(s) of 20 student(s)" in graded["output"]
 
 
 def test_no_kernel_is_left_running(graded):
@@ -277,6 +292,25 @@ def test_chapter_detection_and_check_cells():
         ("exercise_3", "(row_means)", 3)]
     _, calls = grading.check_calls("x = 1; ch99.exercise_1(f)  # ok\n%time y = 2", {"ch99": "ch99"})
     assert [name for _, _, name in calls] == ["exercise_1"]
+
+
+def test_importing_the_reference_is_spotted_unless_the_source_does_it(tmp_path):
+    chapter = grading.read_chapter(SOURCE, "gradefix.checks")
+    packages = ("gradefix.solutions", "t5edu.solutions")
+    for code in ("from gradefix.solutions.ch99 import add_one as ref",
+                 "from gradefix.solutions import ch99", "import gradefix.solutions.ch99",
+                 "x = gradefix.solutions.ch99.add_one", "importlib.import_module('gradefix.solutions.ch99')"):
+        nb = insert(solved(), 2, code)
+        assert grading.uses_solutions(nb, chapter, packages) == "gradefix.solutions.ch99", code
+    assert grading.uses_solutions(solved(), chapter, packages) == ""
+    assert grading.uses_solutions(insert(solved(), 2, "from gradefix.solutions import ch98"), chapter, packages) == ""
+    # An exercise source that tells students to use the reference (outside its solutions) is not flagged.
+    given = source()
+    insert(given, 2, "from gradefix.solutions.ch99 import add_one as helper")
+    nbformat.write(given, tmp_path / "ch99_demo.ipynb")
+    told = grading.read_chapter(tmp_path / "ch99_demo.ipynb", "gradefix.checks")
+    nb = insert(solved(), 2, "from gradefix.solutions.ch99 import add_one as helper")
+    assert grading.uses_solutions(nb, told, packages) == ""
 
 
 def test_release_leaves_no_solution_text(tmp_path):
