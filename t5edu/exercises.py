@@ -148,7 +148,8 @@ This folder holds your exercise notebooks:
 
 ## Rules that keep grading fair
 
-- Keep the names of the functions and classes you are asked to write, and do not delete cells.
+- Keep the names of the functions and classes you are asked to write, do not delete cells, and keep
+  each check cell after the exercise it checks: the grader checks each exercise where its check cell is.
 - Do not modify, replace or monkeypatch anything in `t5edu` (the checks, their helpers, the reference
   solutions) or Python's builtins: the grader re-runs your notebook from scratch in a fresh Python and
   detects such changes; a notebook that makes them gets no points.

@@ -107,7 +107,10 @@ def build_submissions(folder):
     put("os_exit", insert(solved(), cell_index(solved(), "def count_words("), "import os\nos._exit(1)"))
     put("crash", insert(solved(), 2, "import ctypes\nctypes.string_at(0)"))
     flood = insert(solved(), 2, "print('x' * 100_000_000)")
-    insert(flood, 2, "import resource\nassert resource.getrlimit(resource.RLIMIT_AS)[1] == 2048 << 20, 'no cap'\n"
+    insert(flood, 2, "import resource\n"
+                     "assert resource.getrlimit(resource.RLIMIT_AS) == (2048 << 20,) * 2, 'no cap'\n"
+                     "assert resource.getrlimit(resource.RLIMIT_FSIZE)[1] == 1024 << 20, 'no cap'\n"
+                     "assert resource.getrlimit(resource.RLIMIT_CORE) == (0, 0), 'no cap'\n"
                      "hog = bytearray(3 << 30)")  # 3 GiB under a 2 GiB cap: MemoryError, the kernel lives
     put("flood", flood)
     (folder / "malformed.ipynb").write_text('{"cells": [ this is not json', encoding="utf-8")
