@@ -1309,7 +1309,12 @@ def run(paths, out, feedback=None, settings=None, source_dir=SOURCE_DIR, stream=
         print(f"[{done['n']}/{len(submissions)}] {graded.student}: {graded.notebook} "
               f"{_fmt_points(got)}/{_fmt_points(best)} ({graded.seconds:.1f} s)", file=stream, flush=True)
 
-    results, aborted = asyncio.run(grade_all(submissions, grader, progress, watched))
+    try:
+        results, aborted = asyncio.run(grade_all(submissions, grader, progress, watched))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(f"t5edu grade: interrupted after {done['n']} of {len(submissions)} notebooks; "
+              "nothing written", file=sys.stderr)
+        return [], 130
     write_csv(results, out)
     if feedback:
         write_feedback(results, feedback)
