@@ -1177,8 +1177,10 @@ async def grade_all(submissions, grader, progress=None, watched=()):
                 graded = await asyncio.wait_for(grader.grade(student, path, label),
                                                 grader.settings.total_timeout + 120)
             except asyncio.TimeoutError:
+                chapter = grader.chapters.get(grader.settings.chapter) if grader.settings.chapter else None
                 graded = Graded(student, label, None, grader._rows(
-                    student, label, None, "❌ not graded: the grader gave up on this notebook"), [])
+                    student, label, chapter, "❌ not graded: the grader gave up on this notebook "
+                    "(it ran far past --total-timeout)"), [])
             changed = sorted(p for p, d in _digests(watched).items() if baseline.get(p) != d)
             if changed:
                 abort["why"] = (f"files of the checks changed on disk while {label} was graded "
