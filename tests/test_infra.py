@@ -171,6 +171,30 @@ def test_check_passes_fails_and_explains():
     assert "your code raised TypeError" in msg and 'return x["oops"]' in msg
 
 
+def test_checks_are_not_fooled_by_objects_that_equal_everything():
+    import torch
+
+    class Always:
+        def __eq__(self, other):
+            return True
+
+    class Sneaky(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            if func in (torch.equal, torch.allclose):
+                return True
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    assert not _check_add_one.run(lambda x: Always()).passed
+    assert not _check_add_one.run(lambda x: [Always()] if x == 1 else x + 1).passed
+    with pytest.raises(Exception, match="differs"):
+        expect_close(torch.zeros(3).as_subclass(Sneaky), torch.ones(3), what="t")
+    with pytest.raises(Exception, match="is wrong"):
+        expect_equal(torch.zeros(3).as_subclass(Sneaky), torch.ones(3), what="t")
+    with pytest.raises(Exception, match="expected a int, got a float"):
+        expect_equal(2.0, 2, what="n")
+
+
 def test_check_prints_one_line(capsys):
     _check_add_one(lambda x: x + 1)
     assert capsys.readouterr().out == "✅ Exercise 0.1 (Add one): passed.\n"

@@ -45,22 +45,28 @@ def _short(value, limit=200):
 
 def expect_equal(got, expected, what="the result"):
     """Exact equality (lists, ints, strings, tensors compared element-wise)."""
-    same = _equal(got, expected)
-    if not same:
-        fail(f"{what} is wrong.\n    expected: {_short(expected)}\n    got:      {_short(got)}")
+    if not _equal(got, expected):
+        kinds = ""
+        if type(got) is not type(expected):
+            kinds = f" (expected a {type(expected).__name__}, got a {type(got).__name__})"
+        fail(f"{what} is wrong{kinds}.\n    expected: {_short(expected)}\n    got:      {_short(got)}")
 
 
 def _equal(a, b):
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
-    if torch is not None and (isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor)):
+    """Deep, type-strict equality: an object whose `==` always says True does not pass."""
+    import torch
+
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
             return False
+        a, b = a.as_subclass(torch.Tensor), b.as_subclass(torch.Tensor)  # no overridden comparisons
         return a.shape == b.shape and bool(torch.equal(a.to(b.dtype), b))
-    if isinstance(a, bool) != isinstance(b, bool):
+    if type(a) is not type(b):
         return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in b)
     try:
         return bool(a == b)
     except (TypeError, ValueError, RuntimeError):
@@ -74,6 +80,7 @@ def expect_close(got, expected, what="the result", atol=1e-5, rtol=1e-4):
     if isinstance(expected, torch.Tensor):
         if not isinstance(got, torch.Tensor):
             fail(f"{what} should be a torch.Tensor, got {type(got).__name__}.")
+        got = got.as_subclass(torch.Tensor)  # a subclass could override allclose
         if got.shape != expected.shape:
             fail(f"{what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}.")
         got_f, exp_f = got.detach().double(), expected.detach().double()
