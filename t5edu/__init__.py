@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 # name -> module that defines it (each module is mirrored from its chapter notebook)
 _LAZY = {
     "Tokenizer": "t5edu.tokenizer",
+    "T5Config": "t5edu.encoder",
+    "T5": "t5edu.model",
 }
 
 __all__ = sorted(_LAZY)

@@ -11,6 +11,7 @@ COMMANDS = {
     "mirror": ("t5edu.mirror", "write t5edu/*.py from the chapter notebooks (--check: fail on drift)"),
     "exercises": ("t5edu.exercises", "generate student notebooks from exercise sources, or release a hand-out"),
     "book": ("t5edu.book", "sync notebooks with their .py, re-execute them, re-mirror (--check-pairs: verify)"),
+    "bench": ("t5edu.bench", "measure speed next to transformers: `bench train` (forward+backward tokens/s)"),
     "grade": ("t5edu.grading", "grade student notebooks, each in its own kernel: CSV of points + feedback"),
 }
 

@@ -1,0 +1,82 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercises for Chapter 04 — The encoder
+#
+# Three short exercises. In each, replace the `raise NotImplementedError(...)` line with your code,
+# run the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
+# Chapter 04 (`chapters/04_encoder.ipynb`) has everything you need.
+
+# %%
+#| default_exp solutions.ch04
+from t5edu.checks import ch04
+
+# %%
+#| export
+import torch
+import torch.nn.functional as F
+
+# %% [markdown]
+# ## Exercise 4.1 — RMS norm
+#
+# Write T5's layer norm as a function: divide each vector (last axis) by its root mean square
+# (with `eps` added to the mean of squares, inside the square root), then multiply by `weight`.
+
+# %%
+#| export
+def rms_norm(x, weight, eps=1e-6):
+    """weight * x / sqrt(mean(x², last axis) + eps)."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch04.exercise_1(rms_norm)
+
+# %% [markdown]
+# ## Exercise 4.2 — Gated-GELU feed-forward
+#
+# The T5 v1.1 feed-forward network with explicit weight matrices in `nn.Linear`'s convention
+# (`(out_features, in_features)`, so a layer computes `x @ w.T`): `wi_0` and `wi_1` are `(d_ff, d_model)`,
+# `wo` is `(d_model, d_ff)`. No dropout here.
+
+# %%
+#| export
+def gated_ffn(x, wi_0, wi_1, wo):
+    """T5 v1.1 FFN: wo(gelu_tanh(wi_0 x) * wi_1 x)."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch04.exercise_2(gated_ffn)
+
+# %% [markdown]
+# ## Exercise 4.3 — Counting encoder parameters
+#
+# Given a `T5Config`, return the number of parameters of the encoder **without** the token
+# embedding: per block, self-attention (`q`, `k`, `v`: `d_model × H·d_kv` each, `o` the reverse),
+# two layer-norm weight vectors, the feed-forward network (`wi`, `wo` — or `wi_0`, `wi_1`, `wo` when
+# `config.is_gated_act`); plus the relative-bias table (where?) and the final layer norm.
+# Use arithmetic, not a model.
+
+# %%
+#| export
+def encoder_param_count(config):
+    """Parameters of a T5 encoder, token embedding excluded."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch04.exercise_3(encoder_param_count)

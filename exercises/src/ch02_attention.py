@@ -1,0 +1,91 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercises for Chapter 02 — Attention
+#
+# Three short exercises. In each, replace the `raise NotImplementedError(...)` line with your code,
+# run the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
+# Chapter 02 (`chapters/02_attention.ipynb`) has everything you need.
+
+# %%
+#| default_exp solutions.ch02
+from t5edu.checks import ch02
+
+# %%
+#| export
+import torch
+
+# %% [markdown]
+# ## Exercise 2.1 — Causal mask as a bias
+#
+# Return the additive causal bias for a sequence of `length` positions: a float32 tensor of shape
+# `(length, length)` that is `0.0` where query `i` may attend to key `j` (that is, `j <= i`) and the
+# most negative float32, `torch.finfo(torch.float32).min`, everywhere else. (Not `-inf`: a row that is
+# entirely masked must not turn into `NaN`.)
+
+# %%
+#| export
+def causal_bias(length):
+    """(length, length) float32: 0 on and below the diagonal, finfo(float32).min above it."""
+    ### BEGIN SOLUTION
+    allowed = torch.ones(length, length, dtype=torch.bool).tril()
+    return torch.zeros(length, length).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    ### END SOLUTION
+
+
+# %%
+ch02.exercise_1(causal_bias)
+
+# %% [markdown]
+# ## Exercise 2.2 — Attention weights
+#
+# `q` has shape `(..., L_q, d)` and `k` has shape `(..., L_k, d)`. Return T5's attention weights,
+# shape `(..., L_q, L_k)`: the softmax over the keys of the dot products plus the optional additive
+# `bias` (broadcastable to the scores). Remember what T5 does *not* do to the scores.
+
+# %%
+#| export
+def attention_weights(q, k, bias=None):
+    """softmax(q kᵀ + bias) over the last axis, without 1/sqrt(d) scaling."""
+    ### BEGIN SOLUTION
+    scores = q @ k.transpose(-1, -2)
+    if bias is not None:
+        scores = scores + bias
+    return torch.softmax(scores, dim=-1)
+    ### END SOLUTION
+
+
+# %%
+ch02.exercise_2(attention_weights)
+
+# %% [markdown]
+# ## Exercise 2.3 — Merging heads
+#
+# After attention, the heads are put side by side again: `(batch, H, L, d_kv)` → `(batch, L, H·d_kv)`,
+# head 0's features first, then head 1's, and so on — the inverse of `split_heads`.
+
+# %%
+#| export
+def heads_to_features(x):
+    """(batch, H, L, d_kv) -> (batch, L, H * d_kv)."""
+    ### BEGIN SOLUTION
+    batch, heads, length, d_kv = x.shape
+    return x.transpose(1, 2).reshape(batch, length, heads * d_kv)
+    ### END SOLUTION
+
+
+# %%
+ch02.exercise_3(heads_to_features)

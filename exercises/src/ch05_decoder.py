@@ -1,0 +1,92 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercises for Chapter 05 — The decoder and the full model
+#
+# Three short exercises. In each, replace the `raise NotImplementedError(...)` line with your code,
+# run the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
+# Chapter 05 (`chapters/05_decoder.ipynb`) has everything you need.
+
+# %%
+#| default_exp solutions.ch05
+from t5edu.checks import ch05
+
+# %%
+#| export
+import torch
+
+# %% [markdown]
+# ## Exercise 5.1 — Shift right
+#
+# Build the decoder input from `labels` (shape `(batch, L)`): put `decoder_start_token_id` first,
+# then the labels without the last one; any `-100` (an ignored label) becomes `pad_token_id`.
+# Do not modify `labels` in place.
+
+# %%
+#| export
+def shift_labels_right(labels, decoder_start_token_id=0, pad_token_id=0):
+    """[start, labels[:-1]] with -100 replaced by the pad id."""
+    ### BEGIN SOLUTION
+    shifted = torch.full_like(labels, decoder_start_token_id)
+    shifted[:, 1:] = labels[:, :-1]
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+    ### END SOLUTION
+
+
+# %%
+ch05.exercise_1(shift_labels_right)
+
+# %% [markdown]
+# ## Exercise 5.2 — Loss with ignored positions
+#
+# `logits` has shape `(batch, L, vocab)`, `labels` `(batch, L)` with `-100` at positions to ignore
+# (padding). Return the mean cross-entropy over the positions that have a real label — a 0-d
+# tensor. Try it without `ignore_index` first: `torch.log_softmax` and a mask.
+
+# %%
+#| export
+def seq2seq_loss(logits, labels):
+    """Mean of -log p(label) over the positions whose label is not -100."""
+    ### BEGIN SOLUTION
+    keep = labels != -100
+    log_probs = torch.log_softmax(logits, dim=-1)
+    picked = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return -(picked * keep).sum() / keep.sum()
+    ### END SOLUTION
+
+
+# %%
+ch05.exercise_2(seq2seq_loss)
+
+# %% [markdown]
+# ## Exercise 5.3 — The tied output head
+#
+# In the original T5 the output head *is* the embedding matrix (`(vocab, d_model)`). Given the
+# decoder's output `hidden` `(batch, L, d_model)`, return the logits `(batch, L, vocab)` exactly as
+# T5 computes them — including the scaling of Section 5.3.
+
+# %%
+#| export
+def tied_logits(hidden, embedding):
+    """Logits of T5's tied head: (hidden * d_model ** -0.5) @ embeddingᵀ."""
+    ### BEGIN SOLUTION
+    d_model = hidden.shape[-1]
+    return (hidden * d_model ** -0.5) @ embedding.T
+    ### END SOLUTION
+
+
+# %%
+ch05.exercise_3(tied_logits)

@@ -1,0 +1,190 @@
+"""Chapters 02-05 exercise checks: each passes on the reference solution, fails on the student stub and
+on plausible wrong answers (with a helpful message), and prints one friendly line."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from t5edu.checks import ch02, ch03, ch04, ch05
+from t5edu.solutions import ch02 as s02
+from t5edu.solutions import ch03 as s03
+from t5edu.solutions import ch04 as s04
+from t5edu.solutions import ch05 as s05
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# -- plausible wrong answers, with a word the failure message should contain -------------------------------
+
+def causal_upper(length):
+    return torch.zeros(length, length).masked_fill(torch.ones(length, length, dtype=torch.bool).tril(),
+                                                   torch.finfo(torch.float32).min)
+
+
+def causal_inf(length):
+    return torch.zeros(length, length).masked_fill(~torch.ones(length, length, dtype=torch.bool).tril(),
+                                                   float("-inf"))
+
+
+def weights_scaled(q, k, bias=None):
+    s = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    return torch.softmax(s if bias is None else s + bias, -1)
+
+
+def weights_wrong_axis(q, k, bias=None):
+    s = q @ k.transpose(-1, -2)
+    return torch.softmax(s if bias is None else s + bias, -2)
+
+
+def merge_plain_reshape(x):
+    b, h, length, d = x.shape
+    return x.reshape(b, length, h * d)
+
+
+def relpos_flipped(q_len, k_len, offset=0):
+    return (torch.arange(q_len)[:, None] + offset) - torch.arange(k_len)[None, :]
+
+
+def relpos_no_offset(q_len, k_len, offset=0):
+    return torch.arange(k_len)[None, :] - torch.arange(q_len)[:, None]
+
+
+def bucket_rounded(rel, bidirectional=True, num_buckets=32, max_distance=128):
+    result = torch.zeros_like(rel)
+    if bidirectional:
+        num_buckets //= 2
+        result += (rel > 0).long() * num_buckets
+        d = rel.abs()
+    else:
+        d = (-rel).clamp(min=0)
+    exact = num_buckets // 2
+    ratio = torch.log(d.clamp(min=exact).float() / exact) / math.log(max_distance / exact)
+    large = (exact + (ratio * (num_buckets - exact)).round().long()).clamp(max=num_buckets - 1)
+    return result + torch.where(d < exact, d, large)
+
+
+def bucket_no_cap(rel, bidirectional=True, num_buckets=32, max_distance=128):
+    result = torch.zeros_like(rel)
+    if bidirectional:
+        num_buckets //= 2
+        result += (rel > 0).long() * num_buckets
+        d = rel.abs()
+    else:
+        d = (-rel).clamp(min=0)
+    exact = num_buckets // 2
+    ratio = torch.log(d.clamp(min=exact).float() / exact) / math.log(max_distance / exact)
+    return result + torch.where(d < exact, d, exact + (ratio * (num_buckets - exact)).long())
+
+
+def table_reshape(table, buckets):
+    return table[buckets].reshape(1, table.shape[1], *buckets.shape)
+
+
+def layer_norm_like(x, weight, eps=1e-6):
+    return F.layer_norm(x, x.shape[-1:], weight, eps=eps)
+
+
+def rms_no_eps(x, weight, eps=1e-6):
+    return weight * x / x.pow(2).mean(-1, keepdim=True).sqrt()
+
+
+def ffn_exact_gelu(x, wi_0, wi_1, wo):
+    return (F.gelu(x @ wi_0.T) * (x @ wi_1.T)) @ wo.T
+
+
+def ffn_gate_swapped(x, wi_0, wi_1, wo):
+    return ((x @ wi_0.T) * F.gelu(x @ wi_1.T, approximate="tanh")) @ wo.T
+
+
+def count_bias_every_layer(config):
+    return s04.encoder_param_count(config) + config.relative_attention_num_buckets * config.num_heads * (
+        config.num_layers - 1)
+
+
+def count_ignores_gating(config):
+    inner = config.num_heads * config.d_kv
+    block = 4 * config.d_model * inner + 2 * config.d_model * config.d_ff + 2 * config.d_model
+    return config.num_layers * block + config.relative_attention_num_buckets * config.num_heads + config.d_model
+
+
+def shift_keeps_minus_100(labels, start=0, pad=0):
+    out = torch.full_like(labels, start)
+    out[:, 1:] = labels[:, :-1]
+    return out
+
+
+def shift_left(labels, start=0, pad=0):
+    out = torch.full_like(labels, pad)
+    out[:, :-1] = labels[:, 1:]
+    return out.masked_fill(out == -100, pad)
+
+
+def loss_counts_pads(logits, labels):
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.clamp(min=0).reshape(-1))
+
+
+def loss_sum(logits, labels):
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                           reduction="sum")
+
+
+def logits_unscaled(hidden, embedding):
+    return hidden @ embedding.T
+
+
+def logits_wrong_way(hidden, embedding):
+    return hidden @ embedding.T * hidden.shape[-1] ** 0.5
+
+
+CASES = [
+    (ch02.exercise_1, s02.causal_bias, [(causal_upper, "causal_bias"), (causal_inf, "-inf")]),
+    (ch02.exercise_2, s02.attention_weights, [(weights_scaled, "√d"), (weights_wrong_axis, "normalises over")]),
+    (ch02.exercise_3, s02.heads_to_features, [(merge_plain_reshape, "transpose")]),
+    (ch03.exercise_1, s03.relative_position_matrix, [(relpos_flipped, "sign"), (relpos_no_offset, "offset=5")]),
+    (ch03.exercise_2, s03.bucket, [(bucket_rounded, "differ"), (bucket_no_cap, "differ")]),
+    (ch03.exercise_3, s03.bias_from_table, [(table_reshape, "permute")]),
+    (ch04.exercise_1, s04.rms_norm, [(layer_norm_like, "LayerNorm"), (rms_no_eps, "eps")]),
+    (ch04.exercise_2, s04.gated_ffn, [(ffn_exact_gelu, "tanh"), (ffn_gate_swapped, "wrong branch")]),
+    (ch04.exercise_3, s04.encoder_param_count, [(count_bias_every_layer, "every layer"),
+                                                (count_ignores_gating, "gated-gelu")]),
+    (ch05.exercise_1, s05.shift_labels_right, [(shift_keeps_minus_100, "-100"), (shift_left, "expected")]),
+    (ch05.exercise_2, s05.seq2seq_loss, [(loss_counts_pads, "-100 positions"), (loss_sum, "sum")]),
+    (ch05.exercise_3, s05.tied_logits, [(logits_unscaled, "scaling is missing"), (logits_wrong_way, "wrong way")]),
+]
+IDS = [check.number for check, _, _ in CASES]
+
+
+@pytest.mark.parametrize("check,solution,wrong", CASES, ids=IDS)
+def test_reference_passes(check, solution, wrong, capsys):
+    result = check.run(solution)
+    assert result.passed, result.message
+    check(solution)
+    out = capsys.readouterr().out
+    assert out.startswith("✅") and out.count("\n") == 1
+
+
+@pytest.mark.parametrize("check,solution,wrong", CASES, ids=IDS)
+def test_stub_fails_friendly(check, solution, wrong):
+    result = check.run(stub)
+    assert not result.passed and "not done yet" in result.message
+
+
+@pytest.mark.parametrize("check,solution,wrong", CASES, ids=IDS)
+def test_wrong_answers_fail_with_a_hint(check, solution, wrong):
+    for answer, hint in wrong:
+        result = check.run(answer)
+        assert not result.passed, answer.__name__
+        assert hint in result.message, (answer.__name__, result.message)
+        assert "Traceback" not in result.message
+
+
+def test_crashing_code_is_reported_in_one_line():
+    def crashes(*args):
+        return torch.ones(2) @ torch.ones(3)
+
+    result = ch02.exercise_2.run(crashes)
+    assert not result.passed and "RuntimeError" in result.message
