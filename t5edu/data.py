@@ -21,6 +21,7 @@ day desk dog door egg farm fish flower game garden girl gold green hand hat hors
 ice juice king lake lamp leaf light lion milk moon night ocean paper park pen queen rain
 red river road rose salt sea ship shoe sky snow star stone sun table tea tree water wind""".split())
 SYNTHETIC_TASKS = ("copy", "reverse", "sort", "count", "add")
+TASK_WORDS = {"copy": (2, 4), "reverse": (2, 4), "sort": (2, 3), "count": (1, 6)}  # fewest, most words
 HELDOUT_EVERY = 10  # one input in ten (chosen by a hash of its text) belongs to the test split
 
 
@@ -33,22 +34,15 @@ def _pick_words(rng, low, high, distinct=False):
 
 def synthetic_example(task, rng):
     """One (inputs, targets) pair of `task`, drawn with the `numpy.random.Generator` `rng`."""
-    if task == "copy":
-        words = _pick_words(rng, 2, 6, distinct=True)
-        return "copy: " + " ".join(words), " ".join(words)
-    if task == "reverse":
-        words = _pick_words(rng, 2, 5, distinct=True)
-        return "reverse: " + " ".join(words), " ".join(reversed(words))
-    if task == "sort":
-        words = _pick_words(rng, 2, 4, distinct=True)
-        return "sort: " + " ".join(words), " ".join(sorted(words))
-    if task == "count":
-        words = _pick_words(rng, 1, 8)
-        return "count: " + " ".join(words), str(len(words))
     if task == "add":
         a, b = (int(x) for x in rng.integers(0, 10, size=2))
         return f"add: {a} + {b}", str(a + b)
-    raise ValueError(f"unknown synthetic task {task!r}; choose from {SYNTHETIC_TASKS}")
+    if task not in TASK_WORDS:
+        raise ValueError(f"unknown synthetic task {task!r}; choose from {SYNTHETIC_TASKS}")
+    low, high = TASK_WORDS[task]
+    words = _pick_words(rng, low, high, distinct=task != "count")
+    target = {"copy": words, "reverse": words[::-1], "sort": sorted(words), "count": [str(len(words))]}[task]
+    return f"{task}: " + " ".join(words), " ".join(target)
 
 
 def is_heldout(inputs):
@@ -87,7 +81,7 @@ def synthetic_mixture(n, seed=0, split="train", tasks=SYNTHETIC_TASKS):
 
 
 # §6.2 A synthetic task mixture — chapters/06_data.ipynb, cell 15
-def synthetic_tokenizer_corpus(n=4000, seed=12345, prose=True):
+def synthetic_tokenizer_corpus(n=8000, seed=12345, prose=True):
     """Lines to train a tokenizer for the synthetic tasks: the words, the prefixes, the inputs and
     targets of `n` training examples, and (if `prose`) Chapter 01's documentation lines."""
     ds = synthetic_mixture(n, seed=seed, split="train")
@@ -613,4 +607,4 @@ def span_corruption_dataset(dataset, tokenizer, inputs_length=128, noise_density
     return packed.map(corrupt, batched=True, with_indices=True, remove_columns=["tokens"])
 
 
-__all__ = ['DataError', 'HELDOUT_EVERY', 'HUB_TASKS', 'SST2_LABELS', 'SYNTHETIC_TASKS', 'TextToTextCollator', 'WORDS', 'collate_fn', 'compute_input_and_target_lengths', 'is_heldout', 'load_task', 'make_loader', 'noise_span_to_unique_sentinel', 'pydoc_documents', 'random_spans_noise_mask', 'reconstruct', 'span_corruption', 'span_corruption_dataset', 'stdlib_summaries', 'synthetic_example', 'synthetic_mixture', 'synthetic_tokenizer_corpus', 'tokenize_dataset']
+__all__ = ['DataError', 'HELDOUT_EVERY', 'HUB_TASKS', 'SST2_LABELS', 'SYNTHETIC_TASKS', 'TASK_WORDS', 'TextToTextCollator', 'WORDS', 'collate_fn', 'compute_input_and_target_lengths', 'is_heldout', 'load_task', 'make_loader', 'noise_span_to_unique_sentinel', 'pydoc_documents', 'random_spans_noise_mask', 'reconstruct', 'span_corruption', 'span_corruption_dataset', 'stdlib_summaries', 'synthetic_example', 'synthetic_mixture', 'synthetic_tokenizer_corpus', 'tokenize_dataset']

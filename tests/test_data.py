@@ -62,9 +62,13 @@ def test_synthetic_mixture_schema_and_targets():
         assert prefix == row["task"]
         words = body.split()
         assert row["targets"] == _expected(row["task"], words), row
-        assert len(words) <= 8 and len(row["targets"].split()) <= 6
-        if row["task"] not in ("add",):
+        assert len(words) <= 6 and len(row["targets"].split()) <= 4
+        if row["task"] != "add":
             assert all(w in WORDS for w in words)
+            low, high = data.TASK_WORDS[row["task"]]
+            assert low <= len(words) <= high
+        if row["task"] in ("copy", "reverse", "sort"):
+            assert len(set(words)) == len(words)  # distinct words: one right answer
 
 
 def test_synthetic_mixture_is_deterministic():
@@ -99,12 +103,17 @@ def test_synthetic_mixture_task_subset_and_bad_arguments():
         synthetic_mixture(-1)
 
 
+def test_tokenizer_corpus_without_prose():
+    small = Tokenizer.train(synthetic_tokenizer_corpus(prose=False), vocab_size=235)
+    assert all(len(small.tokenize(w)) == 1 for w in WORDS)
+
+
 def test_tokenizer_corpus_keeps_every_word_whole(tok):
     assert tok.vocab_size == 400
     assert all(len(tok.tokenize(w)) == 1 for w in WORDS)
     ds = synthetic_mixture(200, seed=0)
     assert all(tok.decode(tok.encode(x)) == x for x in list(ds["inputs"]) + list(ds["targets"]))
-    assert max(len(tok.encode(x)) for x in ds["inputs"]) <= 16
+    assert max(len(tok.encode(x)) for x in ds["inputs"]) <= 10
 
 
 # ---- pydoc and stdlib sources -------------------------------------------------------------------
