@@ -14,6 +14,8 @@ _LAZY = {
     "Tokenizer": "t5edu.tokenizer",
     "T5Config": "t5edu.encoder",
     "T5": "t5edu.model",
+    "TrainConfig": "t5edu.train",
+    "greedy_decode": "t5edu.train",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,0 +1,134 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercises for Chapter 07 — Training
+#
+# Four short exercises on the parts of a training loop that are easy to get subtly wrong. In each,
+# replace the `raise NotImplementedError(...)` line with your code, run the cell, then run the check
+# cell below it: it prints one line, ✅ or ❌ with what went wrong. Chapter 07
+# (`chapters/07_train.ipynb`) has everything you need.
+
+# %%
+#| default_exp solutions.ch07
+from t5edu.checks import ch07
+
+# %% [markdown]
+# ## Exercise 7.1 — The inverse square-root schedule
+#
+# Return the learning rate of optimizer step `step` (counting from 1) under T5's schedule with a
+# linear warm-up: it rises linearly to `peak_lr` at step `warmup` (step `s < warmup` gets
+# `peak_lr * s / warmup`), then decays as `peak_lr * sqrt(warmup / s)`.
+
+# %%
+#| export
+import math
+
+import torch.nn.functional as F
+
+
+def inverse_sqrt_lr(step, peak_lr, warmup):
+    """Learning rate at optimizer step `step` (1, 2, ...): linear warm-up, then 1/sqrt decay."""
+    ### BEGIN SOLUTION
+    if step < warmup:
+        return peak_lr * step / warmup
+    return peak_lr * math.sqrt(warmup / step)
+    ### END SOLUTION
+
+
+# %%
+print([round(inverse_sqrt_lr(s, 1e-2, 4), 5) for s in (1, 2, 4, 16)])
+ch07.exercise_1(inverse_sqrt_lr)
+
+# %% [markdown]
+# ## Exercise 7.2 — Cross-entropy that ignores padding
+#
+# `logits` has shape `(batch, length, vocab)`, `labels` shape `(batch, length)`, with `-100` where
+# the target is padding. Return the mean cross-entropy over the **real** target tokens only, as a
+# scalar tensor. Write it with `log_softmax` and `gather`, without `F.cross_entropy`.
+#
+# Hint: `gather` cannot index with -100; replace it by any valid id first, and mask afterwards.
+
+# %%
+#| export
+def masked_cross_entropy(logits, labels):
+    """Mean of -log p(label) over the positions where labels != -100."""
+    ### BEGIN SOLUTION
+    mask = labels != -100
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    picked = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return -(picked * mask).sum() / mask.sum()
+    ### END SOLUTION
+
+
+# %%
+import torch
+
+torch.manual_seed(0)
+print(masked_cross_entropy(torch.randn(2, 3, 5), torch.tensor([[1, 2, -100], [4, -100, -100]])))
+ch07.exercise_2(masked_cross_entropy)
+
+# %% [markdown]
+# ## Exercise 7.3 — Gradient accumulation, exactly
+#
+# One optimizer step is split into `micro_batches`, each a dict with `input_ids` and `labels`
+# (`-100` on padding); `model(input_ids)` returns logits `(batch, length, vocab)`. Run forward and
+# backward on each micro-batch so that, at the end, every parameter's `.grad` holds exactly the
+# gradient of the **mean loss per target token over all micro-batches together** — what one big
+# batch would give. Return that mean loss as a float. (The parameters' `.grad` start at `None`.)
+#
+# Careful: the micro-batches hold different numbers of real tokens. Averaging the per-batch means
+# is not the same thing.
+
+# %%
+#| export
+def accumulate_gradients(model, micro_batches):
+    """Backward over all micro-batches; .grad ends as the gradient of the per-token mean loss."""
+    ### BEGIN SOLUTION
+    total_tokens = sum(int((b["labels"] != -100).sum()) for b in micro_batches)
+    total_loss = 0.0
+    for batch in micro_batches:
+        logits = model(batch["input_ids"])
+        loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["labels"].reshape(-1),
+                                   ignore_index=-100, reduction="sum")
+        (loss_sum / total_tokens).backward()
+        total_loss += loss_sum.item()
+    return total_loss / total_tokens
+    ### END SOLUTION
+
+
+# %%
+ch07.exercise_3(accumulate_gradients)
+
+# %% [markdown]
+# ## Exercise 7.4 — Where to resume
+#
+# A run reads `grad_accum` micro-batches per optimizer step, walking through epochs of
+# `batches_per_epoch` micro-batches each (epochs and batches counted from 0). After `step` optimizer
+# steps it is killed. Return `(epoch, batch)`: the epoch and the index within that epoch of the
+# first micro-batch the resumed run must read.
+
+# %%
+#| export
+def resume_position(step, grad_accum, batches_per_epoch):
+    """(epoch, batch index within the epoch) of the next micro-batch after `step` optimizer steps."""
+    ### BEGIN SOLUTION
+    return divmod(step * grad_accum, batches_per_epoch)
+    ### END SOLUTION
+
+
+# %%
+print(resume_position(7, 2, 5))
+ch07.exercise_4(resume_position)

@@ -1,0 +1,367 @@
+"""Chapter 07: the training loop's parts — loss, schedules, accumulation, data order, checkpoints,
+greedy decoding, metrics — and the exercise checks."""
+
+import copy
+import json
+import math
+from dataclasses import replace
+from itertools import islice
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from t5edu import train as T
+from t5edu.checks import ch07
+from t5edu.encoder import T5Config
+from t5edu.model import T5
+from t5edu.solutions import ch07 as solutions
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices: one thread is faster, and never stalls on a busy core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_model(seed=0, dropout=0.0, vocab=40):
+    torch.manual_seed(seed)
+    config = T5Config(vocab_size=vocab, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4,
+                      relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=dropout)
+    return T5(config)
+
+
+def features(n=48, seed=0, vocab=40):
+    """Reverse a random sequence: lengths vary, so batches have padding."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        k = int(torch.randint(1, 7, (1,), generator=g))
+        x = torch.randint(3, vocab, (k,), generator=g).tolist()
+        out.append({"input_ids": x + [1], "labels": x[::-1] + [1]})
+    return out
+
+
+def collate(rows):
+    from t5edu.data import TextToTextCollator
+
+    return TextToTextCollator(pad_id=0)(rows)
+
+
+# ----------------------------------------------------------------------------- loss, schedule, step
+
+
+def test_token_loss_sum_ignores_padding_and_matches_mean():
+    logits = torch.randn(3, 5, 7)
+    labels = torch.tensor([[1, 2, 3, -100, -100], [4, -100, -100, -100, -100], [5, 6, 0, 1, 2]])
+    total, count = T.token_loss_sum(logits, labels)
+    assert count == 9
+    assert torch.allclose(total / count, F.cross_entropy(logits.reshape(-1, 7), labels.reshape(-1)))
+    logits[labels == -100] = 1e3
+    assert torch.allclose(T.token_loss_sum(logits, labels)[0], total)
+
+
+def test_schedules_by_hand_and_state_dict_roundtrip(tmp_path):
+    s = T.Schedule("inverse_sqrt", warmup=10, total=100)
+    assert [round(s(i), 6) for i in (0, 4, 9, 39, 999)] == [0.1, 0.5, 1.0, 0.5, 0.1]
+    assert T.Schedule("linear", 10, 110)(59) == pytest.approx(0.5)
+    assert T.Schedule("cosine", 10, 110)(59) == pytest.approx(0.5)
+    assert T.Schedule("cosine", 10, 110)(109) == pytest.approx(0.0)
+    assert T.Schedule("constant", 10, 110)(500) == 1.0
+    with pytest.raises(ValueError):
+        T.Schedule("nope", 1, 2)(5)
+    model = tiny_model()
+    opt = T.make_optimizer(model, "adamw", lr=1.0)
+    sched = T.make_scheduler(opt, "inverse_sqrt", warmup=4, total=100)
+    for _ in range(6):
+        opt.step()
+        sched.step()
+    torch.save(sched.state_dict(), tmp_path / "s.pt")
+    opt2 = T.make_optimizer(model, "adamw", lr=1.0)
+    sched2 = T.make_scheduler(opt2, "inverse_sqrt", warmup=4, total=100)
+    sched2.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    sched.step()
+    sched2.step()
+    assert sched.get_last_lr() == sched2.get_last_lr() == [math.sqrt(4 / 8)] * 2  # matrices, vectors
+
+
+def test_adafactor_is_torch_and_factored():
+    model = tiny_model()
+    opt = T.make_optimizer(model, "adafactor", lr=1e-2)
+    assert isinstance(opt, torch.optim.Adafactor)
+    batch = collate(features(8))
+    T.train_step(model, [batch], opt)
+    state = opt.state[model.lm_head.weight]
+    assert state["row_var"].numel() + state["col_var"].numel() < model.lm_head.weight.numel()
+    with pytest.raises(ValueError):
+        T.make_optimizer(model, "sgd")
+
+
+def test_gradient_accumulation_equals_one_big_batch():
+    rows = features(12)
+    results = []
+    for micro in ([rows], [rows[:5], rows[5:]], [rows[:3], rows[3:4], rows[4:]]):
+        model = tiny_model()
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)  # the weights move by the (clipped) gradient
+        stats = T.train_step(model, [collate(m) for m in micro], opt, clip_norm=1.0)
+        results.append((stats, [p.detach().clone() for p in model.parameters()]))
+    (s0, p0), *others = results
+    for stats, params in others:
+        assert stats["target_tokens"] == s0["target_tokens"]
+        assert stats["loss"] == pytest.approx(s0["loss"], rel=1e-5)
+        assert stats["grad_norm"] == pytest.approx(s0["grad_norm"], rel=1e-5)
+        assert max((a - b).abs().max().item() for a, b in zip(p0, params)) < 1e-6
+
+
+def test_clipping_bounds_the_update():
+    model = tiny_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    stats = T.train_step(model, [collate(features(8))], opt, clip_norm=1e-3)
+    assert stats["grad_norm"] > 1e-3  # the norm before clipping is reported
+    step = torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
+    assert step.item() == pytest.approx(1e-3, rel=1e-4)
+
+
+# ----------------------------------------------------------------------------- data order
+
+
+def test_global_batches_resume_and_epochs():
+    full = list(islice(T.global_batches(23, 5, seed=3), 13))  # 4 batches per epoch
+    assert [p for p, _ in full] == list(range(13))
+    for start in (0, 1, 4, 7, 12):
+        assert list(islice(T.global_batches(23, 5, seed=3, start=start), 13 - start)) == full[start:]
+    for epoch in range(3):
+        seen = [i for _, idx in full[4 * epoch:4 * epoch + 4] for i in idx]
+        assert len(seen) == len(set(seen)) == 20
+    assert [idx for _, idx in full[:4]] != [idx for _, idx in full[4:8]]  # reshuffled every epoch
+    assert full != list(islice(T.global_batches(23, 5, seed=4), 13))
+    with pytest.raises(ValueError):
+        next(T.global_batches(3, 5, seed=0))
+
+
+def test_shard_splits_rows_and_tensors():
+    assert T.shard(list(range(8)), 1, 2) == [4, 5, 6, 7]
+    batch = collate(features(4))
+    half = T.shard(batch, 0, 2)
+    assert torch.equal(half["input_ids"], batch["input_ids"][:2])
+    with pytest.raises(ValueError):
+        T.shard(list(range(5)), 0, 2)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_rng_state_roundtrip_with_weights_only(tmp_path):
+    import random
+
+    import numpy as np
+
+    T.seed_everything(5)
+    torch.save(T.rng_state(), tmp_path / "rng.pt")
+    first = (random.random(), np.random.rand(), torch.rand(3))
+    T.set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    again = (random.random(), np.random.rand(), torch.rand(3))
+    assert first[:2] == again[:2] and torch.equal(first[2], again[2])
+
+
+def _saved(tmp_path, step, model, opt, sched):
+    return T.save_checkpoint(tmp_path, step, model, opt, sched, extra={"position": step * 2})
+
+
+def test_checkpoint_roundtrip_restores_everything(tmp_path):
+    model = tiny_model(dropout=0.1)
+    opt = T.make_optimizer(model, "adamw", 1e-2)
+    sched = T.make_scheduler(opt, warmup=3)
+    T.train_step(model, [collate(features(8))], opt, sched)
+    path = _saved(tmp_path, 1, model, opt, sched)
+    expected_next = torch.rand(4)  # the first random numbers after the checkpoint
+    assert (tmp_path / "latest").read_text() == "checkpoint-00000001\n"
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "state.pt"]
+    loaded = T5.from_pretrained(path)  # the weights are an ordinary HF-format checkpoint
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+    other = tiny_model(seed=9, dropout=0.1)
+    opt2 = T.make_optimizer(other, "adamw", 1e-2)
+    sched2 = T.make_scheduler(opt2, warmup=3)
+    state = T.load_checkpoint(T.latest_checkpoint(tmp_path), other, opt2, sched2)
+    assert state["step"] == 1 and state["position"] == 2
+    assert torch.equal(torch.rand(4), expected_next)  # the RNG continues where the checkpoint was taken
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+    assert sched2.last_epoch == sched.last_epoch
+    m_state, o_state = opt.state_dict()["state"], opt2.state_dict()["state"]
+    assert all(torch.equal(m_state[k]["exp_avg"], o_state[k]["exp_avg"]) for k in m_state)
+    # the optimizer still points at the model's parameters (weights were loaded in place)
+    assert {id(p) for g in opt2.param_groups for p in g["params"]} == {id(p) for p in other.parameters()}
+
+
+@pytest.mark.parametrize("where", ["weights", "state", "rename"])
+def test_crash_during_checkpoint_write_keeps_previous(tmp_path, monkeypatch, where):
+    model = tiny_model()
+    opt = T.make_optimizer(model, "adamw", 1e-2)
+    sched = T.make_scheduler(opt, warmup=3)
+    _saved(tmp_path, 1, model, opt, sched)
+    T.train_step(model, [collate(features(8))], opt, sched)
+
+    def boom(*args, **kwargs):
+        raise OSError(f"simulated crash while writing ({where})")
+
+    if where == "weights":
+        monkeypatch.setattr(T, "save_weights", boom)
+    elif where == "state":
+        monkeypatch.setattr(torch, "save", boom)
+    else:
+        real_replace = T.os.replace
+
+        def replace_dirs_fails(src, dst):  # the final rename of the directory fails; `latest` not reached
+            if str(dst).endswith("checkpoint-00000002"):
+                boom()
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(T.os, "replace", replace_dirs_fails)
+    with pytest.raises(OSError, match="simulated"):
+        _saved(tmp_path, 2, model, opt, sched)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-00000001", "latest"]
+    fresh = tiny_model()
+    opt2 = T.make_optimizer(fresh, "adamw", 1e-2)
+    state = T.load_checkpoint(T.latest_checkpoint(tmp_path), fresh, opt2, T.make_scheduler(opt2, warmup=3))
+    assert state["step"] == 1
+
+
+def test_latest_falls_back_and_stale_temporaries_are_removed(tmp_path):
+    model = tiny_model()
+    for step in (1, 2, 3):
+        _saved(tmp_path, step, model, None, None)
+    assert [p.name for p in T.list_checkpoints(tmp_path)] == ["checkpoint-00000002", "checkpoint-00000003"]
+    (tmp_path / "latest").write_text("checkpoint-00000099\n")  # stale pointer
+    assert T.latest_checkpoint(tmp_path).name == "checkpoint-00000003"
+    (tmp_path / "latest").unlink()
+    half = tmp_path / "checkpoint-00000004.tmp-abc"  # what a SIGKILL during a write leaves
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"partial")
+    assert T.latest_checkpoint(tmp_path).name == "checkpoint-00000003"
+    _saved(tmp_path, 4, model, None, None)
+    assert not half.exists()
+    assert T.latest_checkpoint(tmp_path).name == "checkpoint-00000004"
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def test_train_resume_in_process_is_bit_exact(tmp_path):
+    rows = features(40)
+    cfg = T.TrainConfig(lr=1e-2, warmup_steps=3, max_steps=10, batch_size=8, grad_accum=2, save_every=4,
+                        log_every=1, progress=False)
+    straight = tiny_model(dropout=0.1)
+    history = T.train(straight, rows, collate, cfg, tmp_path / "a")
+    assert [r["step"] for r in history] == list(range(1, 11))
+    assert history[-1]["loss"] < history[0]["loss"]
+    part = tiny_model(dropout=0.1)
+    T.train(part, rows, collate, replace(cfg, max_steps=4), tmp_path / "b")
+    # a run that got further than its last checkpoint before dying: its metrics lines past step 4 go
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 5, "loss": 123.0}) + "\n")
+    resumed = tiny_model(seed=1, dropout=0.1)
+    T.train(resumed, rows, collate, cfg, tmp_path / "b", resume=True)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == list(range(1, 11))
+    assert [r["loss"] for r in lines] == pytest.approx([r["loss"] for r in history], rel=1e-6)
+
+
+def test_time_budget_stops_and_checkpoints(tmp_path):
+    cfg = T.TrainConfig(max_steps=10_000, batch_size=8, log_every=2, max_seconds=1.0, progress=False,
+                        schedule="linear", warmup_steps=2)
+    model = tiny_model()
+    history = T.train(model, features(40), collate, cfg, tmp_path)
+    steps = history[-1]["step"] if history else 0
+    assert 0 < T.latest_checkpoint(tmp_path).name.count("0") and steps < 10_000
+    state = torch.load(T.latest_checkpoint(tmp_path) / "state.pt", weights_only=True)
+    assert state["step"] >= steps
+
+
+# ----------------------------------------------------------------------------- decoding, metrics
+
+
+def test_greedy_decode_cache_matches_full_recompute():
+    model = tiny_model(vocab=40)
+    with torch.no_grad():  # make the untrained model's greedy output non-trivial
+        model.lm_head.weight.normal_(0, 1.0)
+    batch = collate(features(5))
+    fast = T.greedy_decode(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=8)
+
+    class NoCache(torch.nn.Module):  # only forward(): the slow path
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.config = inner, inner.config
+
+        def forward(self, **kwargs):
+            return self.inner(**kwargs)
+
+    slow = T.greedy_decode(NoCache(model), batch["input_ids"], batch["attention_mask"], max_new_tokens=8)
+    assert torch.equal(fast, slow)
+    assert fast.shape[0] == 5 and fast.shape[1] <= 8
+    # rows that produced EOS are padded afterwards
+    for row in fast.tolist():
+        if 1 in row:
+            assert all(t == 0 for t in row[row.index(1) + 1:])
+    assert model.training  # the mode is restored
+
+
+def test_metrics():
+    assert T.exact_match(["a b", " c", "x"], ["a  b", "c", "y"]) == pytest.approx(2 / 3)
+    assert T.exact_match([], []) == 0.0
+    assert T.rouge_l(["the cat sat"], ["the cat sat"]) == 1.0
+    assert T.rouge_l(["a b"], ["c d"]) == 0.0
+    assert T.bleu(["the small cat sat on the mat"], ["the small cat sat on the mat"]) == pytest.approx(100.0)
+    assert T.bleu(["completely different words here"], ["the small cat sat on the mat"]) < 10
+
+
+# ----------------------------------------------------------------------------- exercise checks
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError("Your turn")
+
+
+def _wrong_schedule(step, peak_lr, warmup):  # forgets to normalise by the warm-up
+    return peak_lr * step / warmup if step < warmup else peak_lr / math.sqrt(step)
+
+
+def _wrong_loss(logits, labels):  # averages over padding too
+    log_probs = F.log_softmax(logits, dim=-1)
+    return -log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).mean()
+
+
+def _wrong_accumulation(model, micro_batches):  # mean of per-micro-batch means
+    total = 0.0
+    for batch in micro_batches:
+        logits = model(batch["input_ids"])
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["labels"].reshape(-1))
+        (loss / len(micro_batches)).backward()
+        total += loss.item() / len(micro_batches)
+    return total
+
+
+def _wrong_position(step, grad_accum, batches_per_epoch):  # forgets the accumulation
+    return divmod(step, batches_per_epoch)
+
+
+@pytest.mark.parametrize("check, solution, wrong", [
+    (ch07.exercise_1, solutions.inverse_sqrt_lr, _wrong_schedule),
+    (ch07.exercise_2, solutions.masked_cross_entropy, _wrong_loss),
+    (ch07.exercise_3, solutions.accumulate_gradients, _wrong_accumulation),
+    (ch07.exercise_4, solutions.resume_position, _wrong_position),
+])
+def test_exercise_checks(check, solution, wrong):
+    assert check.run(solution).passed
+    stub = check.run(_stub)
+    assert not stub.passed and "not done yet" in stub.message
+    bad = check.run(wrong)
+    assert not bad.passed and "❌" in bad.message
+    assert copy.copy(bad.message).count("Traceback") == 0
