@@ -286,7 +286,12 @@ def load_task_rows(task, data=None, split="train", limit=None):
                         f"{task!r} (one of {', '.join(sorted(hub_names(task)))})")
     if files is None and limit:
         split = f"{split}[:{int(limit)}]"
-    rows = load_task(spec.dataset, split=split, data_files=files)
+    try:
+        rows = load_task(spec.dataset, split=split, data_files=files)
+    except DataError as err:
+        if files is not None:
+            raise
+        raise DataError(f"{err} On the command line: t5edu finetune --data FILE_OR_DIRECTORY.") from None
     rows = [{"task": task, "inputs": r["inputs"], "targets": r["targets"]} for r in rows]
     return rows[:limit] if limit else rows
 

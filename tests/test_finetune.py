@@ -205,6 +205,13 @@ def test_data_file_lacking_the_fields_names_the_fields_expected(tmp_path, task, 
     assert "error:" in capsys.readouterr().err
 
 
+def test_hub_dataset_offline_says_how_to_use_local_files(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DataError) as err:
+        load_task_rows("summarize", "cnn_dailymail", limit=2)
+    assert "abisee/cnn_dailymail" in str(err.value) and "--data FILE_OR_DIRECTORY" in str(err.value)
+
+
 def test_bad_fixture_and_bad_data_argument():
     with pytest.raises(DataError, match="'article'.*'highlights'"):
         load_task_rows("summarize", FIXTURES / "bad_cnn.jsonl")
