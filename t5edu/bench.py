@@ -2,6 +2,7 @@
 """`t5edu bench WHAT`: measured speed of t5edu next to Hugging Face `transformers`, in one process.
 
     t5edu bench train      forward+backward tokens/s, t5edu vs transformers' T5 (eager), identical weights
+    t5edu bench generate   greedy and beam-4 generate, t5edu vs transformers, + memory-bandwidth floor
 
 Each benchmark is one entry of BENCHMARKS: name -> (configure(parser), run(args) -> int). The two models
 are timed in alternation, step by step, so that a busy machine slows both alike; the median of the timed
@@ -130,9 +131,12 @@ def bench_train(args):
     return 0
 
 
+from t5edu.bench_generate import bench_generate, configure_generate  # noqa: E402 (imports no torch)
+
 # name -> (configure(parser), run(args)); add a benchmark by adding an entry
 BENCHMARKS = {
     "train": (configure_train, bench_train),
+    "generate": (configure_generate, bench_generate),  # Chapter 08, in t5edu/bench_generate.py
 }
 
 

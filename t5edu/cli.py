@@ -15,6 +15,7 @@ COMMANDS = {
     "train": ("t5edu.cli_train", "train a T5 (presets tiny, demo); --resume; runs under torchrun too"),
     "demo": ("t5edu.cli_train", "the main job: tokenizer + small T5 from scratch, evaluated, in minutes on a CPU"),
     "grade": ("t5edu.grading", "grade student notebooks, each in its own kernel: CSV of points + feedback"),
+    "generate": ("t5edu.cli_generate", "decode text with a saved model: greedy, beam search or sampling (Chapter 08)"),
     "finetune": ("t5edu.cli_finetune", "fine-tune a pretrained T5 (HF directory or hub id) on summarize/translate/classify"),
 }
 

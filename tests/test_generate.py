@@ -1,0 +1,285 @@
+"""t5edu.generate: the API, the cache, sampling, the CLI and the benchmark (parity with transformers is in
+tests/test_generate_parity.py)."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from t5edu.encoder import T5Config
+from t5edu.generate import (DecoderCache, GenerateOutput, decoder_step, generate, hypothesis_score, last_logits,
+                            no_repeat_ngram_mask, sample_next, top_k_filter, top_p_filter)
+from t5edu.model import T5
+
+PAD, EOS = 0, 1
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and a shared CPU does not oversubscribe."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(seed=0, eos_boost=0.0, **overrides):
+    torch.manual_seed(seed)
+    kwargs = dict(vocab_size=50, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, dropout_rate=0.0,
+                  relative_attention_num_buckets=8, relative_attention_max_distance=16)
+    kwargs.update(overrides)
+    model = T5(T5Config(**kwargs)).eval()
+    if eos_boost:
+        with torch.no_grad():
+            model.lm_head.weight[EOS] *= eos_boost
+    return model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny(0, eos_boost=3.0, tie_word_embeddings=False)
+
+
+def batch():
+    ids = torch.tensor([[5, 6, 7, 8, 9, EOS], [10, 11, EOS, PAD, PAD, PAD], [12, 13, 14, 15, EOS, PAD]])
+    return ids, (ids != PAD).long()
+
+
+# -- the cache ------------------------------------------------------------------------------------
+
+def test_decoder_step_equals_the_full_forward(model):
+    ids, mask = batch()
+    prefix = torch.randint(2, 50, (3, 9), generator=torch.Generator().manual_seed(1))
+    prefix[:, 0] = 0
+    with torch.no_grad():
+        encoded = model.encode(ids, mask)
+        cache = DecoderCache(model, encoded, mask, max_length=5)  # shorter than the prefix: falls back
+        for t in range(prefix.shape[1]):
+            stepped = decoder_step(model, cache, prefix[:, t])
+            full = last_logits(model, encoded, mask, prefix[:, :t + 1])
+            torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-5)
+    assert len(cache) == prefix.shape[1]
+
+
+def test_reorder_follows_rows(model):
+    ids, mask = batch()
+    with torch.no_grad():
+        encoded = model.encode(ids, mask)
+        cache = DecoderCache(model, encoded, mask, 8)
+        decoder_step(model, cache, torch.zeros(3, dtype=torch.long))
+        before = [layer["self"]["k"].clone() for layer in cache.layers]
+        cache.reorder(torch.tensor([2, 2, 0]))
+    for old, layer in zip(before, cache.layers):
+        assert torch.equal(layer["self"]["k"], old[[2, 2, 0]])
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(num_beams=3, num_return_sequences=2),
+                                    dict(num_beams=2, no_repeat_ngram_size=2, length_penalty=0.5),
+                                    dict(num_beams=4, early_stopping=True, min_new_tokens=3)])
+def test_cached_equals_uncached(model, kwargs):
+    ids, mask = batch()
+    cached = generate(model, ids, mask, max_new_tokens=9, **kwargs)
+    uncached = generate(model, ids, mask, max_new_tokens=9, use_cache=False, **kwargs)
+    assert torch.equal(cached, uncached)
+
+
+def test_greedy_equals_chapter_07_greedy_decode(model):
+    from t5edu.train import greedy_decode
+
+    ids, mask = batch()
+    ours = generate(model, ids, mask, max_new_tokens=12)
+    assert torch.equal(ours[:, 1:], greedy_decode(model, ids, mask, max_new_tokens=12))
+
+
+# -- the API --------------------------------------------------------------------------------------
+
+def test_output_starts_with_the_start_token_and_pads_after_eos(model):
+    ids, mask = batch()
+    for kwargs in (dict(), dict(num_beams=3, num_return_sequences=3)):
+        out = generate(model, ids, mask, max_new_tokens=12, **kwargs)
+        assert out.dtype == torch.long and bool((out[:, 0] == model.config.decoder_start_token_id).all())
+        is_eos = (out == EOS).long()
+        after = (is_eos.cumsum(1) - is_eos) > 0
+        assert bool((out[after] == PAD).all())
+        assert bool(is_eos.any())  # the EOS-boosted model does finish some rows
+
+
+def test_lengths(model):
+    ids, mask = batch()
+    big = dict(min_new_tokens=30)
+    assert generate(model, ids, mask, **big).shape == (3, 21)  # neither given: 20 new tokens
+    assert generate(model, ids, mask, max_length=6, **big).shape == (3, 6)  # max_length counts the start token
+    assert generate(model, ids, mask, max_length=6, max_new_tokens=8, **big).shape == (3, 9)  # max_new_tokens wins
+    assert generate(model, ids, mask, max_new_tokens=7, num_beams=3, **big).shape == (3, 8)
+    for kwargs in (dict(), dict(num_beams=3, num_return_sequences=2), dict(do_sample=True)):
+        out = generate(model, ids, mask, max_new_tokens=0, **kwargs)
+        assert out.tolist() == [[0]] * (3 * kwargs.get("num_return_sequences", 1))
+
+
+def test_attention_mask_defaults_to_non_pad(model):
+    ids, mask = batch()
+    assert torch.equal(generate(model, ids, max_new_tokens=8), generate(model, ids, mask, max_new_tokens=8))
+
+
+def test_padding_does_not_change_a_row(model):
+    ids, mask = batch()
+    alone = generate(model, ids[1:2, :3], max_new_tokens=8, num_beams=3, num_return_sequences=2)
+    together = generate(model, ids, mask, max_new_tokens=8, num_beams=3, num_return_sequences=2)[2:4]
+    assert torch.equal(alone, together[:, :alone.shape[1]])
+
+
+def test_output_scores_are_length_penalised_logprobs(model):
+    ids, mask = batch()
+    out = generate(model, ids, mask, max_new_tokens=8, num_beams=3, num_return_sequences=2, length_penalty=1.5,
+                   output_scores=True)
+    assert isinstance(out, GenerateOutput) and out.sequences_scores.shape == (6,)
+    for i, (seq, score) in enumerate(zip(out.sequences, out.sequences_scores.tolist())):
+        row = i // 2
+        with torch.no_grad():
+            logits = model(input_ids=ids[row:row + 1], attention_mask=mask[row:row + 1],
+                           decoder_input_ids=seq[None, :-1]).logits
+        logp = F.log_softmax(logits[0].float(), -1).gather(-1, seq[1:, None])[:, 0]
+        n = int((seq[1:] == EOS).nonzero()[0]) + 1 if (seq[1:] == EOS).any() else len(seq) - 1
+        assert abs(hypothesis_score(logp[:n].sum().item(), n, 1.5) - score) < 1e-4
+    assert generate(model, ids, mask, max_new_tokens=4, output_scores=True).sequences_scores is None
+
+
+def test_training_mode_is_restored_and_dropout_is_off():
+    model = tiny(1, dropout_rate=0.5)
+    ids, mask = batch()
+    model.eval()
+    expected = generate(model, ids, mask, max_new_tokens=6, num_beams=2)
+    model.train()
+    assert torch.equal(generate(model, ids, mask, max_new_tokens=6, num_beams=2), expected)
+    assert model.training
+
+
+def test_decoder_deeper_than_encoder():
+    model = tiny(2, num_layers=1, num_decoder_layers=3)
+    ids, mask = batch()
+    for kwargs in (dict(), dict(num_beams=3)):
+        assert torch.equal(generate(model, ids, mask, max_new_tokens=6, **kwargs),
+                           generate(model, ids, mask, max_new_tokens=6, use_cache=False, **kwargs))
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(num_beams=0), "num_beams"), (dict(num_beams=1.5), "num_beams"),
+    (dict(max_new_tokens=-1), "max_new_tokens"), (dict(max_length=0), "max_length"),
+    (dict(do_sample=True, top_p=0.0), "top_p"), (dict(do_sample=True, top_p=1.5), "top_p"),
+    (dict(do_sample=True, top_k=-1), "top_k"), (dict(do_sample=True, temperature=0.0), "temperature"),
+    (dict(num_beams=2, num_return_sequences=3), "num_return_sequences"),
+    (dict(num_return_sequences=2), "num_return_sequences"), (dict(num_return_sequences=0), "num_return_sequences"),
+    (dict(num_beams=2, early_stopping="sometimes"), "early_stopping"),
+    (dict(num_beams=2, do_sample=True), "sampling with beams"),
+    (dict(min_new_tokens=-2), "min_new_tokens"), (dict(no_repeat_ngram_size=-1), "no_repeat_ngram_size"),
+])
+def test_bad_arguments_fail_clearly(model, kwargs, words):
+    ids, mask = batch()
+    with pytest.raises(ValueError, match=words):
+        generate(model, ids, mask, **kwargs)
+
+
+def test_bad_input_ids(model):
+    with pytest.raises(ValueError, match="2-D"):
+        generate(model, torch.tensor([5, 6, 1]))
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        generate(model, torch.tensor([[5, 600, 1]]))
+
+
+# -- rules and sampling ---------------------------------------------------------------------------
+
+def test_min_new_tokens_and_no_repeat_ngram(model):
+    ids, mask = batch()
+    for kwargs in (dict(), dict(num_beams=3)):
+        out = generate(model, ids, mask, max_new_tokens=10, min_new_tokens=6, **kwargs)
+        assert not bool((out[:, 1:7] == EOS).any())
+        out = generate(model, ids, mask, max_new_tokens=10, no_repeat_ngram_size=2, min_new_tokens=10, **kwargs)
+        for row in out.tolist():
+            bigrams = list(zip(row, row[1:]))
+            assert len(bigrams) == len(set(bigrams)), row
+    assert no_repeat_ngram_mask(torch.tensor([[0, 5, 7, 5]]), 2, 10).nonzero()[:, 1].tolist() == [7]
+
+
+def test_sampling_is_reproducible_with_a_generator(model):
+    ids, mask = batch()
+
+    def draw(seed, **kwargs):
+        return generate(model, ids, mask, max_new_tokens=10, do_sample=True, temperature=2.0,
+                        generator=torch.Generator().manual_seed(seed), **kwargs)
+
+    assert torch.equal(draw(0), draw(0))
+    assert not torch.equal(draw(0), draw(1))
+    assert torch.equal(draw(3, top_k=4, top_p=0.9), draw(3, top_k=4, top_p=0.9))
+    several = draw(5, num_return_sequences=3)
+    assert several.shape[0] == 9
+    greedy = generate(model, ids, mask, max_new_tokens=10)
+    assert torch.equal(draw(7, top_k=1), greedy)  # top-1 sampling is greedy
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_top_k_and_top_p_only_emit_allowed_tokens(seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(6, 40, generator=g) * (1 + seed)
+    probs = logits.softmax(-1)
+    for k in (1, 3, 10):
+        allowed = logits >= logits.topk(k).values[:, -1:]
+        for s in range(30):
+            token = sample_next(logits, top_k=k, generator=torch.Generator().manual_seed(s))
+            assert bool(allowed.gather(1, token[:, None]).all())
+    for p in (0.1, 0.5, 0.9, 1.0):
+        kept = top_p_filter(logits, p).isfinite()
+        mass = (probs * kept).sum(-1)
+        assert bool((mass >= p - 1e-6).all())
+        # minimal: dropping the least likely kept token would fall below p
+        least = probs.masked_fill(~kept, math.inf).min(-1).values
+        assert bool((kept.sum(-1) == 1).all() | (mass - least < p + 1e-6).all())
+        for s in range(30):
+            token = sample_next(logits, top_p=p, temperature=0.8, generator=torch.Generator().manual_seed(s))
+            assert bool(top_p_filter(logits / 0.8, p).isfinite().gather(1, token[:, None]).all())
+    assert torch.equal(top_k_filter(logits, 40), logits) and torch.equal(top_p_filter(logits, 1.0), logits)
+
+
+# -- command line and benchmark -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from t5edu.tokenizer import Tokenizer
+
+    directory = tmp_path_factory.mktemp("gen-model")
+    lines = [f"summarize: the {w} sat on the {v} and looked at the {u}." for w in ("cat", "dog", "bird", "fox")
+             for v in ("mat", "log", "chair") for u in ("moon", "sun", "sea", "sky")] * 3
+    tok = Tokenizer.train(lines, directory, vocab_size=40, extra_ids=4)
+    tiny(3, vocab_size=tok.vocab_size).save_pretrained(directory)
+    return directory
+
+
+def test_cli_generate(model_dir, capsys):
+    from t5edu.cli import main
+
+    assert main(["generate", "--model", str(model_dir), "--max-new-tokens", "5", "summarize: the cat sat"]) == 0
+    greedy = capsys.readouterr().out.splitlines()
+    assert len(greedy) == 1
+    assert main(["generate", "--model", str(model_dir), "--max-new-tokens", "5", "--num-beams", "3",
+                 "--num-return-sequences", "2", "--show-scores", "summarize: the cat sat", "the dog"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and lines[0] == "# summarize: the cat sat" and lines[1].startswith("[")
+    assert main(["generate", "--model", str(model_dir), "--sample", "--seed", "1", "--top-p", "0.9", "x"]) == 0
+    first = capsys.readouterr().out
+    assert main(["generate", "--model", str(model_dir), "--sample", "--seed", "1", "--top-p", "0.9", "x"]) == 0
+    assert capsys.readouterr().out == first
+    assert main(["generate", "--model", str(model_dir), "--num-beams", "0", "x"]) == 2
+    assert "num_beams" in capsys.readouterr().err
+    assert main(["generate", "--model", str(model_dir / "nowhere"), "x"]) == 2
+
+
+def test_bench_generate_runs(capsys):
+    from t5edu.bench_generate import run_generate_bench
+
+    results = run_generate_bench("t5-tiny", input_tokens=8, new_tokens=3, beams=2, runs=1, vocab_size=500,
+                                 copy_megabytes=16)
+    out = capsys.readouterr().out
+    assert "greedy" in out and "beam-2" in out and "floor" in out
+    assert results["floor"] > 0 and results["greedy"]["t5edu"] > 0
+    if "speedup" in results["greedy"]:
+        assert "same tokens: yes" in out
