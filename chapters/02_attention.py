@@ -281,9 +281,9 @@ print("W_q / √d  gives the same scores as  scores / √d")
 # our float bias as `attn_mask`: scores, bias, softmax and weighted sum in one kernel, without
 # storing the full `(B, H, L_q, L_k)` tensor between them. The fused kernel adds up in a different
 # order, so it agrees with the explicit math to about 1e-7 per layer rather than exactly; through
-# a deep model these differences grow to around 1e-5 in the logits. (And when the bias needs a
-# gradient — the learned position table during training — PyTorch's CPU kernel falls back to the
-# unfused math anyway.)
+# a deep model these differences grow to around 1e-5 in the logits. And in training on a CPU it
+# gains nothing: when the bias needs a gradient (the learned position table) or attention dropout is
+# on, PyTorch 2.x dispatches to its unfused "math" implementation — the same operations as ours.
 
 # %%
 #| export
