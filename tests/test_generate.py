@@ -8,8 +8,18 @@ import torch
 import torch.nn.functional as F
 
 from t5edu.encoder import T5Config
-from t5edu.generate import (DecoderCache, GenerateOutput, decoder_step, generate, hypothesis_score, last_logits,
-                            no_repeat_ngram_mask, sample_next, top_k_filter, top_p_filter)
+from t5edu.generate import (
+    DecoderCache,
+    GenerateOutput,
+    decoder_step,
+    generate,
+    hypothesis_score,
+    last_logits,
+    no_repeat_ngram_mask,
+    sample_next,
+    top_k_filter,
+    top_p_filter,
+)
 from t5edu.model import T5
 
 PAD, EOS = 0, 1

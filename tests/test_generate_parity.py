@@ -14,8 +14,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from t5edu.generate import generate  # noqa: E402
-from t5edu.model import T5  # noqa: E402
+from t5edu.generate import generate
+from t5edu.model import T5
 
 PAD, EOS = 0, 1
 
