@@ -4,11 +4,13 @@
 # §Chapter 08 — Decoding — chapters/08_generate.ipynb, cell 2
 import dataclasses
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
 
-from t5edu.attention import padding_bias, split_heads
+from t5edu.attention import mask_value, padding_bias, split_heads
+from t5edu.encoder import clamp_fp16
 
 
 # §8.3 The key/value cache — chapters/08_generate.ipynb, cell 12
@@ -20,9 +22,10 @@ class DecoderCache:
     decoder's causal relative bias for `max_length` positions; step `t` uses its row `t` only.
     """
 
-    def __init__(self, model, encoder_hidden_states, attention_mask=None, max_length=None):
+    def __init__(self, model, encoder_hidden_states, attention_mask=None, max_length=None, packed=None):
         decoder = model.decoder
         self.decoder, self.encoder_hidden_states = decoder, encoder_hidden_states
+        self.packed = packed  # PackedWeights (Section 8.9) for faster steps, or None
         self.layers = decoder.new_cache()
         for block, layer in zip(decoder.block, self.layers):
             cross = block.layer[1].EncDecAttention
@@ -58,6 +61,8 @@ def decoder_step(model, cache, tokens):
     """Feed one token per row (`tokens`: (rows,)) at position len(cache) -> float32 logits (rows, vocab).
 
     The model must be in eval mode (no dropout). The cache grows by one position."""
+    if cache.packed is not None:
+        return packed_step(model, cache, tokens)  # the same computation, faster on a CPU (Section 8.9)
     decoder, config = model.decoder, model.config
     self_bias = cache.self_bias(len(cache))
     hidden = decoder.embed_tokens(tokens[:, None])
@@ -133,7 +138,7 @@ def sample_next(scores, temperature=1.0, top_k=None, top_p=None, generator=None)
 
 def sample_search(model, encoder_hidden_states, attention_mask, max_new_tokens, *, do_sample=False,
                   temperature=1.0, top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0,
-                  generator=None, use_cache=True):
+                  generator=None, use_cache=True, packed=None):
     """Greedy decoding (do_sample=False) or sampling, one sequence per row -> (rows, 1 + steps) ids.
 
     Rows that have produced EOS get pad tokens until every row is done or max_new_tokens is reached."""
@@ -142,7 +147,7 @@ def sample_search(model, encoder_hidden_states, attention_mask, max_new_tokens, 
     device = encoder_hidden_states.device
     sequences = torch.full((rows, 1), config.decoder_start_token_id, dtype=torch.long, device=device)
     unfinished = torch.ones(rows, dtype=torch.bool, device=device)
-    cache = DecoderCache(model, encoder_hidden_states, attention_mask, 1 + max_new_tokens) if use_cache else None
+    cache = DecoderCache(model, encoder_hidden_states, attention_mask, 1 + max_new_tokens, packed) if use_cache else None
     for _ in range(max_new_tokens):
         if cache is not None:
             logits = decoder_step(model, cache, sequences[:, -1])
@@ -179,7 +184,7 @@ def _gather(tensor, index):
 
 def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, num_beams, *, length_penalty=1.0,
                 early_stopping=False, num_return_sequences=1, min_new_tokens=0, no_repeat_ngram_size=0,
-                use_cache=True, trace=None):
+                use_cache=True, packed=None, trace=None):
     """Beam search with Hugging Face's semantics -> (sequences, scores).
 
     sequences: (batch * num_return_sequences, 1 + longest) ids, best first per input, pad after EOS;
@@ -193,7 +198,7 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
     encoder_hidden_states = encoder_hidden_states.repeat_interleave(num_beams, dim=0)
     if attention_mask is not None:
         attention_mask = attention_mask.repeat_interleave(num_beams, dim=0)
-    cache = DecoderCache(model, encoder_hidden_states, attention_mask, max_length) if use_cache else None
+    cache = DecoderCache(model, encoder_hidden_states, attention_mask, max_length, packed) if use_cache else None
 
     running = torch.full((batch, num_beams, max_length), config.pad_token_id, dtype=torch.long, device=device)
     running[:, :, 0] = config.decoder_start_token_id
@@ -271,7 +276,92 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
     return sequences[:, :1 + longest], scores
 
 
-# §8.9 `generate` — chapters/08_generate.ipynb, cell 33
+# §8.9 Faster steps: weights laid out for the product they are used in — chapters/08_generate.ipynb, cell 33
+@dataclasses.dataclass
+class PackedWeights:
+    """The decoder's matrices as (in, out), contiguous, for one-token steps (see packed_weights)."""
+
+    layers: list  # per block: dict of matrices and the modules (norms, activation) used with them
+    lm_head: torch.Tensor  # (d_model, vocab)
+    signature: tuple
+
+
+_PACKED = weakref.WeakKeyDictionary()  # model -> PackedWeights of its current parameters
+
+
+def _signature(model):
+    params = list(model.decoder.parameters()) + [model.lm_head.weight]
+    return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+
+
+@torch.no_grad()
+def packed_weights(model):
+    """Transposed, fused copies of the decoder's weights; cached per model until a parameter changes."""
+    signature = _signature(model)
+    cached = _PACKED.get(model)
+    if cached is not None and cached.signature == signature:
+        return cached
+    layers = []
+    for block in model.decoder.block:
+        self_attn, cross = block.layer[0].SelfAttention, block.layer[1].EncDecAttention
+        ff = block.layer[2].DenseReluDense
+        gated = hasattr(ff, "wi_0")
+        wi = torch.cat([ff.wi_0.weight, ff.wi_1.weight]) if gated else ff.wi.weight
+        layers.append(dict(
+            norm0=block.layer[0].layer_norm, norm1=block.layer[1].layer_norm, norm2=block.layer[2].layer_norm,
+            qkv=torch.cat([self_attn.q.weight, self_attn.k.weight, self_attn.v.weight]).t().contiguous(),
+            o=self_attn.o.weight.t().contiguous(), cross_q=cross.q.weight.t().contiguous(),
+            cross_o=cross.o.weight.t().contiguous(), wi=wi.t().contiguous(), wo=ff.wo.weight.t().contiguous(),
+            act=ff.act, gated=gated, heads=self_attn.num_heads, d_kv=self_attn.d_kv))
+    packed = PackedWeights(layers, model.lm_head.weight.t().contiguous(), signature)
+    _PACKED[model] = packed
+    return packed
+
+
+def _attend(q, k, v, bias):
+    """q (rows, H, 1, d), k/v (rows, H, L, d), additive bias -> (rows, H * d): unscaled, softmax in float32."""
+    scores = torch.matmul(q, k.transpose(-1, -2))
+    if bias is not None:
+        scores = scores + bias
+    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    out = torch.matmul(weights, v)
+    return out.reshape(out.shape[0], -1)
+
+
+def packed_step(model, cache, tokens):
+    """decoder_step with the PackedWeights in cache.packed: (rows,) tokens -> float32 logits (rows, vocab)."""
+    packed, config = cache.packed, model.config
+    position = len(cache)
+    self_bias = cache.self_bias(position)
+    if self_bias.dtype != cache.encoder_hidden_states.dtype:
+        self_bias = self_bias.to(cache.encoder_hidden_states.dtype).clamp_min(mask_value(cache.encoder_hidden_states.dtype))
+    hidden = model.decoder.embed_tokens(tokens)  # (rows, d_model)
+    rows = hidden.shape[0]
+    for w, layer in zip(packed.layers, cache.layers):
+        heads, d_kv = w["heads"], w["d_kv"]
+        q, k, v = (w["norm0"](hidden) @ w["qkv"]).view(rows, 3, heads, 1, d_kv).unbind(1)
+        saved = layer["self"]
+        if "k" in saved:
+            k, v = torch.cat([saved["k"], k], dim=2), torch.cat([saved["v"], v], dim=2)
+        saved["k"], saved["v"] = k, v
+        hidden = clamp_fp16(hidden + _attend(q, k, v, self_bias) @ w["o"])
+        q = (w["norm1"](hidden) @ w["cross_q"]).view(rows, heads, 1, d_kv)
+        cross = layer["cross"]
+        hidden = clamp_fp16(hidden + _attend(q, cross["k"], cross["v"], cache.cross_bias) @ w["cross_o"])
+        inner = w["norm2"](hidden) @ w["wi"]
+        if w["gated"]:
+            gate, linear = inner.chunk(2, dim=-1)
+            inner = w["act"](gate) * linear
+        else:
+            inner = w["act"](inner)
+        hidden = clamp_fp16(hidden + inner.to(w["wo"].dtype) @ w["wo"])
+    hidden = model.decoder.final_layer_norm(hidden)
+    if config.scale_decoder_outputs:
+        hidden = hidden * config.d_model ** -0.5
+    return (hidden @ packed.lm_head).float()
+
+
+# §8.10 `generate` — chapters/08_generate.ipynb, cell 37
 @dataclasses.dataclass
 class GenerateOutput:
     """What generate(..., output_scores=True) returns."""
@@ -325,13 +415,14 @@ def check_generate_args(input_ids, max_new_tokens, max_length, num_beams, early_
 def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_length=None, num_beams=1,
              length_penalty=1.0, early_stopping=False, num_return_sequences=1, do_sample=False, temperature=1.0,
              top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0, generator=None,
-             output_scores=False, *, use_cache=True):
+             output_scores=False, *, use_cache=True, packed=True):
     """Generate output token ids for `input_ids` (batch, length) with a T5 model.
 
     Greedy by default; `num_beams > 1` for beam search; `do_sample=True` for sampling (temperature,
     top_k, top_p; pass a seeded `torch.Generator` to make it reproducible). Returns a LongTensor
     (batch * num_return_sequences, 1 + generated) starting with the decoder start token, pad after EOS;
-    with `output_scores=True`, a GenerateOutput. `use_cache=False` recomputes the whole prefix each step.
+    with `output_scores=True`, a GenerateOutput. `use_cache=False` recomputes the whole prefix each step;
+    `packed=False` runs the cached steps through the model's own blocks instead of `packed_weights(model)`.
     """
     new_tokens = check_generate_args(input_ids, max_new_tokens, max_length, num_beams, early_stopping,
                                      num_return_sequences, do_sample, temperature, top_k, top_p, min_new_tokens,
@@ -345,6 +436,7 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_len
     try:
         with torch.inference_mode():
             encoded = model.encode(input_ids, attention_mask)
+            packed_weights_ = packed_weights(model) if use_cache and packed and new_tokens else None
             rows = input_ids.shape[0] * num_return_sequences
             scores = None
             if new_tokens == 0:
@@ -357,16 +449,17 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_len
                 sequences = sample_search(model, encoded, attention_mask, new_tokens, do_sample=do_sample,
                                           temperature=temperature, top_k=top_k, top_p=top_p,
                                           min_new_tokens=min_new_tokens, no_repeat_ngram_size=no_repeat_ngram_size,
-                                          generator=generator, use_cache=use_cache)
+                                          generator=generator, use_cache=use_cache, packed=packed_weights_)
             else:
                 sequences, scores = beam_search(model, encoded, attention_mask, new_tokens, num_beams,
                                                 length_penalty=length_penalty, early_stopping=early_stopping,
                                                 num_return_sequences=num_return_sequences,
                                                 min_new_tokens=min_new_tokens,
-                                                no_repeat_ngram_size=no_repeat_ngram_size, use_cache=use_cache)
+                                                no_repeat_ngram_size=no_repeat_ngram_size, use_cache=use_cache,
+                                                packed=packed_weights_)
     finally:
         model.train(was_training)
     return GenerateOutput(sequences, scores) if output_scores else sequences
 
 
-__all__ = ['DecoderCache', 'GenerateOutput', 'NEG', 'beam_search', 'check_generate_args', 'constrain_scores', 'decoder_step', 'generate', 'hypothesis_score', 'last_logits', 'no_repeat_ngram_mask', 'sample_next', 'sample_search', 'top_k_filter', 'top_p_filter']
+__all__ = ['DecoderCache', 'GenerateOutput', 'NEG', 'PackedWeights', 'beam_search', 'check_generate_args', 'constrain_scores', 'decoder_step', 'generate', 'hypothesis_score', 'last_logits', 'no_repeat_ngram_mask', 'packed_step', 'packed_weights', 'sample_next', 'sample_search', 'top_k_filter', 'top_p_filter']

@@ -293,3 +293,24 @@ def test_bench_generate_runs(capsys):
     assert results["floor"] > 0 and results["greedy"]["t5edu"] > 0
     if "speedup" in results["greedy"]:
         assert "same tokens: yes" in out
+
+
+# -- packed weights -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ff", ["relu", "gated-gelu"])
+def test_packed_steps_equal_the_model_blocks(ff):
+    from t5edu.generate import packed_weights
+
+    model = tiny(4, eos_boost=3.0, feed_forward_proj=ff, tie_word_embeddings=False)
+    ids, mask = batch()
+    for kwargs in ({}, {"num_beams": 3, "num_return_sequences": 2}, {"do_sample": True}):
+        gen = (lambda: {"generator": torch.Generator().manual_seed(0)}) if kwargs.get("do_sample") else dict
+        fast = generate(model, ids, mask, max_new_tokens=9, **kwargs, **gen())
+        plain = generate(model, ids, mask, max_new_tokens=9, packed=False, **kwargs, **gen())
+        assert torch.equal(fast, plain)
+    first = packed_weights(model)
+    assert packed_weights(model) is first
+    with torch.no_grad():
+        model.lm_head.weight[5] += 1.0  # an in-place change must not leave a stale copy
+    assert packed_weights(model) is not first
+    assert torch.equal(packed_weights(model).lm_head, model.lm_head.weight.t())
