@@ -43,7 +43,7 @@ import matplotlib.pyplot as plt
 
 from t5edu.attention import T5Attention, attention
 
-torch.manual_seed(0)
+_ = torch.manual_seed(0)
 
 # %% [markdown]
 # ## 3.1 Attention does not know about order

@@ -49,7 +49,7 @@ import math
 
 import matplotlib.pyplot as plt
 
-torch.manual_seed(0)
+_ = torch.manual_seed(0)
 
 # %% [markdown]
 # ## 4.1 The configuration

@@ -50,7 +50,7 @@ import matplotlib.pyplot as plt
 
 from t5edu.encoder import T5Config, T5Encoder, init_t5_weights
 
-torch.manual_seed(0)
+_ = torch.manual_seed(0)
 
 # %% [markdown]
 # ## 5.1 Cross-attention
@@ -336,6 +336,14 @@ class T5(nn.Module):
         if labels is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
         return Seq2SeqOutput(logits=logits, loss=loss, encoder_last_hidden_state=encoder_hidden_states, cache=cache)
+
+    def generate(self, input_ids, **options):
+        """Output token ids for `input_ids`: greedy, beam search or sampling, with Hugging Face's
+        arguments (`max_length`, `max_new_tokens`, `num_beams`, `early_stopping`, ...). Chapter 08 builds
+        the decoding; `t5edu.generate.generate` documents every option."""
+        from t5edu.generate import generate  # Chapter 08 imports this module, so import it on first use
+
+        return generate(self, input_ids, **options)
 
     # ----- checkpoints (Section 5.6) -----
 

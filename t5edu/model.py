@@ -106,6 +106,14 @@ class T5(nn.Module):
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
         return Seq2SeqOutput(logits=logits, loss=loss, encoder_last_hidden_state=encoder_hidden_states, cache=cache)
 
+    def generate(self, input_ids, **options):
+        """Output token ids for `input_ids`: greedy, beam search or sampling, with Hugging Face's
+        arguments (`max_length`, `max_new_tokens`, `num_beams`, `early_stopping`, ...). Chapter 08 builds
+        the decoding; `t5edu.generate.generate` documents every option."""
+        from t5edu.generate import generate  # Chapter 08 imports this module, so import it on first use
+
+        return generate(self, input_ids, **options)
+
     # ----- checkpoints (Section 5.6) -----
 
     def load_checkpoint_state(self, state):
