@@ -279,10 +279,11 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
 # §8.9 Faster steps: weights laid out for the product they are used in — chapters/08_generate.ipynb, cell 33
 @dataclasses.dataclass
 class PackedWeights:
-    """The decoder's matrices as (in, out), contiguous, for one-token steps (see packed_weights)."""
+    """The decoder's matrices as (in, out) — or (threads, in, out / threads) column blocks — for one-token
+    steps (see packed_weights); `product(x, matrix)` multiplies by either."""
 
     layers: list  # per block: dict of matrices and the modules (norms, activation) used with them
-    lm_head: torch.Tensor  # (d_model, vocab)
+    lm_head: torch.Tensor  # (d_model, vocab), or its column blocks
     signature: tuple
 
 
@@ -291,29 +292,49 @@ _PACKED = weakref.WeakKeyDictionary()  # model -> PackedWeights of its current p
 
 def _signature(model):
     params = list(model.decoder.parameters()) + [model.lm_head.weight]
-    return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+    return (torch.get_num_threads(),) + tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+
+
+def column_blocks(weight, parts):
+    """An nn.Linear weight (out, in) -> (in, out) contiguous, cut into `parts` blocks of output columns
+    stacked as (parts, in, out / parts); plain (in, out) when parts is 1 or does not divide out."""
+    out_features, in_features = weight.shape
+    if parts <= 1 or out_features % parts:
+        return weight.t().contiguous()
+    return weight.view(parts, out_features // parts, in_features).transpose(1, 2).contiguous()
+
+
+def product(x, matrix):
+    """x (rows, in) @ a matrix from column_blocks -> (rows, out); the blocks run as one batched product."""
+    if matrix.dim() == 2:
+        return x @ matrix
+    parts, _, width = matrix.shape
+    return torch.bmm(x.expand(parts, *x.shape), matrix).transpose(0, 1).reshape(x.shape[0], parts * width)
 
 
 @torch.no_grad()
 def packed_weights(model):
-    """Transposed, fused copies of the decoder's weights; cached per model until a parameter changes."""
+    """Transposed, fused copies of the decoder's weights, in one column block per thread; cached per model
+    until a parameter (or the thread count) changes."""
     signature = _signature(model)
     cached = _PACKED.get(model)
     if cached is not None and cached.signature == signature:
         return cached
+    parts = torch.get_num_threads() if model.lm_head.weight.device.type == "cpu" else 1
     layers = []
     for block in model.decoder.block:
         self_attn, cross = block.layer[0].SelfAttention, block.layer[1].EncDecAttention
         ff = block.layer[2].DenseReluDense
         gated = hasattr(ff, "wi_0")
         wi = torch.cat([ff.wi_0.weight, ff.wi_1.weight]) if gated else ff.wi.weight
+        qkv = torch.cat([self_attn.q.weight, self_attn.k.weight, self_attn.v.weight])
         layers.append(dict(
             norm0=block.layer[0].layer_norm, norm1=block.layer[1].layer_norm, norm2=block.layer[2].layer_norm,
-            qkv=torch.cat([self_attn.q.weight, self_attn.k.weight, self_attn.v.weight]).t().contiguous(),
-            o=self_attn.o.weight.t().contiguous(), cross_q=cross.q.weight.t().contiguous(),
-            cross_o=cross.o.weight.t().contiguous(), wi=wi.t().contiguous(), wo=ff.wo.weight.t().contiguous(),
+            qkv=column_blocks(qkv, parts), o=column_blocks(self_attn.o.weight, parts),
+            cross_q=column_blocks(cross.q.weight, parts), cross_o=column_blocks(cross.o.weight, parts),
+            wi=column_blocks(wi, parts), wo=column_blocks(ff.wo.weight, parts),
             act=ff.act, gated=gated, heads=self_attn.num_heads, d_kv=self_attn.d_kv))
-    packed = PackedWeights(layers, model.lm_head.weight.t().contiguous(), signature)
+    packed = PackedWeights(layers, column_blocks(model.lm_head.weight, parts), signature)
     _PACKED[model] = packed
     return packed
 
@@ -339,26 +360,26 @@ def packed_step(model, cache, tokens):
     rows = hidden.shape[0]
     for w, layer in zip(packed.layers, cache.layers):
         heads, d_kv = w["heads"], w["d_kv"]
-        q, k, v = (w["norm0"](hidden) @ w["qkv"]).view(rows, 3, heads, 1, d_kv).unbind(1)
+        q, k, v = product(w["norm0"](hidden), w["qkv"]).view(rows, 3, heads, 1, d_kv).unbind(1)
         saved = layer["self"]
         if "k" in saved:
             k, v = torch.cat([saved["k"], k], dim=2), torch.cat([saved["v"], v], dim=2)
         saved["k"], saved["v"] = k, v
-        hidden = clamp_fp16(hidden + _attend(q, k, v, self_bias) @ w["o"])
-        q = (w["norm1"](hidden) @ w["cross_q"]).view(rows, heads, 1, d_kv)
+        hidden = clamp_fp16(hidden + product(_attend(q, k, v, self_bias), w["o"]))
+        q = product(w["norm1"](hidden), w["cross_q"]).view(rows, heads, 1, d_kv)
         cross = layer["cross"]
-        hidden = clamp_fp16(hidden + _attend(q, cross["k"], cross["v"], cache.cross_bias) @ w["cross_o"])
-        inner = w["norm2"](hidden) @ w["wi"]
+        hidden = clamp_fp16(hidden + product(_attend(q, cross["k"], cross["v"], cache.cross_bias), w["cross_o"]))
+        inner = product(w["norm2"](hidden), w["wi"])
         if w["gated"]:
             gate, linear = inner.chunk(2, dim=-1)
             inner = w["act"](gate) * linear
         else:
             inner = w["act"](inner)
-        hidden = clamp_fp16(hidden + inner.to(w["wo"].dtype) @ w["wo"])
+        hidden = clamp_fp16(hidden + product(inner.to(w["wo"].dtype), w["wo"]))
     hidden = model.decoder.final_layer_norm(hidden)
     if config.scale_decoder_outputs:
         hidden = hidden * config.d_model ** -0.5
-    return (hidden @ packed.lm_head).float()
+    return product(hidden, packed.lm_head).float()
 
 
 # §8.10 `generate` — chapters/08_generate.ipynb, cell 37
@@ -462,4 +483,4 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_len
     return GenerateOutput(sequences, scores) if output_scores else sequences
 
 
-__all__ = ['DecoderCache', 'GenerateOutput', 'NEG', 'PackedWeights', 'beam_search', 'check_generate_args', 'constrain_scores', 'decoder_step', 'generate', 'hypothesis_score', 'last_logits', 'no_repeat_ngram_mask', 'packed_step', 'packed_weights', 'sample_next', 'sample_search', 'top_k_filter', 'top_p_filter']
+__all__ = ['DecoderCache', 'GenerateOutput', 'NEG', 'PackedWeights', 'beam_search', 'check_generate_args', 'column_blocks', 'constrain_scores', 'decoder_step', 'generate', 'hypothesis_score', 'last_logits', 'no_repeat_ngram_mask', 'packed_step', 'packed_weights', 'product', 'sample_next', 'sample_search', 'top_k_filter', 'top_p_filter']
