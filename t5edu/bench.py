@@ -128,7 +128,36 @@ def bench_train(args):
               f"(steps: {', '.join(f'{s * 1000:.0f}' for s in seconds)} ms)")
     if "transformers" in rates:
         print(f"  ratio t5edu / transformers: {rates['t5edu'] / rates['transformers']:.2f}x")
+        # What limits the ratio: both models do the same matrix products; only the time around them can shrink.
+        products = {name: matrix_product_seconds(model, batch) for name, model in models.items()}
+        hf_step = statistics.median(times["transformers"])
+        print(f"  matrix products per step (3 profiled steps): t5edu {products['t5edu'] * 1000:.0f} ms, "
+              f"transformers {products['transformers'] * 1000:.0f} ms; doing the same products, t5edu can be at "
+              f"most {hf_step / products['t5edu']:.2f}x faster than transformers' {hf_step * 1000:.0f} ms step")
     return 0
+
+
+MATRIX_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm")
+
+
+def matrix_product_seconds(model, batch, steps=3):
+    """Seconds per train step spent in matrix products (torch.profiler's self time of mm/addmm/bmm)."""
+    import os
+
+    from torch.profiler import profile
+
+    saved = os.dup(2)  # the profiler's C++ side prints start/stop lines to stderr: keep the report clean
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            with profile() as prof:
+                for _ in range(steps):
+                    _train_step(model, batch)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    events = prof.key_averages()
+    return sum(e.self_cpu_time_total for e in events if e.key in MATRIX_PRODUCTS) / 1e6 / steps
 
 
 from t5edu.bench_generate import bench_generate, configure_generate  # noqa: E402 (imports no torch)
