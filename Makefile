@@ -29,6 +29,7 @@ test: setup
 	$(PY) -m t5edu mirror --check
 	$(PY) -m t5edu exercises generate --check
 	$(PY) -m t5edu book --check-pairs
+	$(PY) -m ruff check t5edu tests
 	$(PY) -m pytest tests chapters exercises/src --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q
 

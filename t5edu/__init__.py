@@ -18,7 +18,7 @@ _LAZY = {
     "greedy_decode": "t5edu.train",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted(_LAZY)  # noqa: PLE0605 (the lazily imported names)
 
 
 def __getattr__(name):

@@ -160,7 +160,7 @@ def matrix_product_seconds(model, batch, steps=3):
     return sum(e.self_cpu_time_total for e in events if e.key in MATRIX_PRODUCTS) / 1e6 / steps
 
 
-from t5edu.bench_generate import bench_generate, configure_generate  # noqa: E402 (imports no torch)
+from t5edu.bench_generate import bench_generate, configure_generate
 
 # name -> (configure(parser), run(args)); add a benchmark by adding an entry
 BENCHMARKS = {

@@ -607,4 +607,4 @@ def span_corruption_dataset(dataset, tokenizer, inputs_length=128, noise_density
     return packed.map(corrupt, batched=True, with_indices=True, remove_columns=["tokens"])
 
 
-__all__ = ['DataError', 'HELDOUT_EVERY', 'HUB_TASKS', 'SST2_LABELS', 'SYNTHETIC_TASKS', 'TASK_WORDS', 'TextToTextCollator', 'WORDS', 'collate_fn', 'compute_input_and_target_lengths', 'is_heldout', 'load_task', 'make_loader', 'noise_span_to_unique_sentinel', 'pydoc_documents', 'random_spans_noise_mask', 'reconstruct', 'span_corruption', 'span_corruption_dataset', 'stdlib_summaries', 'synthetic_example', 'synthetic_mixture', 'synthetic_tokenizer_corpus', 'tokenize_dataset']
+__all__ = ['HELDOUT_EVERY', 'HUB_TASKS', 'SST2_LABELS', 'SYNTHETIC_TASKS', 'TASK_WORDS', 'WORDS', 'DataError', 'TextToTextCollator', 'collate_fn', 'compute_input_and_target_lengths', 'is_heldout', 'load_task', 'make_loader', 'noise_span_to_unique_sentinel', 'pydoc_documents', 'random_spans_noise_mask', 'reconstruct', 'span_corruption', 'span_corruption_dataset', 'stdlib_summaries', 'synthetic_example', 'synthetic_mixture', 'synthetic_tokenizer_corpus', 'tokenize_dataset']

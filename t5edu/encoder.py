@@ -319,4 +319,4 @@ def init_t5_weights(module, config):
             m.wo.weight.normal_(0.0, f * m.wo.weight.shape[1] ** -0.5)
 
 
-__all__ = ['ACTIVATIONS', 'FEED_FORWARD_PROJ', 'T5Config', 'T5DenseActDense', 'T5DenseGatedActDense', 'T5Encoder', 'T5EncoderBlock', 'T5LayerFF', 'T5LayerNorm', 'T5LayerSelfAttention', 'T5_PRESETS', 'check_token_ids', 'clamp_fp16', 'gelu_new', 'init_t5_weights']
+__all__ = ['ACTIVATIONS', 'FEED_FORWARD_PROJ', 'T5_PRESETS', 'T5Config', 'T5DenseActDense', 'T5DenseGatedActDense', 'T5Encoder', 'T5EncoderBlock', 'T5LayerFF', 'T5LayerNorm', 'T5LayerSelfAttention', 'check_token_ids', 'clamp_fp16', 'gelu_new', 'init_t5_weights']

@@ -240,4 +240,4 @@ def balanced_mixture(features_by_task, per_task=None, seed=0):
     return mixed
 
 
-__all__ = ['FINETUNE_TASKS', 'FinetuneTask', 'HOW_TO_USE_A_LOCAL_MODEL', 'ModelNotAvailable', 'balanced_mixture', 'evaluate_task', 'featurize', 'fine_tune', 'hub_names', 'hub_offline', 'load_pretrained', 'load_task_rows', 'local_data_files', 'predict_texts', 'rouge_scores', 'score_task', 'task_spec']
+__all__ = ['FINETUNE_TASKS', 'HOW_TO_USE_A_LOCAL_MODEL', 'FinetuneTask', 'ModelNotAvailable', 'balanced_mixture', 'evaluate_task', 'featurize', 'fine_tune', 'hub_names', 'hub_offline', 'load_pretrained', 'load_task_rows', 'local_data_files', 'predict_texts', 'rouge_scores', 'score_task', 'task_spec']

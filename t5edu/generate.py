@@ -483,4 +483,4 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_len
     return GenerateOutput(sequences, scores) if output_scores else sequences
 
 
-__all__ = ['DecoderCache', 'GenerateOutput', 'NEG', 'PackedWeights', 'beam_search', 'check_generate_args', 'column_blocks', 'constrain_scores', 'decoder_step', 'generate', 'hypothesis_score', 'last_logits', 'no_repeat_ngram_mask', 'packed_step', 'packed_weights', 'product', 'sample_next', 'sample_search', 'top_k_filter', 'top_p_filter']
+__all__ = ['NEG', 'DecoderCache', 'GenerateOutput', 'PackedWeights', 'beam_search', 'check_generate_args', 'column_blocks', 'constrain_scores', 'decoder_step', 'generate', 'hypothesis_score', 'last_logits', 'no_repeat_ngram_mask', 'packed_step', 'packed_weights', 'product', 'sample_next', 'sample_search', 'top_k_filter', 'top_p_filter']

@@ -34,6 +34,11 @@ class Module:
     chunks: list = field(default_factory=list)  # (notebook, cell index, section, source)
 
 
+def _all_order(name):
+    """isort's order for __all__ (as ruff's RUF022 checks it): CONSTANTS, then Classes, then functions."""
+    return (0 if name.isupper() else 1 if name[:1].isupper() else 2, name)
+
+
 def notebook_paths(root=ROOT):
     paths = []
     for pattern in SOURCES:
@@ -129,7 +134,7 @@ def render(module):
     except SyntaxError as err:
         raise SystemExit(f"t5edu mirror: exported code for t5edu.{module.name} does not parse: {err}") from None
     text = "\n".join(out).rstrip("\n") + "\n"
-    text += "\n\n__all__ = [" + ", ".join(repr(n) for n in sorted(names)) + "]\n"
+    text += "\n\n__all__ = [" + ", ".join(repr(n) for n in sorted(names, key=_all_order)) + "]\n"
     return text, names
 
 

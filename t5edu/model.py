@@ -228,4 +228,4 @@ def read_state_dict(directory):
     raise FileNotFoundError(f"no model.safetensors, model.safetensors.index.json or pytorch_model.bin in {directory}")
 
 
-__all__ = ['ALIASES', 'CheckpointError', 'IGNORED', 'Seq2SeqOutput', 'T5', 'read_state_dict', 'resolve_checkpoint', 'shift_right']
+__all__ = ['ALIASES', 'IGNORED', 'T5', 'CheckpointError', 'Seq2SeqOutput', 'read_state_dict', 'resolve_checkpoint', 'shift_right']

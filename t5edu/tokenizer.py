@@ -408,4 +408,4 @@ def train_default_tokenizer(out_dir=None, vocab_size=DEFAULT_VOCAB_SIZE):
     return Tokenizer.train(pydoc_corpus("train"), out_dir, vocab_size=vocab_size)
 
 
-__all__ = ['DEFAULT_VOCAB_SIZE', 'EOS_ID', 'NUM_SENTINELS', 'PAD_ID', 'SPIECE_FILENAME', 'Tokenizer', 'UNK_ID', 'pad_batch', 'pydoc_corpus', 'sentinel_token', 'train_default_tokenizer', 'train_sentencepiece', 'viterbi_encode']
+__all__ = ['DEFAULT_VOCAB_SIZE', 'EOS_ID', 'NUM_SENTINELS', 'PAD_ID', 'SPIECE_FILENAME', 'UNK_ID', 'Tokenizer', 'pad_batch', 'pydoc_corpus', 'sentinel_token', 'train_default_tokenizer', 'train_sentencepiece', 'viterbi_encode']

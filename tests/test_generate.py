@@ -1,6 +1,7 @@
 """t5edu.generate: the API, the cache, sampling, the CLI and the benchmark (parity with transformers is in
 tests/test_generate_parity.py)."""
 
+import itertools
 import math
 
 import pytest
@@ -206,7 +207,7 @@ def test_min_new_tokens_and_no_repeat_ngram(model):
         assert not bool((out[:, 1:7] == EOS).any())
         out = generate(model, ids, mask, max_new_tokens=10, no_repeat_ngram_size=2, min_new_tokens=10, **kwargs)
         for row in out.tolist():
-            bigrams = list(zip(row, row[1:]))
+            bigrams = list(itertools.pairwise(row))
             assert len(bigrams) == len(set(bigrams)), row
     assert no_repeat_ngram_mask(torch.tensor([[0, 5, 7, 5]]), 2, 10).nonzero()[:, 1].tolist() == [7]
 

@@ -4,11 +4,11 @@ import io
 import json
 import re
 import shutil
-import tomllib
 from pathlib import Path
 
 import nbformat
 import pytest
+import tomllib
 
 from t5edu import book, exercises, mirror
 from t5edu.checks._core import exercise, expect_close, expect_equal, fail
@@ -86,7 +86,7 @@ def test_real_book_is_mirrored_and_an_edit_to_a_real_chapter_is_caught(tmp_path)
     modules = mirror.collect(tmp_path)
     if not modules:
         pytest.skip("no chapter exports code yet")
-    name, module = sorted(modules.items())[0]
+    name, module = min(modules.items())
     notebook, index = module.chunks[0][0], module.chunks[0][1]
     nb = json.loads((tmp_path / notebook).read_text())
     src = "".join(nb["cells"][index]["source"])
