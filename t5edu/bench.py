@@ -129,7 +129,7 @@ def bench_train(args):
     if "transformers" in rates:
         print(f"  ratio t5edu / transformers: {rates['t5edu'] / rates['transformers']:.2f}x")
         # What limits the ratio: both models do the same matrix products; only the time around them can shrink.
-        products = {name: matrix_product_seconds(model, batch) for name, model in models.items()}
+        products = {name: matrix_product_seconds(lambda m=model: _train_step(m, batch)) for name, model in models.items()}
         hf_step = statistics.median(times["transformers"])
         print(f"  matrix products per step (3 profiled steps): t5edu {products['t5edu'] * 1000:.0f} ms, "
               f"transformers {products['transformers'] * 1000:.0f} ms; doing the same products, t5edu can be at "
@@ -140,8 +140,8 @@ def bench_train(args):
 MATRIX_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm")
 
 
-def matrix_product_seconds(model, batch, steps=3):
-    """Seconds per train step spent in matrix products (torch.profiler's self time of mm/addmm/bmm)."""
+def matrix_product_seconds(fn, repeats=3):
+    """Seconds per call of `fn` spent in matrix products (torch.profiler's self time of mm/addmm/bmm)."""
     import os
 
     from torch.profiler import profile
@@ -151,13 +151,13 @@ def matrix_product_seconds(model, batch, steps=3):
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
             with profile() as prof:
-                for _ in range(steps):
-                    _train_step(model, batch)
+                for _ in range(repeats):
+                    fn()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
     events = prof.key_averages()
-    return sum(e.self_cpu_time_total for e in events if e.key in MATRIX_PRODUCTS) / 1e6 / steps
+    return sum(e.self_cpu_time_total for e in events if e.key in MATRIX_PRODUCTS) / 1e6 / repeats
 
 
 from t5edu.bench_generate import bench_generate, configure_generate

@@ -28,17 +28,19 @@ def configure_generate(parser):
 
 
 def copy_bandwidth(megabytes=256, repeats=5):
-    """Bytes per second moved by a large tensor copy (read + write), best of `repeats`."""
+    """Bytes per second moved by a large tensor copy (read + write), median of `repeats` (the best one is
+    sometimes an outlier, twice the others, which would make the floor look lower than it is)."""
     import torch
 
     src = torch.ones(megabytes * 2 ** 20 // 4)
     dst = torch.empty_like(src)
-    best = float("inf")
+    dst.copy_(src)  # touch the pages once
+    seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
         dst.copy_(src)
-        best = min(best, time.perf_counter() - start)
-    return 2 * src.numel() * 4 / best
+        seconds.append(time.perf_counter() - start)
+    return 2 * src.numel() * 4 / statistics.median(seconds)
 
 
 def bytes_per_greedy_token(model):
@@ -131,6 +133,13 @@ def run_generate_bench(preset="t5-small", input_tokens=32, new_tokens=20, beams=
             line += (f"   transformers {1000 * medians['transformers']:8.1f} ms   t5edu is {ratio:.2f}x faster"
                      f"   same tokens: {'yes' if same else 'NO'}")
         print_fn(line)
+        if hf is not None:  # what limits the ratio: the matrix products both libraries must do
+            from t5edu.bench import matrix_product_seconds
+
+            products = matrix_product_seconds(contenders["t5edu"])
+            results[label]["ceiling"] = medians["transformers"] / products
+            print_fn(f"  {'':8} matrix products {1000 * products:.1f} ms of t5edu's run: with these products, at most "
+                     f"{results[label]['ceiling']:.2f}x faster than transformers")
 
     encoder_time = statistics.median(_timed(encoder_only)[0] for _ in range(max(runs, 3)))
     bandwidth = copy_bandwidth(copy_megabytes)

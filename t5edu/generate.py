@@ -279,7 +279,7 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
 # §8.9 Faster steps: weights laid out for the product they are used in — chapters/08_generate.ipynb, cell 33
 @dataclasses.dataclass
 class PackedWeights:
-    """The decoder's matrices as (in, out) — or (threads, in, out / threads) column blocks — for one-token
+    """The decoder's matrices as (in, out) — or (blocks, in, out / blocks) column blocks — for one-token
     steps (see packed_weights); `product(x, matrix)` multiplies by either."""
 
     layers: list  # per block: dict of matrices and the modules (norms, activation) used with them
@@ -314,13 +314,14 @@ def product(x, matrix):
 
 @torch.no_grad()
 def packed_weights(model):
-    """Transposed, fused copies of the decoder's weights, in one column block per thread; cached per model
+    """Transposed, fused copies of the decoder's weights, in two column blocks per thread; cached per model
     until a parameter (or the thread count) changes."""
     signature = _signature(model)
     cached = _PACKED.get(model)
     if cached is not None and cached.signature == signature:
         return cached
-    parts = torch.get_num_threads() if model.lm_head.weight.device.type == "cpu" else 1
+    threads = torch.get_num_threads() if model.lm_head.weight.device.type == "cpu" else 1
+    parts = 2 * threads if threads > 1 else 1  # one thread, or a GPU: plain (in, out) matrices
     layers = []
     for block in model.decoder.block:
         self_attn, cross = block.layer[0].SelfAttention, block.layer[1].EncDecAttention
