@@ -315,3 +315,36 @@ def test_packed_steps_equal_the_model_blocks(ff):
         model.lm_head.weight[5] += 1.0  # an in-place change must not leave a stale copy
     assert packed_weights(model) is not first
     assert torch.equal(packed_weights(model).lm_head, model.lm_head.weight.t())
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 4])
+@pytest.mark.parametrize("rows", [1, 4])
+def test_column_blocks_product_equals_linear(parts, rows):
+    from t5edu.generate import column_blocks, product
+
+    torch.manual_seed(parts)
+    weight, x = torch.randn(12, 5), torch.randn(rows, 5)
+    blocks = column_blocks(weight, parts)
+    # 12 columns split into 1, 2 or 4 blocks; 3 divides 12 too; a plain (in, out) matrix for 1 block
+    assert blocks.shape == ((5, 12) if parts == 1 else (parts, 5, 12 // parts))
+    torch.testing.assert_close(product(x, blocks), F.linear(x, weight), rtol=0, atol=1e-5)
+    assert column_blocks(torch.randn(10, 5), 4).shape == (5, 10)  # 4 does not divide 10: plain
+
+
+def test_packed_step_uses_blocks_and_matches_plain_with_one_thread():
+    from t5edu.generate import generate, packed_weights
+
+    torch.manual_seed(0)
+    model = T5(T5Config.preset("t5-tiny", vocab_size=300, dropout_rate=0.0)).eval()
+    ids = torch.randint(3, 300, (2, 9))
+    threads = torch.get_num_threads()
+    try:
+        outputs = {}
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            assert packed_weights(model).lm_head.dim() == (2 if n == 1 else 3)
+            outputs[n] = generate(model, ids, num_beams=3, max_new_tokens=8)
+        assert torch.equal(outputs[1], outputs[2])
+        assert torch.equal(outputs[1], generate(model, ids, num_beams=3, max_new_tokens=8, packed=False))
+    finally:
+        torch.set_num_threads(threads)
