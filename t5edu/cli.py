@@ -11,7 +11,7 @@ COMMANDS = {
     "mirror": ("t5edu.mirror", "write t5edu/*.py from the chapter notebooks (--check: fail on drift)"),
     "exercises": ("t5edu.exercises", "generate student notebooks from exercise sources, or release a hand-out"),
     "book": ("t5edu.book", "sync notebooks with their .py, re-execute them, re-mirror (--check-pairs: verify)"),
-    "bench": ("t5edu.bench", "measure speed next to transformers: `bench train` (forward+backward tokens/s)"),
+    "bench": ("t5edu.bench", "measure speed next to transformers, in one process: `bench train`, `bench generate`"),
     "train": ("t5edu.cli_train", "train a T5 (presets tiny, demo); --resume; runs under torchrun too"),
     "demo": ("t5edu.cli_train", "the main job: tokenizer + small T5 from scratch, evaluated, in minutes on a CPU"),
     "grade": ("t5edu.grading", "grade student notebooks, each in its own kernel: CSV of points + feedback"),
