@@ -55,23 +55,64 @@ def make_batch(vocab_size, batch_size, src_len, tgt_len, seed=0):
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def _train_step(model, batch):
+def _train_step(model, batch, bf16=False):
+    import torch
+
+    device = batch["input_ids"].device
     model.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
-    loss = model(**batch).loss
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = model(**batch).loss
     loss.backward()
+    if device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
 
 
-def time_train_steps(models, batch, steps=5, warmup=2):
+def time_train_steps(models, batch, steps=5, warmup=2, bf16=False):
     """{name: [seconds per step]}; the models take turns so that machine load hits all of them alike."""
     times = {name: [] for name in models}
     for i in range(warmup + steps):
         for name, model in models.items():
-            seconds = _train_step(model, batch)
+            seconds = _train_step(model, batch, bf16)
             if i >= warmup:
                 times[name].append(seconds)
     return times
+
+
+def train_step_flops(config, batch_size, src_len, tgt_len):
+    """Floating-point operations of one forward + backward step (matrix products only; backward = 2 x forward).
+
+    Every token passes through each linear layer once (2 * in * out FLOPs); attention adds scores and
+    weighted values (2 * 2 * L_q * L_k * inner per example and layer); cross-attention keys and values are
+    projections of the encoder tokens."""
+    d, inner, d_ff, vocab = config.d_model, config.num_heads * config.d_kv, config.d_ff, config.vocab_size
+    ffn = (3 if config.is_gated_act else 2) * d * d_ff
+    enc_tokens, dec_tokens = batch_size * src_len, batch_size * tgt_len
+    encoder = config.num_layers * (enc_tokens * 2 * (4 * d * inner + ffn) + batch_size * 4 * src_len ** 2 * inner)
+    decoder = config.num_decoder_layers * (
+        dec_tokens * 2 * (6 * d * inner + ffn) + enc_tokens * 2 * 2 * d * inner
+        + batch_size * 4 * (tgt_len ** 2 + tgt_len * src_len) * inner)
+    head = dec_tokens * 2 * d * vocab
+    return 3 * (encoder + decoder + head)
+
+
+# Dense bf16 peak of common accelerators, TFLOP/s (vendor figures, SXM parts), for MFU; --peak-tflops overrides.
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
+
+
+def peak_tflops(device, bf16, given=None):
+    """The peak that MFU divides by: --peak-tflops, else the table above for a CUDA device in bf16; None if unknown."""
+    if given:
+        return given
+    if device.type != "cuda" or not bf16:
+        return None
+    import torch
+
+    name = torch.cuda.get_device_name(device)
+    return next((tflops for key, tflops in PEAK_BF16_TFLOPS.items() if key in name), None)
 
 
 def configure_train(parser):
@@ -83,6 +124,10 @@ def configure_train(parser):
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-hf", action="store_true", help="time t5edu only")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, mps")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (TF32 matrix products on CUDA too)")
+    parser.add_argument("--peak-tflops", type=float, help="the device's peak TFLOP/s, for MFU (known GPUs: "
+                        + ", ".join(PEAK_BF16_TFLOPS) + " in bf16)")
 
 
 def bench_train(args):
@@ -96,9 +141,15 @@ def bench_train(args):
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # what Chapter 07's loop does on a GPU
+        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(0)
     config = T5Config.preset(args.preset)
     ours = T5(config).train()
+    if device.type == "cuda":
+        ours.set_sdpa(True)  # fused attention kernels (Chapter 02); on a CPU the explicit math is as fast
     models = {"t5edu": ours}
     if args.no_hf:
         print("transformers: skipped (--no-hf)")
@@ -106,7 +157,9 @@ def bench_train(args):
         print("transformers: not installed, timing t5edu only (pip install 't5edu[dev]' for the comparison)")
     else:
         models["transformers"] = _hf_twin(ours).train()
-    batch = make_batch(config.vocab_size, args.batch_size, args.src_len, args.tgt_len)
+    models = {name: model.to(device) for name, model in models.items()}
+    batch = {k: v.to(device) for k, v in make_batch(config.vocab_size, args.batch_size, args.src_len,
+                                                    args.tgt_len).items()}
     tokens = args.batch_size * (args.src_len + args.tgt_len)
 
     if "transformers" in models:  # identical weights -> identical loss (dropout off for this check)
@@ -118,18 +171,28 @@ def bench_train(args):
 
     print(f"train step (forward + backward), {args.preset}, batch {args.batch_size} x "
           f"({args.src_len} input + {args.tgt_len} target) tokens, dropout {config.dropout_rate}, "
-          f"{torch.get_num_threads()} threads; median of {args.steps} steps after {args.warmup} warm-up")
-    times = time_train_steps(models, batch, args.steps, args.warmup)
+          f"{'bf16 autocast' if args.bf16 else 'float32'} on {device}"
+          + (f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else "")
+          + f"; median of {args.steps} steps after {args.warmup} warm-up")
+    times = time_train_steps(models, batch, args.steps, args.warmup, args.bf16)
+    flops = train_step_flops(config, args.batch_size, args.src_len, args.tgt_len)
+    peak = peak_tflops(device, args.bf16, args.peak_tflops)
     rates = {}
     for name, seconds in times.items():
         median = statistics.median(seconds)
         rates[name] = tokens / median
-        print(f"  {name:13s} {median * 1000:8.1f} ms/step  {rates[name]:9.0f} tokens/s  "
+        achieved = flops / median / 1e12
+        mfu = f", MFU {achieved / peak:.1%}" if peak else ""
+        print(f"  {name:13s} {median * 1000:8.1f} ms/step  {rates[name]:9.0f} tokens/s  {achieved:8.3f} TFLOP/s{mfu}  "
               f"(steps: {', '.join(f'{s * 1000:.0f}' for s in seconds)} ms)")
+    print(f"  {flops / 1e9:.1f} GFLOP per step (matrix products, forward + backward)"
+          + (f"; MFU against a {peak:g} TFLOP/s peak" if peak else ""))
     if "transformers" in rates:
         print(f"  ratio t5edu / transformers: {rates['t5edu'] / rates['transformers']:.2f}x")
+    if "transformers" in rates and device.type == "cpu":  # (on a GPU the profiler's CPU times are launches)
         # What limits the ratio: both models do the same matrix products; only the time around them can shrink.
-        products = {name: matrix_product_seconds(lambda m=model: _train_step(m, batch)) for name, model in models.items()}
+        products = {name: matrix_product_seconds(lambda m=model: _train_step(m, batch, args.bf16))
+                    for name, model in models.items()}
         hf_step = statistics.median(times["transformers"])
         print(f"  matrix products per step (3 profiled steps): t5edu {products['t5edu'] * 1000:.0f} ms, "
               f"transformers {products['transformers'] * 1000:.0f} ms; doing the same products, t5edu can be at "
