@@ -1050,8 +1050,8 @@ print(f"{len(same)} tensors, all equal after resume: {all(same)}")
 
 # %% [markdown]
 # **Exact match on held-out examples.** After 100 steps of a 180k-parameter model the easy
-# tasks are starting to come out right; `t5edu demo` trains a bigger model for a few minutes and
-# gets well over 90 % on every task.
+# tasks are starting to come out right; `t5edu demo` trains a 0.69 M-parameter model for 3,000 steps
+# (about two minutes on one CPU core) and gets about 99 % overall, at least 96 % on every task.
 
 # %%
 report = evaluate(model, tokenizer, test_rows, max_new_tokens=16)
