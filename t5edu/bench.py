@@ -143,8 +143,9 @@ def bench_train(args):
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # what Chapter 07's loop does on a GPU
-        torch.backends.cudnn.allow_tf32 = True
+        from t5edu.train import enable_tf32
+
+        enable_tf32()  # what Chapter 07's loop does on a GPU
     torch.manual_seed(0)
     config = T5Config.preset(args.preset)
     ours = T5(config).train()
@@ -189,14 +190,14 @@ def bench_train(args):
           + (f"; MFU against a {peak:g} TFLOP/s peak" if peak else ""))
     if "transformers" in rates:
         print(f"  ratio t5edu / transformers: {rates['t5edu'] / rates['transformers']:.2f}x")
-    if "transformers" in rates and device.type == "cpu":  # (on a GPU the profiler's CPU times are launches)
-        # What limits the ratio: both models do the same matrix products; only the time around them can shrink.
-        products = {name: matrix_product_seconds(lambda m=model: _train_step(m, batch, args.bf16))
-                    for name, model in models.items()}
-        hf_step = statistics.median(times["transformers"])
-        print(f"  matrix products per step (3 profiled steps): t5edu {products['t5edu'] * 1000:.0f} ms, "
-              f"transformers {products['transformers'] * 1000:.0f} ms; doing the same products, t5edu can be at "
-              f"most {hf_step / products['t5edu']:.2f}x faster than transformers' {hf_step * 1000:.0f} ms step")
+        if device.type == "cpu":  # on a GPU the profiler's CPU times are only kernel launches
+            # What limits the ratio: both models do the same matrix products; only the time around them can shrink.
+            products = {name: matrix_product_seconds(lambda m=model: _train_step(m, batch, args.bf16))
+                        for name, model in models.items()}
+            hf_step = statistics.median(times["transformers"])
+            print(f"  matrix products per step (3 profiled steps): t5edu {products['t5edu'] * 1000:.0f} ms, "
+                  f"transformers {products['transformers'] * 1000:.0f} ms; doing the same products, t5edu can be "
+                  f"at most {hf_step / products['t5edu']:.2f}x faster than transformers' {hf_step * 1000:.0f} ms step")
     return 0
 
 
@@ -223,7 +224,7 @@ def matrix_product_seconds(fn, repeats=3):
     return sum(e.self_cpu_time_total for e in events if e.key in MATRIX_PRODUCTS) / 1e6 / repeats
 
 
-from t5edu.bench_generate import bench_generate, configure_generate
+from t5edu.bench_generate import bench_generate, configure_generate  # at the end: it imports from this module
 
 # name -> (configure(parser), run(args)); add a benchmark by adding an entry
 BENCHMARKS = {

@@ -69,6 +69,7 @@ def run_generate_bench(preset="t5-small", input_tokens=32, new_tokens=20, beams=
 
     import torch
 
+    from t5edu.bench import matrix_product_seconds
     from t5edu.encoder import T5Config
     from t5edu.generate import generate
     from t5edu.model import T5
@@ -134,8 +135,6 @@ def run_generate_bench(preset="t5-small", input_tokens=32, new_tokens=20, beams=
                      f"   same tokens: {'yes' if same else 'NO'}")
         print_fn(line)
         if hf is not None:  # what limits the ratio: the matrix products both libraries must do
-            from t5edu.bench import matrix_product_seconds
-
             products = matrix_product_seconds(contenders["t5edu"])
             results[label]["ceiling"] = medians["transformers"] / products
             print_fn(f"  {'':8} matrix products {1000 * products:.1f} ms of t5edu's run: with these products, at most "
