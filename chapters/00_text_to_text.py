@@ -149,11 +149,11 @@ for name, (d_model, d_ff, layers, heads, params) in sizes.items():
 # says `raise NotImplementedError`, then run the check cell below it:
 #
 # ```python
-# from t5edu.checks import ch01
+# from t5edu.classroom.checks import ch01
 # ch01.exercise_1(my_function)   # ✅ passed — or what was tried, what was expected, what you got
 # ```
 #
-# The reference solutions are importable (`t5edu.solutions.ch01`) for when you are stuck.
+# The reference solutions are importable (`t5edu.classroom.solutions.ch01`) for when you are stuck.
 # Instructors: `t5edu exercises release` and `t5edu grade` hand out and grade whole classes
 # (see `docs/INSTRUCTORS.md`).
 

@@ -1037,7 +1037,7 @@ for bad in (dict(num_beams=0), dict(max_new_tokens=-1), dict(top_p=0.0, do_sampl
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from t5edu.bench_generate import bytes_per_greedy_token, copy_bandwidth
+from t5edu.authoring.bench_generate import bytes_per_greedy_token, copy_bandwidth
 
 bandwidth = copy_bandwidth(128)  # bytes read + written per second by a 128 MiB tensor copy
 floor = bytes_per_greedy_token(bench_model) / bandwidth  # decoder weights (minus cross K/V projections) + lm_head

@@ -21,8 +21,8 @@
 # Chapter 03 (`chapters/03_relative_bias.ipynb`) has everything you need.
 
 # %%
-#| default_exp solutions.ch03
-from t5edu.checks import ch03
+#| default_exp classroom.solutions.ch03
+from t5edu.classroom.checks import ch03
 
 # %%
 #| export

@@ -22,8 +22,8 @@
 # Chapter 06 (`chapters/06_data.ipynb`) has everything you need.
 
 # %%
-#| default_exp solutions.ch06
-from t5edu.checks import ch06
+#| default_exp classroom.solutions.ch06
+from t5edu.classroom.checks import ch06
 
 # %% [markdown]
 # ## Exercise 6.1 — SST-2 as text to text

@@ -22,8 +22,8 @@
 # Chapter 09 (`chapters/09_finetune.ipynb`) has everything you need.
 
 # %%
-#| default_exp solutions.ch09
-from t5edu.checks import ch09
+#| default_exp classroom.solutions.ch09
+from t5edu.classroom.checks import ch09
 
 # %% [markdown]
 # ## Exercise 9.1 — Mask padding in labels

@@ -8,15 +8,15 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS = {
-    "mirror": ("t5edu.mirror", "write t5edu/*.py from the chapter notebooks (--check: fail on drift)"),
-    "exercises": ("t5edu.exercises", "generate student notebooks from exercise sources, or release a hand-out"),
-    "book": ("t5edu.book", "sync notebooks with their .py, re-execute them, re-mirror (--check-pairs: verify)"),
-    "bench": ("t5edu.bench", "measure speed next to transformers, in one process: `bench train`, `bench generate`"),
-    "train": ("t5edu.cli_train", "train a T5 (presets tiny, demo); --resume; runs under torchrun too"),
-    "demo": ("t5edu.cli_train", "the main job: tokenizer + small T5 from scratch, evaluated, in minutes on a CPU"),
-    "grade": ("t5edu.grading", "grade student notebooks, each in its own kernel: CSV of points + feedback"),
-    "generate": ("t5edu.cli_generate", "decode text with a saved model: greedy, beam search or sampling (Chapter 08)"),
-    "finetune": ("t5edu.cli_finetune", "fine-tune a pretrained T5 (HF directory or hub id) on summarize/translate/classify"),
+    "mirror": ("t5edu.authoring.mirror", "write t5edu/*.py from the chapter notebooks (--check: fail on drift)"),
+    "exercises": ("t5edu.classroom.exercises", "generate student notebooks from exercise sources, or release a hand-out"),
+    "book": ("t5edu.authoring.book", "sync notebooks with their .py, re-execute them, re-mirror (--check-pairs: verify)"),
+    "bench": ("t5edu.authoring.bench", "measure speed next to transformers, in one process: `bench train`, `bench generate`"),
+    "train": ("t5edu.commands.train", "train a T5 (presets tiny, demo); --resume; runs under torchrun too"),
+    "demo": ("t5edu.commands.train", "the main job: tokenizer + small T5 from scratch, evaluated, in minutes on a CPU"),
+    "grade": ("t5edu.classroom.grading", "grade student notebooks, each in its own kernel: CSV of points + feedback"),
+    "generate": ("t5edu.commands.generate", "decode text with a saved model: greedy, beam search or sampling (Chapter 08)"),
+    "finetune": ("t5edu.commands.finetune", "fine-tune a pretrained T5 (HF directory or hub id) on summarize/translate/classify"),
 }
 
 

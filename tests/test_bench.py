@@ -30,7 +30,7 @@ def test_train_step_flops_counts_what_torch_counts(overrides):
     """The analytic FLOPs behind tokens/s -> TFLOP/s and MFU equal torch's own count of the products."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from t5edu.bench import make_batch, train_step_flops
+    from t5edu.authoring.bench import make_batch, train_step_flops
     from t5edu.encoder import T5Config
     from t5edu.model import T5
 

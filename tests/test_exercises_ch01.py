@@ -3,8 +3,8 @@ on a plausible wrong answer, and prints one friendly line."""
 
 import pytest
 
-from t5edu.checks import ch01
-from t5edu.solutions import ch01 as solutions
+from t5edu.classroom.checks import ch01
+from t5edu.classroom.solutions import ch01 as solutions
 
 
 def stub(*args, **kwargs):

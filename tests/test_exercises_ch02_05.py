@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from t5edu.checks import ch02, ch03, ch04, ch05
-from t5edu.solutions import ch02 as s02
-from t5edu.solutions import ch03 as s03
-from t5edu.solutions import ch04 as s04
-from t5edu.solutions import ch05 as s05
+from t5edu.classroom.checks import ch02, ch03, ch04, ch05
+from t5edu.classroom.solutions import ch02 as s02
+from t5edu.classroom.solutions import ch03 as s03
+from t5edu.classroom.solutions import ch04 as s04
+from t5edu.classroom.solutions import ch05 as s05
 
 
 def stub(*args, **kwargs):

@@ -4,8 +4,8 @@ on plausible wrong answers, and prints one friendly line."""
 import numpy as np
 import pytest
 
-from t5edu.checks import ch06
-from t5edu.solutions import ch06 as solutions
+from t5edu.classroom.checks import ch06
+from t5edu.classroom.solutions import ch06 as solutions
 
 
 def stub(*args, **kwargs):

@@ -4,8 +4,8 @@ plausible wrong answers, and prints one friendly line."""
 import pytest
 import torch
 
-from t5edu.checks import ch08
-from t5edu.solutions import ch08 as solutions
+from t5edu.classroom.checks import ch08
+from t5edu.classroom.solutions import ch08 as solutions
 
 
 def stub(*args, **kwargs):

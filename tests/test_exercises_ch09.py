@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from t5edu.checks import ch09
-from t5edu.solutions import ch09 as solutions
+from t5edu.classroom.checks import ch09
+from t5edu.classroom.solutions import ch09 as solutions
 
 
 def stub(*args, **kwargs):

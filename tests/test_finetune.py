@@ -268,7 +268,7 @@ def test_scores():
 
 
 def test_cli_is_registered():
-    assert cli.COMMANDS["finetune"][0] == "t5edu.cli_finetune"
+    assert cli.COMMANDS["finetune"][0] == "t5edu.commands.finetune"
     parser = cli.build_parser(selected="finetune")
     args = parser.parse_args(["finetune", "--model", "m", "--task", "summarize", "--out", "o"])
     assert args.max_steps > 0 and args.data is None and not args.resume

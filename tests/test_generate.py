@@ -285,7 +285,7 @@ def test_cli_generate(model_dir, capsys):
 
 
 def test_bench_generate_runs(capsys):
-    from t5edu.bench_generate import run_generate_bench
+    from t5edu.authoring.bench_generate import run_generate_bench
 
     results = run_generate_bench("t5-tiny", input_tokens=8, new_tokens=3, beams=2, runs=1, vocab_size=500,
                                  copy_megabytes=16)

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from t5edu import exercises, grading
+from t5edu.classroom import exercises, grading
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "grading"
@@ -144,7 +144,7 @@ def build_submissions(folder):
     # Tampering: each of these would pass everything if the grader trusted the kernel's state.
     put("tamper_checks", insert(stub(), 2, (
         "from gradefix.checks import ch99\n"
-        "import t5edu.checks._core as core\n"
+        "import t5edu.classroom.checks._core as core\n"
         "ch99.exercise_1 = lambda *a: print('✅ passed')\n"
         "always = lambda *a, **k: core.Result('99.2', 'x', True, 'passed')\n"
         "ch99.exercise_2.run = always\n"
@@ -153,7 +153,7 @@ def build_submissions(folder):
         "         'passed': True, 'message': 'forged', 'tamper': [], 'nonce': '0' * 32}}, raw=True)")))
     put("tamper_core", insert(stub(), 2, (
         "from gradefix.checks import ch99\n"
-        "import t5edu.checks._core as core\n"
+        "import t5edu.classroom.checks._core as core\n"
         "ch99.expect_equal = ch99.expect_close = lambda *a, **k: None\n"
         "core.CheckFailed = KeyboardInterrupt")))
     wrong = solved("add_one", "count_words")
@@ -299,7 +299,7 @@ def test_chapter_detection_and_check_cells():
 
 def test_importing_the_reference_is_spotted_unless_the_source_does_it(tmp_path):
     chapter = grading.read_chapter(SOURCE, "gradefix.checks")
-    packages = ("gradefix.solutions", "t5edu.solutions")
+    packages = ("gradefix.solutions", "t5edu.classroom.solutions")
     for code in ("from gradefix.solutions.ch99 import add_one as ref",
                  "from gradefix.solutions import ch99", "import gradefix.solutions.ch99",
                  "x = gradefix.solutions.ch99.add_one", "importlib.import_module('gradefix.solutions.ch99')"):
@@ -388,9 +388,9 @@ def test_grade_a_real_chapter(tmp_path):
         pytest.skip("no real chapter has exercises yet")
     chapter = chapters[min(chapters)]
     try:
-        __import__(f"t5edu.checks.{chapter.chapter}")
+        __import__(f"t5edu.classroom.checks.{chapter.chapter}")
     except ImportError:
-        pytest.skip(f"t5edu.checks.{chapter.chapter} is not written yet")
+        pytest.skip(f"t5edu.classroom.checks.{chapter.chapter} is not written yet")
     subs = tmp_path / "subs"
     subs.mkdir()
     src = nbformat.read(chapter.source, as_version=4)
@@ -423,7 +423,7 @@ def test_students_are_named_after_files_or_folders(tmp_path):
 def test_cli_entry_and_help():
     from t5edu import cli
 
-    assert cli.COMMANDS["grade"][0] == "t5edu.grading"
+    assert cli.COMMANDS["grade"][0] == "t5edu.classroom.grading"
     args = cli.build_parser("grade").parse_args(["grade", "subs", "--out", "g.csv", "--timeout", "3",
                                                 "--jobs", "2"])
     assert args.timeout == 3 and args.jobs == 2 and args.out == "g.csv"

@@ -10,8 +10,9 @@ import nbformat
 import pytest
 import tomllib
 
-from t5edu import book, exercises, mirror
-from t5edu.checks._core import exercise, expect_close, expect_equal, fail
+from t5edu.authoring import book, mirror
+from t5edu.classroom import exercises
+from t5edu.classroom.checks._core import exercise, expect_close, expect_equal, fail
 
 ROOT = Path(__file__).resolve().parent.parent
 

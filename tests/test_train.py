@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from t5edu import train as T
-from t5edu.checks import ch07
+from t5edu.classroom.checks import ch07
+from t5edu.classroom.solutions import ch07 as solutions
 from t5edu.encoder import T5Config
 from t5edu.model import T5
-from t5edu.solutions import ch07 as solutions
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -21,8 +21,8 @@
 # Chapter 01 (`chapters/01_tokenizer.ipynb`) has everything you need.
 
 # %%
-#| default_exp solutions.ch01
-from t5edu.checks import ch01
+#| default_exp classroom.solutions.ch01
+from t5edu.classroom.checks import ch01
 
 # %% [markdown]
 # ## Exercise 1.1 — Sentinel ids

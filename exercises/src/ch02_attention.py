@@ -21,8 +21,8 @@
 # Chapter 02 (`chapters/02_attention.ipynb`) has everything you need.
 
 # %%
-#| default_exp solutions.ch02
-from t5edu.checks import ch02
+#| default_exp classroom.solutions.ch02
+from t5edu.classroom.checks import ch02
 
 # %%
 #| export

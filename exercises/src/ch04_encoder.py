@@ -21,8 +21,8 @@
 # Chapter 04 (`chapters/04_encoder.ipynb`) has everything you need.
 
 # %%
-#| default_exp solutions.ch04
-from t5edu.checks import ch04
+#| default_exp classroom.solutions.ch04
+from t5edu.classroom.checks import ch04
 
 # %%
 #| export

@@ -21,8 +21,8 @@
 # Chapter 05 (`chapters/05_decoder.ipynb`) has everything you need.
 
 # %%
-#| default_exp solutions.ch05
-from t5edu.checks import ch05
+#| default_exp classroom.solutions.ch05
+from t5edu.classroom.checks import ch05
 
 # %%
 #| export

@@ -22,8 +22,8 @@
 # (`chapters/07_train.ipynb`) has everything you need.
 
 # %%
-#| default_exp solutions.ch07
-from t5edu.checks import ch07
+#| default_exp classroom.solutions.ch07
+from t5edu.classroom.checks import ch07
 
 # %% [markdown]
 # ## Exercise 7.1 — The inverse square-root schedule

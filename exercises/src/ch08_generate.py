@@ -22,8 +22,8 @@
 # everything you need.
 
 # %%
-#| default_exp solutions.ch08
-from t5edu.checks import ch08
+#| default_exp classroom.solutions.ch08
+from t5edu.classroom.checks import ch08
 
 # %% [markdown]
 # ## Exercise 8.1 — Length penalty

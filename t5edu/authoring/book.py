@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAIRED = ("chapters/*.ipynb", "exercises/src/*.ipynb", "exercises/*.ipynb")
 # Executed: chapters and exercise sources (student notebooks hold stubs, so they are not run).
 EXECUTED = ("chapters/*.ipynb", "exercises/src/*.ipynb")
@@ -107,7 +107,8 @@ def configure(parser):
 def main(args):
     if args.check_pairs:
         return check_pairs()
-    from t5edu import exercises, mirror
+    from t5edu.authoring import mirror
+    from t5edu.classroom import exercises
 
     targets = [p.resolve() for p in args.notebooks] or _glob(EXECUTED)
     for path in targets:

@@ -6,7 +6,7 @@
 For every submitted notebook the grader
 
 1. reads it (a broken file is a row saying so, never a crash of the grader) and works out its
-   chapter: notebook metadata `t5edu.chapter`, else the `from t5edu.checks import chNN` lines,
+   chapter: notebook metadata `t5edu.chapter`, else the `from t5edu.classroom.checks import chNN` lines,
    else a `chNN` in the file name;
 2. takes the list of exercises, their points and the exact arguments each check is called with
    from the chapter's *source* notebook (`exercises/src/chNN_*.ipynb`), never from the student's
@@ -15,7 +15,7 @@ For every submitted notebook the grader
 3. starts a fresh Jupyter kernel (memory capped with RLIMIT_AS, core dumps off, file size capped),
    and before any student code runs imports the checks from files whose SHA-256 it verified,
    keeps private references to them and takes a snapshot of everything a check relies on
-   (check modules, `t5edu.checks._core`, the reference solutions, builtins, the torch functions
+   (check modules, `t5edu.classroom.checks._core`, the reference solutions, builtins, the torch functions
    the checks call, IPython's input hooks, trace hooks);
 4. runs the student's code cells in order (check calls removed, each cell under a timeout, the
    whole notebook under a total timeout, output counted but not kept);
@@ -46,7 +46,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIR = ROOT / "exercises" / "src"
 MIME = "application/x-t5edu-grade+json"
 POINTS = re.compile(r"^\s*#+\s*POINTS:\s*([0-9]+(?:\.[0-9]+)?)\s*$", re.MULTILINE | re.IGNORECASE)
@@ -54,11 +54,11 @@ CHAPTER_IN_NAME = re.compile(r"(?<![a-z0-9])(ch\d\d+)(?![0-9])", re.IGNORECASE)
 EXERCISE_ATTR = re.compile(r"^exercise_\w+$")
 TAMPER_NOTE = ("no credit is given for this notebook. If you think this is a mistake, "
                "talk to your instructor.")
-# Modules whose functions the checks call through `t5edu.checks._core` (torch.equal, math.isclose, ...):
+# Modules whose functions the checks call through `t5edu.classroom.checks._core` (torch.equal, math.isclose, ...):
 # imported before the student's code and watched for replaced attributes.
 PRELOAD = ("torch", "math", "functools", "operator", "traceback", "dataclasses")
 
-log = logging.getLogger("t5edu.grading")
+log = logging.getLogger("t5edu.classroom.grading")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -102,14 +102,14 @@ def _python(source):
         return source, None
 
 
-PUBLIC_CHECKS = "t5edu.checks"
-PUBLIC_SOLUTIONS = "t5edu.solutions"
+PUBLIC_CHECKS = "t5edu.classroom.checks"
+PUBLIC_SOLUTIONS = "t5edu.classroom.solutions"
 
 
 def check_aliases(cells, checks_package):
-    """Names that refer to a chapter's checks module: `from t5edu.checks import ch01 [as c]`.
+    """Names that refer to a chapter's checks module: `from t5edu.classroom.checks import ch01 [as c]`.
 
-    `checks_package` may be a tuple: a private package and the public `t5edu.checks` that the students'
+    `checks_package` may be a tuple: a private package and the public `t5edu.classroom.checks` that the students'
     own copies import."""
     packages = (checks_package,) if isinstance(checks_package, str) else tuple(checks_package)
     aliases = {}
@@ -158,7 +158,7 @@ def _col(line, byte_offset):
     return len(line.encode("utf-8")[:byte_offset].decode("utf-8", errors="ignore"))
 
 
-def read_chapter(path, checks_package="t5edu.checks"):
+def read_chapter(path, checks_package="t5edu.classroom.checks"):
     """The exercises of an exercise source notebook, in order, with points and call arguments."""
     import nbformat
 
@@ -191,7 +191,7 @@ def read_chapter(path, checks_package="t5edu.checks"):
     return chapter
 
 
-def read_chapters(source_dir, checks_package="t5edu.checks"):
+def read_chapters(source_dir, checks_package="t5edu.classroom.checks"):
     chapters = {}
     for path in sorted(Path(source_dir).glob("ch*.ipynb")):
         chapter = read_chapter(path, checks_package)
@@ -200,7 +200,7 @@ def read_chapters(source_dir, checks_package="t5edu.checks"):
     return chapters
 
 
-def detect_chapter(nb, path, checks_package="t5edu.checks"):
+def detect_chapter(nb, path, checks_package="t5edu.classroom.checks"):
     meta = (nb.get("metadata") or {}).get("t5edu") or {}
     if isinstance(meta, dict) and isinstance(meta.get("chapter"), str):
         return meta["chapter"].lower()
@@ -222,7 +222,7 @@ def _only_placeholders(source):
 
 
 def _solution_uses(sources, modules):
-    """Mentions of `modules` (e.g. "t5edu.solutions.ch01") in imports and attribute chains of the code."""
+    """Mentions of `modules` (e.g. "t5edu.classroom.solutions.ch01") in imports and attribute chains of the code."""
     found = set()
     for source in sources:
         _, tree = _python(source)
@@ -255,7 +255,7 @@ def uses_solutions(nb, chapter, packages):
     itself refers to them outside its solutions (then the students were told to use them)."""
     import nbformat
 
-    from t5edu.exercises import strip_solutions
+    from t5edu.classroom.exercises import strip_solutions
 
     modules = {f"{p}.{chapter.chapter}" for p in packages if p}
     student = [_cell_source(c) for c in nb.cells if c.get("cell_type") == "code"]
@@ -265,7 +265,7 @@ def uses_solutions(nb, chapter, packages):
     return ", ".join(sorted(uses))
 
 
-def student_cells(nb, checks_package="t5edu.checks"):
+def student_cells(nb, checks_package="t5edu.classroom.checks"):
     """The notebook as a run plan: [("student", cell number, code) | ("check", exercise name)], in order.
 
     Check calls are cut out of the student's code (replaced by `None`); each chapter exercise is
@@ -729,9 +729,9 @@ class Settings:
     file_size_mb: int = 1024         # RLIMIT_FSIZE of the kernel
     jobs: int = 1
     chapter: str | None = None       # the assignment; notebooks of other chapters are refused
-    checks_package: str = "t5edu.checks"
-    core_module: str = "t5edu.checks._core"
-    solutions_package: str | None = "t5edu.solutions"
+    checks_package: str = "t5edu.classroom.checks"
+    core_module: str = "t5edu.classroom.checks._core"
+    solutions_package: str | None = "t5edu.classroom.solutions"
     pythonpath: tuple = ()
     probe_timeout: float = 5.0
 
@@ -910,7 +910,7 @@ class Grader:
         ready, dead, setup_error = False, None, None
         workdir = tempfile.mkdtemp(prefix="t5edu-grade-")
         km = KernelManager(self.kernel_argv())
-        quiet = logging.getLogger("t5edu.grading.nbclient")
+        quiet = logging.getLogger("t5edu.classroom.grading.nbclient")
         quiet.setLevel(logging.CRITICAL)
         client = Client(run_nb, nonce, km=km, timeout=int(s.timeout), allow_errors=True,
                         interrupt_on_timeout=False, shutdown_kernel="immediate", startup_timeout=60,
@@ -1348,10 +1348,10 @@ def configure(parser):
     parser.add_argument("--chapter", help="the assignment (ch01, ...): notebooks of other chapters get no credit")
     parser.add_argument("--source", default=str(SOURCE_DIR),
                         help="folder of exercise source notebooks (default: exercises/src of this checkout)")
-    parser.add_argument("--checks-package", default="t5edu.checks",
-                        help="package holding the chapters' checks (default t5edu.checks)")
-    parser.add_argument("--solutions-package", default="t5edu.solutions",
-                        help="package holding the reference solutions (default t5edu.solutions)")
+    parser.add_argument("--checks-package", default="t5edu.classroom.checks",
+                        help="package holding the chapters' checks (default t5edu.classroom.checks)")
+    parser.add_argument("--solutions-package", default="t5edu.classroom.solutions",
+                        help="package holding the reference solutions (default t5edu.classroom.solutions)")
     parser.add_argument("--pythonpath", action="append", default=[], metavar="DIR",
                         help="extra folder on the path of the grader and its kernels (private checks)")
 

@@ -23,7 +23,7 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIR = "exercises/src"
 STUDENT_DIR = "exercises"
 BEGIN = re.compile(r"^(\s*)### BEGIN SOLUTION\s*$")
@@ -210,7 +210,7 @@ def release(dest, root=ROOT, chapters=None, no_solutions=False, out=sys.stdout, 
     print(f"wrote {dest / 'README.md'}", file=out)
     if no_solutions:
         print("note: the reference solutions are left out of this folder, but the public t5edu package "
-              "still ships them (t5edu/solutions/); see docs/INSTRUCTORS.md", file=out)
+              "still ships them (t5edu/classroom/solutions/); see docs/INSTRUCTORS.md", file=out)
     return 0
 
 

@@ -114,7 +114,7 @@ def _student_frame(err):
     frames = traceback.extract_tb(err.__traceback__)
     for frame in reversed(frames):
         name = frame.filename
-        if "site-packages" in name or "/t5edu/checks/" in name or name.startswith("<frozen"):
+        if "site-packages" in name or "/t5edu/classroom/checks/" in name or name.startswith("<frozen"):
             continue
         return f" (at line {frame.lineno}: `{(frame.line or '').strip()}`)"
     return ""

@@ -224,12 +224,15 @@ def matrix_product_seconds(fn, repeats=3):
     return sum(e.self_cpu_time_total for e in events if e.key in MATRIX_PRODUCTS) / 1e6 / repeats
 
 
-from t5edu.bench_generate import bench_generate, configure_generate  # at the end: it imports from this module
+from t5edu.authoring.bench_generate import (  # at the end: it imports from this module
+    bench_generate,
+    configure_generate,
+)
 
 # name -> (configure(parser), run(args)); add a benchmark by adding an entry
 BENCHMARKS = {
     "train": (configure_train, bench_train),
-    "generate": (configure_generate, bench_generate),  # Chapter 08, in t5edu/bench_generate.py
+    "generate": (configure_generate, bench_generate),  # Chapter 08, in t5edu/authoring/bench_generate.py
 }
 
 
