@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: setup demo test book mirror check lint clean
+.PHONY: setup demo test test-fast checks book mirror check lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,12 +24,19 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m t5edu demo
 
-## The whole test suite, as CI runs it: infrastructure checks, unit/parity tests, every notebook under strict nbval.
-test: setup
+## Drift and lint checks: the package matches the notebooks, student notebooks match their sources, ruff.
+checks: setup
 	$(PY) -m t5edu mirror --check
 	$(PY) -m t5edu exercises generate --check
 	$(PY) -m t5edu book --check-pairs
 	$(PY) -m ruff check t5edu tests
+
+## For someone changing one function: checks, unit and parity tests; no notebooks, demo, torchrun or kernels.
+test-fast: checks
+	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider -q
+
+## The whole test suite, as CI runs it: checks, every test (slow ones included), every notebook under strict nbval.
+test: checks
 	$(PY) -m pytest tests chapters exercises/src --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q
 

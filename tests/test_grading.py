@@ -20,6 +20,8 @@ import pytest
 
 from t5edu.classroom import exercises, grading
 
+pytestmark = pytest.mark.slow  # `make test-fast` skips this file; `make test` (CI) runs it
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "grading"
 SOURCE = FIXTURE / "src" / "ch99_demo.ipynb"
