@@ -4,15 +4,8 @@ on plausible wrong answers, and prints one friendly line."""
 import re
 from collections import Counter
 
-import pytest
-
 from t5edu.classroom.checks import ch09
 from t5edu.classroom.solutions import ch09 as solutions
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError("Your turn: replace this line with your solution.")
-
 
 # -- plausible wrong answers -----------------------------------------------------------------------
 
@@ -90,37 +83,12 @@ def whitespace_tokens(prediction, reference):
 
 
 CASES = [
-    (ch09.exercise_1, solutions.mask_label_padding, [unmasked, masks_eos_too, in_place, mask_after_first_pad_only_zero]),
+    (ch09.exercise_1, solutions.mask_label_padding,
+     [unmasked, masks_eos_too, in_place, mask_after_first_pad_only_zero]),
     (ch09.exercise_2, solutions.format_example, [reversed_direction, swapped_labels, no_space_after_colon]),
     (ch09.exercise_3, solutions.mixing_rates, [power_not_root, cap_ignored, not_normalised]),
     (ch09.exercise_4, solutions.rouge1_f1, [set_overlap, precision_only, whitespace_tokens]),
 ]
-IDS = [c[0].number for c in CASES]
-
-
-@pytest.mark.parametrize("check, solution, wrong", CASES, ids=IDS)
-def test_passes_on_reference_solution(check, solution, wrong, capsys):
-    result = check.run(solution)
-    assert result.passed, result.message
-    check(solution)
-    out = capsys.readouterr().out
-    assert out.startswith("✅") and out.count("\n") == 1
-
-
-@pytest.mark.parametrize("check, solution, wrong", CASES, ids=IDS)
-def test_fails_on_stub(check, solution, wrong, capsys):
-    result = check.run(stub)
-    assert not result.passed and "not done yet" in result.message
-    check(stub)
-    assert capsys.readouterr().out.startswith("❌")
-
-
-@pytest.mark.parametrize("check, solution, wrong", CASES, ids=IDS)
-def test_fails_on_plausible_wrong_answers(check, solution, wrong):
-    for answer in wrong:
-        result = check.run(answer)
-        assert not result.passed, answer.__name__
-        assert result.message.startswith("❌") and "Traceback" not in result.message
 
 
 def test_wrong_answer_messages_say_what_was_tried():
