@@ -1,6 +1,7 @@
 """Sphinx configuration of the book's website. Build with `make html` (site/site_build.py), not sphinx-build
 directly: it lays out the source tree this configuration expects."""
 
+import hashlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ extensions = [
     "sphinx_copybutton",
     "t5edu_site",
 ]
+
+t5edu_site_digest = hashlib.sha256((Path(__file__).parent / "t5edu_site.py").read_bytes()).hexdigest()
 
 root_doc = "index"
 # The source tree holds the whole repository (as links); only these are pages.
@@ -60,6 +63,8 @@ if _mathjax is None:
 html_static_path = ["_static", str(Path(_mathjax.origin).parent / "static")]
 mathjax_path = "mathjax/tex-chtml.js"
 html_css_files = ["t5edu.css"]
+html_favicon = "_static/favicon.svg"  # also keeps the browser from asking for a missing /favicon.ico
+html_context = {"default_mode": "light"}  # a first visit has no stored mode (the theme logs an error)
 html_sourcelink_suffix = ""
 html_last_updated_fmt = None
 html_theme_options = {

@@ -1,4 +1,5 @@
-"""Pre-render the book's mermaid diagrams to SVG: `python site/site_diagrams.py` (`make site-diagrams`).
+"""Pre-render the book's mermaid diagrams to SVG: `python site/site_diagrams.py [--all]`
+(`make site-diagrams`).
 
 The website shows each ```mermaid block of the README and the notebooks as a picture,
 site/_static/diagrams/<hash of its source>.svg, so that the site needs no diagram JavaScript and no
@@ -25,8 +26,14 @@ WORK = ROOT / "build" / "mermaid-npm"
 _BLOCK = re.compile(r"^```mermaid[^\n]*\n(.*?)^```", re.M | re.S)
 PAGE = """<!doctype html><meta charset="utf-8"><body>
 <script src="node_modules/mermaid/dist/mermaid.min.js"></script>
-<script>mermaid.initialize({startOnLoad: false, securityLevel: "strict", theme: "neutral",
-  flowchart: {htmlLabels: false, useMaxWidth: false}});</script></body>"""
+<script>mermaid.initialize({startOnLoad: false, securityLevel: "strict", theme: "neutral", htmlLabels: false,
+  flowchart: {htmlLabels: false, useMaxWidth: false}});
+// mermaid returns HTML markup; an <img> needs XML
+async function renderSvg(id, code) {
+  const {svg} = await mermaid.render(id, code);
+  const doc = new DOMParser().parseFromString(svg, "text/html");
+  return new XMLSerializer().serializeToString(doc.querySelector("svg"));
+}</script></body>"""
 
 
 def diagrams():
@@ -36,7 +43,8 @@ def diagrams():
 
 def main():
     wanted = diagrams()
-    missing = {name: code for name, code in wanted.items() if not (DIAGRAMS / name).exists()}
+    redo = "--all" in sys.argv[1:]
+    missing = {name: code for name, code in wanted.items() if redo or not (DIAGRAMS / name).exists()}
     if not missing:
         print(f"site_diagrams: all {len(wanted)} diagrams are up to date")
         return
@@ -49,7 +57,7 @@ def main():
     with serve(WORK) as base, browser() as page:
         page.goto(base + "render.html")
         for name, code in missing.items():
-            svg = page.evaluate(f"mermaid.render('d{name[:8]}', {json.dumps(code.strip())}).then(r => r.svg)")
+            svg = page.evaluate(f"renderSvg('d{name[:8]}', {json.dumps(code.strip())})")
             if not svg or not svg.startswith("<svg"):
                 raise SystemExit(f"site_diagrams: mermaid did not render {name}: {page.errors}")
             (DIAGRAMS / name).write_text(svg + "\n", encoding="utf-8")

@@ -17,6 +17,7 @@ import ast
 import hashlib
 import json
 import re
+import urllib.parse
 from pathlib import Path
 
 from docutils import nodes
@@ -53,7 +54,7 @@ def sections(path):
         above = [n for n in marks if n < first]
         if above:
             m = marks[max(above)]
-            title = re.sub(r"[`*]", "", m["title"]).strip()
+            title = m["title"].strip()  # as the heading is written (the section label keeps its backticks)
             for name in names:
                 out[name] = (title, m["notebook"], int(m["cell"]))
     return out
@@ -80,10 +81,13 @@ def _defined_in(modname, name):
 
 
 def section_ref(name, rawtext, text, lineno, inliner, options=None, content=None):
-    """:t5edu-section:`chapters/02_attention|2.5 The T5Attention module` links to that section of the
-    chapter (its autosectionlabel label), or to the chapter itself when no heading has that title."""
-    doc, _, title = text.partition("|")
+    """:t5edu-section:`chapters/02_attention|2.5%20The%20%60T5Attention%60%20module` (the heading,
+    URL-quoted) links to that section of the chapter (its autosectionlabel label), or to the chapter
+    itself when no heading has that title."""
+    doc, _, quoted = text.partition("|")
+    title = urllib.parse.unquote(quoted)
     label = nodes.fully_normalize_name(f"{doc}:{title}")
+    title = re.sub(r"[`*]", "", title)
     number = re.match(r"chapters/(\d+)", doc)
     shown = f"Chapter {number[1]}, §{title}" if number and not title.startswith("Chapter") else title
     node = addnodes.pending_xref(rawtext, refdomain="std", reftype="ref", reftarget=label, refexplicit=True,
@@ -160,7 +164,7 @@ def docstring_as_text(app, what, name, obj, options, lines):
         if found:
             title, notebook, _cell = found
             doc = notebook.removesuffix(".ipynb")
-            lines += ["", f"*Defined in* :t5edu-section:`{doc}|{title}`."]
+            lines += ["", f"*Defined in* :t5edu-section:`{doc}|{urllib.parse.quote(title)}`."]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -169,6 +173,41 @@ def docstring_as_text(app, what, name, obj, options, lines):
 
 def _link_cell(text, cell_id):
     return {"cell_type": "markdown", "id": cell_id, "metadata": {}, "source": text}
+
+
+_MD_LINK = re.compile(r"(\]\(\s*<?)([^)\s>#]+)((?:#[^)\s>]*)?>?(?:\s+[^)]*)?\))")
+
+
+def _folder_page(folder):
+    """The page that stands for a folder: its README.md or index.md, else its first notebook."""
+    for name in ("README.md", "index.md"):
+        if (folder / name).is_file():
+            return name
+    pages = sorted(folder.glob("*.ipynb")) or sorted(folder.glob("*.md"))
+    return pages[0].name if pages else None
+
+
+def folder_links(text, base):
+    """Markdown links to a folder (`[exercises](../exercises/)`, as GitHub shows them) point at the page
+    that stands for the folder; `base` is the folder the links are relative to."""
+
+    def fix(m):
+        target = m[2]
+        folder = (base / target) if not re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I) else None
+        if folder is None or not folder.is_dir():
+            return m[0]
+        page = _folder_page(folder)
+        return f"{m[1]}{target.rstrip('/')}/{page}{m[3]}" if page else m[0]
+
+    return _MD_LINK.sub(fix, text)
+
+
+def markdown_folder_links(app, docname, source):
+    source[0] = folder_links(source[0], Path(app.env.doc2path(docname)).parent)
+
+
+def included_folder_links(app, relative_path, parent_docname, content):
+    content[0] = folder_links(content[0], Path(app.env.doc2path(parent_docname)).parent)
 
 
 def notebook_pages(app, docname, source):
@@ -229,9 +268,14 @@ class Mermaid(Directive):
 
 
 def setup(app):
+    # a change to this file changes what pages contain: conf.py sets this to its hash, and a changed value
+    # makes Sphinx read every page again
+    app.add_config_value("t5edu_site_digest", "", "env")
     app.add_role("t5edu-section", section_ref)
     app.connect("autodoc-process-docstring", docstring_as_text)
     app.connect("missing-reference", fallback_to_chapter)
     app.connect("source-read", notebook_pages)
+    app.connect("source-read", markdown_folder_links)
+    app.connect("include-read", included_folder_links)
     app.add_directive("mermaid", Mermaid)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
