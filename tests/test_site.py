@@ -81,6 +81,7 @@ def test_links_to_a_folder_point_at_its_readme_or_first_page(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "README.md").write_text("# Docs")
     chapters = tmp_path / "chapters"
+    chapters.mkdir()
     text = "[a](../exercises/) [b](../docs#x) [c](02_attention.ipynb) [d](https://example.org/)"
     assert folder_links(text, chapters) == (
         "[a](../exercises/ch01_a.ipynb) [b](../docs/README.md#x) [c](02_attention.ipynb) [d](https://example.org/)")
