@@ -66,6 +66,9 @@ html_css_files = ["t5edu.css"]
 html_favicon = "_static/favicon.svg"  # also keeps the browser from asking for a missing /favicon.ico
 html_context = {"default_mode": "light"}  # a first visit has no stored mode (the theme logs an error)
 html_sourcelink_suffix = ""
+# search results without summaries: a summary is fetched from the result's page, which a browser refuses
+# for a site opened from the filesystem (file://); titles still link to the pages
+html_show_search_summary = False
 html_last_updated_fmt = None
 html_theme_options = {
     "home_page_in_toc": True,

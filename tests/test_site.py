@@ -235,3 +235,30 @@ def test_every_page_in_chromium_with_the_network_off(built):
 
     for shot in SHOTS.glob("*.png"):
         _check_image(shot)
+
+
+@pytest.mark.slow
+def test_site_opened_from_the_filesystem(built):
+    """A reader may open build/html/index.html without a server: pages, math and search still work."""
+    from site_browser import browser
+
+    executable = _chromium()
+    base = built.resolve().as_uri() + "/"
+    pages = ["index.html", "api/index.html",
+             *(f"{nb.parent.name}/{nb.stem}.html" for nb in site_build.chapters()[:4])]
+    problems = []
+    with browser(executable) as page:
+        for rel in pages:
+            page.errors.clear()
+            page.goto(base + rel)
+            math = page.evaluate(_MATHJAX_DONE, timeout=60)
+            if math not in ("typeset", "no math"):
+                problems.append(f"{rel}: math {math}")
+            problems += [f"{rel}: {e}" for e in page.errors]
+            problems += [f"{rel}: image did not load: {src}" for src in page.evaluate(_BROKEN_IMAGES)]
+        page.errors.clear()
+        page.goto(base + "search.html?q=relative+position+bias")
+        found = page.wait_for("document.querySelectorAll('#search-results li a').length", timeout=30)
+        assert found, "search found nothing when the site is opened from the filesystem"
+        problems += [f"search.html: {e}" for e in page.errors]
+    assert not problems, "\n".join(problems)
