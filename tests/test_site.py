@@ -87,6 +87,23 @@ def test_links_to_a_folder_point_at_its_readme_or_first_page(tmp_path):
         "[a](../exercises/ch01_a.ipynb) [b](../docs/README.md#x) [c](02_attention.ipynb) [d](https://example.org/)")
 
 
+def test_plain_text_docstrings_render_as_written():
+    import io
+
+    from docutils.core import publish_doctree
+    from t5edu_site import _as_rst
+
+    doc = ["Calls `f(**kwargs)` with name_ and *args; `<unk>` is written ` ⁇ `.", "",
+           "Args:", "    x: a tensor", "    y_: another | one", "- a list item", "  continued"]
+    errors = io.StringIO()
+    tree = publish_doctree("\n".join(_as_rst(doc)),
+                           settings_overrides={"warning_stream": errors, "report_level": 1})
+    assert errors.getvalue() == ""
+    text = tree.astext()
+    for shown in ("f(**kwargs)", "name_ and *args", "<unk>", "⁇", "y_: another | one", "a list item"):
+        assert shown in text, (shown, text)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The build
 
@@ -209,6 +226,8 @@ def test_every_page_in_chromium_with_the_network_off(built):
                                 ".map(a => a.getAttribute('href'))")
         for nb in [*site_build.chapters(), *site_build.exercises().values()]:
             assert f"{nb.parent.name}/{nb.stem}.html" in sidebar, f"{nb.name} is not in the sidebar"
+        page.evaluate("document.querySelectorAll('.bd-sidebar-primary, .bd-sidebar-primary *')"
+                      ".forEach(e => e.scrollTop = 0)")
         page.screenshot(SHOTS / "landing.png")
 
         # full-text search, from the search page's own index
