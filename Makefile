@@ -9,6 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
 .PHONY: setup demo test test-fast checks book mirror check lint clean
+.PHONY: html serve test-site site-diagrams
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +50,23 @@ mirror: setup
 
 lint: setup
 	$(PY) -m ruff check t5edu tests
+
+## The website edition of the book in build/html: rendered from the notebooks' committed outputs
+## (nothing is executed), warnings are errors, and it works with the network off.
+html: setup
+	$(PY) site/site_build.py build/html
+
+## Preview the website at http://127.0.0.1:8000/
+serve: html
+	$(PY) -m http.server --bind 127.0.0.1 --directory build/html 8000
+
+## Build the website and open every page in headless Chromium (apt-get install -y chromium).
+test-site: setup
+	$(PY) -m pytest tests/test_site.py -p no:cacheprovider -q
+
+## Re-render the mermaid diagrams of the README and notebooks as SVG for the website (needs npm, chromium).
+site-diagrams: setup
+	$(PY) site/site_diagrams.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
