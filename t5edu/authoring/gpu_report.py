@@ -333,7 +333,7 @@ def report_path(out, device_name):
 
 
 def run(out, *, smoke=False, device=None, budget_s=450.0, steps=10, warmup=3, peak_tflops=None, log=print):
-    """Measure every section (skipping those left once `budget_s` is spent), write the JSON, return its path."""
+    """Measure each section (those left once `budget_s` is spent are skipped); write the JSON."""
     import torch
 
     from t5edu.authoring.bench import PEAK_BF16_TFLOPS
