@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: setup demo test test-fast checks book mirror check lint clean
+.PHONY: setup demo test test-fast checks book mirror check lint clean gpu-report
 .PHONY: html serve test-site site-diagrams
 
 $(VENV)/.installed: pyproject.toml
@@ -44,6 +44,10 @@ test: checks
 ## Re-execute notebooks (all, or NB=path) and refresh outputs, mirrors and student notebooks.
 book: setup
 	$(PY) -m t5edu book $(NB)
+
+## On a CUDA machine: t5edu vs transformers, written to benchmarks/gpu/<device>.json (about 8 minutes on an H100).
+gpu-report: setup
+	$(PY) -m t5edu.authoring.gpu_report --out benchmarks/gpu
 
 mirror: setup
 	$(PY) -m t5edu mirror

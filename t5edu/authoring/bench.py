@@ -21,21 +21,25 @@ def _hf_available():
     return True
 
 
-def _hf_twin(model):
-    """transformers' T5ForConditionalGeneration (eager attention) with the same config and weights."""
+def _hf_twin(model, attn_implementation="eager"):
+    """transformers' T5ForConditionalGeneration (eager attention by default) with the same config and weights."""
     import transformers
 
     transformers.logging.set_verbosity_error()
     config = model.config.to_dict()
     for key in ("architectures", "model_type"):
         config.pop(key, None)
-    hf = transformers.T5ForConditionalGeneration(transformers.T5Config(**config, attn_implementation="eager"))
+    hf = transformers.T5ForConditionalGeneration(transformers.T5Config(**config, attn_implementation=attn_implementation))
     state = model.state_dict()
     hf.load_state_dict(state)
-    if not model.config.tie_word_embeddings:  # transformers 5 ties by default; untie like its loader does
+    if not model.config.tie_word_embeddings:
+        # transformers 5 always ties lm_head to the shared embedding, so load_state_dict wrote both
+        # matrices into one tensor: untie, then give each its own weights (as its checkpoint loader does).
         import torch
 
         hf.lm_head.weight = torch.nn.Parameter(state["lm_head.weight"].detach().clone())
+        with torch.no_grad():
+            hf.shared.weight.copy_(state["shared.weight"])
     return hf
 
 
