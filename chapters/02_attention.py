@@ -67,7 +67,7 @@ torch.set_printoptions(precision=3, sci_mode=False)
 # The function works on any leading dimensions (batch, heads): `q` is `(..., L_q, d)`,
 # `k` and `v` are `(..., L_k, d)`, `bias` broadcasts to `(..., L_q, L_k)`. It returns the output and
 # the weights. Two optional arguments serve later chapters: `dropout_p` drops weights while training
-# (Chapter 07), and `fused=True` hands the same computation to one PyTorch kernel (Section 2.8).
+# (Chapter 07), and `fused=True` hands the same computation to one PyTorch kernel (Section 2.7).
 
 # %%
 #| export
@@ -378,7 +378,7 @@ print("W_q / √d  gives the same scores as  scores / √d")
 # - `cache`: a dict in which a decoder keeps the keys and values of the tokens it has already seen,
 #   so that generating token $t$ costs one new row instead of recomputing $t$ rows (Chapter 08);
 # - `record_weights = True` keeps the last attention weights (`last_weights`) for figures;
-# - `use_sdpa = True` passes `fused=True` to `attention` (Section 2.8).
+# - `use_sdpa = True` passes `fused=True` to `attention` (Section 2.7).
 
 # %%
 #| export
@@ -500,26 +500,7 @@ assert w_pad[:, 4:].max() == 0 and torch.triu(w_causal, 1).max() == 0
 # *Figure 2.3 — Measured weights obey Figure 2.1: the pad columns (left) and the upper triangle (right)
 # are exactly 0, and every row sums to 1.*
 #
-# ## 2.7 Summary
-#
-# - Attention is `softmax(q kᵀ + bias) v`; masks and (next chapter) positions enter through the bias.
-# - A mask is a bias of 0 and `mask_value` (a finite "−∞"); masks combine as booleans, then convert once.
-# - Heads are a reshape: `(B, L, H·d_kv)` ↔ `(B, H, L, d_kv)`; $H \cdot d_{kv}$ may differ from $d_{model}$.
-# - T5 does not divide by √d: the factor is folded into the initialisation of `q`.
-# - `T5Attention` has the checkpoint names `q`, `k`, `v`, `o` and computes through the one function
-#   `attention(q, k, v, bias, dropout_p, training, fused)`.
-#
-# **What is in the package now**
-#
-# ```python
-# from t5edu.attention import attention, mask_value, mask_to_bias, padding_bias, causal_mask
-# from t5edu.attention import split_heads, merge_heads, T5Attention
-# ```
-#
-# Next, Chapter 03 fills the `relative_attention_bias` slot: how T5 tells positions apart without
-# position embeddings.
-#
-# ## 2.8 Under the hood
+# ## 2.7 Under the hood
 #
 # *This section is optional: it explains the two details of `attention` that the main path skipped.*
 #
@@ -552,6 +533,25 @@ print("bfloat16 output:", low.dtype, "| all finite:", bool(torch.isfinite(low).a
 assert torch.isfinite(low).all()
 
 # %% [markdown]
+# ## Summary
+#
+# - Attention is `softmax(q kᵀ + bias) v`; masks and (next chapter) positions enter through the bias.
+# - A mask is a bias of 0 and `mask_value` (a finite "−∞"); masks combine as booleans, then convert once.
+# - Heads are a reshape: `(B, L, H·d_kv)` ↔ `(B, H, L, d_kv)`; $H \cdot d_{kv}$ may differ from $d_{model}$.
+# - T5 does not divide by √d: the factor is folded into the initialisation of `q`.
+# - `T5Attention` has the checkpoint names `q`, `k`, `v`, `o` and computes through the one function
+#   `attention(q, k, v, bias, dropout_p, training, fused)`.
+#
+# **What is in the package now**
+#
+# ```python
+# from t5edu.attention import attention, mask_value, mask_to_bias, padding_bias, causal_mask
+# from t5edu.attention import split_heads, merge_heads, T5Attention
+# ```
+#
+# Next, Chapter 03 fills the `relative_attention_bias` slot: how T5 tells positions apart without
+# position embeddings.
+#
 # ## Further reading
 #
 # - Vaswani et al. (2017), *Attention Is All You Need* — scaled dot-product and multi-head attention:

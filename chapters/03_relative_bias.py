@@ -430,7 +430,7 @@ assert best[:3] == [-1, 1, 0]
 # *Figure 3.5 — Each head's learned bias peaks at the relative position it was trained to attend to
 # (−1, +1, 0), and the window head is high across ±4.*
 #
-# ## 3.7 Summary
+# ## Summary
 #
 # - Attention alone sees a set, not a sequence: shuffling keys and values changes nothing.
 # - T5 encodes order with one learned scalar per head and per *bucket* of relative distance, added
