@@ -27,12 +27,13 @@
 #   load — the same ids as Hugging Face's `T5Tokenizer`, and it loads a real T5 `spiece.model`.
 #
 # **Why T5 does it this way.** T5 reads and writes *text* for every task (Raffel et al. 2020, §2.4),
-# so one vocabulary must cover English, German, French and Romanian. It uses SentencePiece
-# (Kudo & Richardson 2018), which works on raw text — no language-specific pre-tokenizer, spaces
-# kept as the symbol `▁` so that decoding is lossless — with 32,000 word pieces (§2.2). The piece
-# model is Kudo's (2018) **unigram language model**: each piece has a probability, and a text is cut
-# into its most probable sequence of pieces. T5 adds 100 *sentinel* tokens for its span-corruption
-# objective (§3.1.4, Chapter 06).
+# and one vocabulary must cover English, German, French and Romanian (§3.1.3). It uses
+# SentencePiece (Kudo & Richardson 2018), which works on raw text — no language-specific
+# pre-tokenizer, spaces kept as the symbol `▁` so that decoding is lossless — with 32,000 pieces
+# (§3.1.3). The piece model is Kudo's (2018) **unigram language model**: each piece has a
+# probability, and a text is cut into its most probable sequence of pieces. T5 adds *sentinel*
+# tokens to the vocabulary for its span-corruption objective (§3.1.4, Chapter 06); the released
+# vocabulary has 100 of them.
 
 # %%
 #| default_exp tokenizer
@@ -1074,7 +1075,7 @@ shutil.rmtree(bad_dir)
 # - Sennrich, Haddow & Birch (2016), *Neural Machine Translation of Rare Words with Subword Units*
 #   (byte-pair encoding, the other common subword method): https://arxiv.org/abs/1508.07909
 # - Raffel et al. (2020), *Exploring the Limits of Transfer Learning with a Unified Text-to-Text
-#   Transformer*, JMLR, §2.2 and §2.4 (vocabulary and text-to-text format):
+#   Transformer*, JMLR, §2.4 and §3.1.3 (text-to-text format, vocabulary):
 #   https://arxiv.org/abs/1910.10683
 #
 # ---

@@ -28,10 +28,12 @@
 # - `split_heads` / `merge_heads` and the `T5Attention` module (`q`, `k`, `v`, `o`).
 #
 # **Why T5 does it this way.** T5's model (Raffel et al. 2020, §2.1) "closely follows" the
-# Transformer of Vaswani et al. (2017): multi-head dot-product attention in every layer. It changes
-# three details, and all three show up in this chapter: the linear maps have no bias terms, the
-# scores are not divided by $\sqrt{d}$ (Section 2.4), and positions enter as a learned additive bias
-# on the scores instead of position embeddings (the `bias` argument here, filled in Chapter 03).
+# Transformer of Vaswani et al. (2017): multi-head dot-product attention in every layer. The paper
+# names its changes: a simplified layer norm placed before each sub-layer (Chapter 04), and
+# relative position embeddings that are scalars added to the attention logits (Chapter 03) — which
+# is why our attention takes an additive `bias`. Two more details come from the code T5 was written
+# in (Mesh TensorFlow) rather than from the paper's text: the linear maps have no bias terms, and
+# the scores are not divided by $\sqrt{d}$ (Section 2.4).
 
 # %%
 #| default_exp attention
