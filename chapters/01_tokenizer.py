@@ -25,6 +25,15 @@
 #   reproduces `sentencepiece`'s own `encode` id for id, ties included.
 # - `t5edu.Tokenizer`: encode, decode, sentinels, padded batches with attention masks, save and
 #   load — the same ids as Hugging Face's `T5Tokenizer`, and it loads a real T5 `spiece.model`.
+#
+# **Why T5 does it this way.** T5 reads and writes *text* for every task (Raffel et al. 2020, §2.4),
+# and one vocabulary must cover English, German, French and Romanian (§3.1.3). It uses
+# SentencePiece (Kudo & Richardson 2018), which works on raw text — no language-specific
+# pre-tokenizer, spaces kept as the symbol `▁` so that decoding is lossless — with 32,000 pieces
+# (§3.1.3). The piece model is Kudo's (2018) **unigram language model**: each piece has a
+# probability, and a text is cut into its most probable sequence of pieces. T5 adds *sentinel*
+# tokens to the vocabulary for its span-corruption objective (§3.1.4, Chapter 06); the released
+# vocabulary has 100 of them.
 
 # %%
 #| default_exp tokenizer
@@ -53,12 +62,13 @@ import io
 import operator
 import os
 import re
-import tempfile
 import weakref
 from array import array
 from pathlib import Path
 
 import sentencepiece as spm
+
+from t5edu.files import atomic_write
 
 PAD_ID = 0  # T5's special ids; there is no BOS
 EOS_ID = 1
@@ -133,6 +143,44 @@ assert oov > 0.05
 # The 100 sentinels are **not** SentencePiece pieces: exactly as in Google's `spiece.model`, they
 # are added after the model's vocabulary by the tokenizer (§1.5).
 
+# %% [markdown]
+# The training function reads the corpus through two small input checks, `_sentences` and
+# `_check_text`, defined first; §1.9 *Under the hood* explains what they catch. On a first reading,
+# skip the next cell.
+
+# %%
+#| exporti
+def _check_text(text, what="text"):
+    """Raise one clear ValueError when `text` is not valid Unicode (a lone surrogate such as '\\ud800')."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{what} contains a lone surrogate {text[err.start]!r} at position {err.start}: "
+                         "it is not valid Unicode text (decode bytes with errors='replace')") from None
+
+
+def _sentences(corpus):
+    """Non-empty lines of `corpus`: a path to a UTF-8 text file, or an iterable of strings."""
+    if isinstance(corpus, (str, os.PathLike)):
+        path = Path(corpus)
+        if not path.is_file():
+            raise FileNotFoundError(f"corpus file not found: {path} (to train on text, pass a list of lines)")
+        try:
+            corpus = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            raise ValueError(f"corpus file {path} is not UTF-8 text: byte {err.object[err.start]:#04x} at "
+                             f"offset {err.start} cannot be decoded (convert the file to UTF-8)") from None
+    lines = []
+    for item in corpus:
+        if not isinstance(item, str):
+            raise TypeError(f"corpus lines must be str, got {type(item).__name__}")
+        _check_text(item, f"corpus line {len(lines) + 1}")
+        lines += [line for line in item.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError("the corpus is empty: there is no non-blank line to train the tokenizer on")
+    return lines
+
+
 # %%
 #| export
 _T5_TRAINER_SPEC = {
@@ -143,23 +191,6 @@ _T5_TRAINER_SPEC = {
     "num_threads": 1,  # deterministic: the EM statistics are summed in one fixed order
     "minloglevel": 3,  # sentencepiece's training log goes to stderr; keep it quiet
 }
-
-
-def _sentences(corpus):
-    """Non-empty lines of `corpus`: a path to a text file, or an iterable of strings."""
-    if isinstance(corpus, (str, os.PathLike)):
-        path = Path(corpus)
-        if not path.is_file():
-            raise FileNotFoundError(f"corpus file not found: {path} (to train on text, pass a list of lines)")
-        corpus = path.read_text(encoding="utf-8").splitlines()
-    lines = []
-    for item in corpus:
-        if not isinstance(item, str):
-            raise TypeError(f"corpus lines must be str, got {type(item).__name__}")
-        lines += [line for line in item.splitlines() if line.strip()]
-    if not lines:
-        raise ValueError("the corpus is empty: there is no non-blank line to train the tokenizer on")
-    return lines
 
 
 def train_sentencepiece(corpus, num_pieces, character_coverage=0.9995):
@@ -261,6 +292,11 @@ def _piece_table(sp_model):
     return table
 
 
+# %% [markdown]
+# With that table, the search itself: one pass filling `best`, `start` and `last`, one walk back.
+
+# %%
+#| export
 def viterbi_encode(text, sp_model):
     """Most probable unigram segmentation of `text`, as ids; equals `sp_model.encode(text)`.
 
@@ -271,6 +307,7 @@ def viterbi_encode(text, sp_model):
     """
     if not isinstance(text, str):
         raise TypeError(f"viterbi_encode expects a str, got {type(text).__name__}")
+    _check_text(text)
     pieces, scores, max_len, unk_score, unk_id = _piece_table(sp_model)
     s = sp_model.normalize(text)
     n = len(s)
@@ -311,72 +348,18 @@ for text in ["The with statement wraps a block.", "日本語 and Ελληνικ�
     assert ours == sp.encode(text)
 
 # %% [markdown]
-# Now the real test: every held-out line. We also run a float64 variant of the same search (plain
-# Python floats) to see whether detail 4 matters.
+# Now the real test: every held-out line.
 
 # %%
-def viterbi_encode_float64(text, sp_model):
-    """The same search with float64 sums — the only difference from `viterbi_encode`."""
-    pieces, scores, max_len, unk_score, unk_id = _piece_table(sp_model)
-    s = sp_model.normalize(text)
-    n = len(s)
-    best, start, last = [0.0] * (n + 1), [-1] * (n + 1), [unk_id] * (n + 1)
-    for i in range(n):
-        has_single = False
-        for j in range(i + 1, min(n, i + max_len) + 1):
-            pid = pieces.get(s[i:j])
-            if pid is not None:
-                if start[j] < 0 or scores[pid] + best[i] > best[j]:
-                    best[j], start[j], last[j] = scores[pid] + best[i], i, pid
-                has_single = has_single or j == i + 1
-        if not has_single and (start[i + 1] < 0 or unk_score + best[i] > best[i + 1]):
-            best[i + 1], start[i + 1], last[i + 1] = unk_score + best[i], i, unk_id
-    ids, j = [], n
-    while j > 0:
-        ids.append(last[j])
-        j = start[j]
-    ids.reverse()
-    return [t for k, t in enumerate(ids) if not (t == unk_id and k > 0 and ids[k - 1] == unk_id)]
-
-
 reference = [sp.encode(line) for line in heldout_lines]
 same32 = sum(viterbi_encode(line, sp) == ids for line, ids in zip(heldout_lines, reference))
 print(f"float32 Viterbi == sentencepiece on {same32} / {len(heldout_lines)} held-out lines")
 assert same32 == len(heldout_lines) >= 1000
 
-everything = train_lines + heldout_lines
-diff64 = [line for line in everything if viterbi_encode_float64(line, sp) != sp.encode(line)]
-print(f"float64 Viterbi differs from sentencepiece on {len(diff64)} of all {len(everything)} lines")
-print(diff64[0][:40], "...")
-print("sentencepiece:", sp.encode(diff64[0], out_type=str)[:3])
-print("float64      :", [sp.id_to_piece(t) for t in viterbi_encode_float64(diff64[0], sp)][:3])
-assert all(viterbi_encode(line, sp) == sp.encode(line) for line in diff64)
-
 # %% [markdown]
-# Exact on every held-out line. The float64 variant is wrong on a couple of lines made of long runs of
-# `=`: there, many segmentations have the same score in float32, and float64 breaks the tie
-# differently. (Hugging Face's `tokenizers` library sums in float64 too; on our model it disagrees with
-# sentencepiece on exactly these lines — `tests/test_tokenizer.py` checks it.)
-#
-# Pure Python is of course slower than C++:
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-import time
-
-t0 = time.perf_counter()
-ours = [viterbi_encode(line, sp) for line in heldout_lines]
-t_ours = time.perf_counter() - t0
-t0 = time.perf_counter()
-theirs = [sp.encode(line) for line in heldout_lines]
-t_sp = time.perf_counter() - t0
-print(f"{len(heldout_lines)} lines: ours {t_ours:.3f} s, sentencepiece {t_sp:.4f} s "
-      f"-> sentencepiece is {t_ours / t_sp:.0f}x faster")
-assert ours == theirs
-
-# %% [markdown]
-# That is why `t5edu.Tokenizer` calls sentencepiece, and `viterbi_encode` stays in the package as
-# the readable reference (`from t5edu.tokenizer import viterbi_encode`).
+# Exact on every held-out line. (§1.9 shows what goes wrong without detail 4, and how much slower
+# pure Python is.) `t5edu.Tokenizer` calls sentencepiece's C++ for speed; `viterbi_encode` stays in
+# the package as the readable reference (`from t5edu.tokenizer import viterbi_encode`).
 #
 # ## 1.4 A picture of the lattice
 #
@@ -424,6 +407,10 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# *Figure 1.1 — The lattice of one word: every bar is a vocabulary piece that matches there (with its
+# log-probability); Viterbi's best path (orange) covers the word with the pieces of highest total
+# score.*
+#
 # And how many pieces does a word take? Frequent words of this corpus (`the`, `object`, `method`)
 # are one piece; the tail is long words spelled from fragments.
 
@@ -440,6 +427,10 @@ ax.set_title("Segmentation of held-out words (3,000-piece model)")
 plt.tight_layout()
 plt.show()
 print({k: round(per_word[k] / len(held_pieces), 3) for k in range(1, 7)})
+
+# %% [markdown]
+# *Figure 1.2 — Pieces per held-out word: seven in ten held-out words are a single piece, and only
+# about 4% need five or more.*
 
 # %% [markdown]
 # ## 1.5 Sentinels and special ids
@@ -467,6 +458,34 @@ def sentinel_token(i):
 
 
 # %% [markdown]
+# The whole id space of the book's tokenizer, drawn to show its order (not to scale):
+
+# %%
+from matplotlib.patches import Rectangle
+
+n_pieces = sp.get_piece_size()  # 3,000 for the book's model (T5: 32,000)
+segments = [(0, 1, "<pad>", "lightgray"), (1, 1, "</s>", "tab:green"), (2, 1, "<unk>", "tab:red"),
+            (3, 5, f"SentencePiece pieces 3 … {n_pieces - 1}", "lightsteelblue"),
+            (8, 3, f"sentinels {n_pieces} … {n_pieces + 99}", "gold")]
+fig, ax = plt.subplots(figsize=(10, 2.6))
+for x, w, label, color in segments:
+    ax.add_patch(Rectangle((x, 0), w, 1, facecolor=color, edgecolor="black"))
+    ax.text(x + w / 2, 0.5, label, ha="center", va="center", fontsize=9)
+    ax.text(x + 0.05, 1.08, str([0, 1, 2, 3, n_pieces][[0, 1, 2, 3, 8].index(x)]), fontsize=8)
+ax.annotate(f"<extra_id_99> = {n_pieces}", (8.05, 0), (6.6, -0.75), fontsize=9,
+            arrowprops=dict(arrowstyle="->"))
+ax.annotate(f"<extra_id_0> = {n_pieces + 99}", (10.95, 0), (9.4, -0.75), fontsize=9,
+            arrowprops=dict(arrowstyle="->"))
+ax.set_xlim(-0.2, 11.3)
+ax.set_ylim(-1.1, 1.5)
+ax.axis("off")
+ax.set_title("T5's vocabulary: special ids, SentencePiece pieces, then sentinels counted down")
+plt.show()
+
+# %% [markdown]
+# *Figure 1.3 — Ids 0–2 are `<pad>`, `</s>`, `<unk>`; the SentencePiece pieces follow; the 100
+# sentinels sit on top, numbered downwards, so `<extra_id_0>` is always the largest id.*
+#
 # ## 1.6 Batches: padding, truncation, attention masks
 #
 # A batch is a rectangle. Sequences of different lengths are **padded** with `<pad>` = 0 on the
@@ -492,16 +511,70 @@ print(mask)
 assert ids == [[5, 6, 1], [7, 1, 0], [1, 0, 0]] and mask == [[1, 1, 1], [1, 1, 0], [1, 0, 0]]
 
 # %% [markdown]
-# ## 1.7 The `Tokenizer`
+# The same as a picture, with three real sentences: every row is one sequence, coloured by what
+# sits there, and the attention mask on the right marks the real positions.
+
+# %%
+texts = ["Lists are mutable.", "A tuple is immutable.", "Yes."]
+pieces = [[*sp.encode(t, out_type=str), "</s>"] for t in texts]
+ids, mask = pad_batch([[*sp.encode(t), EOS_ID] for t in texts])
+colors = {"</s>": "tab:green", "<pad>": "lightgray"}
+width = len(ids[0])
+fig, ax = plt.subplots(figsize=(11, 2.8))
+for row, (row_pieces, row_ids, row_mask) in enumerate(zip(pieces, ids, mask)):
+    names = row_pieces + ["<pad>"] * (width - len(row_pieces))
+    for col, (name, token_id, m) in enumerate(zip(names, row_ids, row_mask)):
+        ax.add_patch(Rectangle((col, -row), 1, -0.9, facecolor=colors.get(name, "lightsteelblue"),
+                               edgecolor="black", lw=0.5))
+        ax.text(col + 0.5, -row - 0.45, f"{name}\n{token_id}", ha="center", va="center", fontsize=7)
+        ax.add_patch(Rectangle((width + 1 + col * 0.5, -row), 0.5, -0.9,
+                               facecolor="white" if m else "lightgray", edgecolor="black", lw=0.5))
+        ax.text(width + 1.25 + col * 0.5, -row - 0.45, str(m), ha="center", va="center", fontsize=8)
+ax.text(width / 2, 0.25, "input_ids (piece, id)", ha="center", fontsize=9)
+ax.text(width + 1 + width * 0.25, 0.25, "attention_mask", ha="center", fontsize=9)
+ax.set_xlim(-0.2, width * 1.5 + 1.2)
+ax.set_ylim(-3.1, 0.6)
+ax.axis("off")
+ax.set_title("A padded batch: pieces + </s> (green), <pad> = 0 (grey), and the attention mask")
+plt.show()
+assert [sum(m) for m in mask] == [len(p) for p in pieces]
+
+# %% [markdown]
+# *Figure 1.4 — A batch is a rectangle: each sequence ends with `</s>`, is right-padded with
+# `<pad>` (id 0), and its attention mask is 1 exactly on the real positions.*
 #
-# Everything together in one class. It wraps a `SentencePieceProcessor` (fast C++) and adds what
-# T5 puts around it: the sentinels, EOS, special strings in text, batches, and a `spiece.model`
-# file on disk. It refuses a model that does not follow T5's id conventions, since every later
-# chapter relies on `pad_id == 0` and `eos_id == 1`.
+# ## 1.7 The `Tokenizer`, one piece at a time
+#
+# The class wraps a `SentencePieceProcessor` (fast C++) and adds what T5 puts around it: the
+# sentinels, EOS, special strings in text, batches, and a `spiece.model` file on disk. It is
+# too long to read in one go, so we grow it as d2l.ai does: a small decorator, `add_to_class`,
+# attaches each function of a later cell to the class as a method. In the package it is still one
+# class, `t5edu.Tokenizer`.
+
+# %%
+#| exporti
+def add_to_class(cls):
+    """Decorator: attach the decorated function (or classmethod, property) to `cls` as a method.
+
+    It returns None on purpose: the function lives on in the class, not as a module-level name.
+    """
+    def attach(function):
+        inner = getattr(function, "__func__", None) or getattr(function, "fget", None) or function
+        setattr(cls, inner.__name__, function)
+
+    return attach
+
+
+# %% [markdown]
+# First the skeleton: the constructor takes a processor (or the bytes of a model) and refuses a
+# model that does not follow T5's id conventions, since every later chapter relies on
+# `pad_id == 0` and `eos_id == 1`. It also prepares a regular expression that finds special strings
+# in text (longest first, so that `<extra_id_10>` is not read as `<extra_id_1>` + `0>`).
 
 # %%
 #| export
 def _load_processor(proto, where):
+    """A SentencePieceProcessor from the bytes `proto`; `where` names their origin in errors."""
     if not proto:
         raise ValueError(f"{where} is empty, not a SentencePiece model")
     try:
@@ -535,7 +608,8 @@ class Tokenizer:
         if found != (PAD_ID, EOS_ID, UNK_ID):
             raise ValueError(f"not a T5-style model: (pad, eos, unk) ids are {found}, expected (0, 1, 2)")
         if sp_model.piece_to_id(sentinel_token(0)) != sp_model.unk_id():
-            raise ValueError("the SentencePiece model already contains <extra_id_0>; T5 adds sentinels after it")
+            raise ValueError("the SentencePiece model already contains <extra_id_0>; "
+                             "T5 adds sentinels after it")
         self.sp, self._proto, self.extra_ids = sp_model, proto, extra_ids
         self.num_pieces = sp_model.get_piece_size()
         self.vocab_size = self.num_pieces + extra_ids
@@ -545,55 +619,6 @@ class Tokenizer:
         alternatives = sorted(self._special, key=len, reverse=True)  # longest first
         self._special_re = re.compile("|".join(map(re.escape, alternatives)))
 
-    # -- building, saving, loading ------------------------------------------------------------
-    @classmethod
-    def train(cls, corpus, out_dir=None, vocab_size=DEFAULT_VOCAB_SIZE, extra_ids=NUM_SENTINELS,
-              character_coverage=0.9995):
-        """Train on `corpus` (a text file path, or an iterable of lines); save to `out_dir` if given.
-
-        `vocab_size` is the full size, sentinels included: the model gets `vocab_size - extra_ids`
-        SentencePiece pieces. Deterministic.
-        """
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-            raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
-        if vocab_size - extra_ids < 4:
-            raise ValueError(f"vocab_size={vocab_size} is too small: it must hold <pad>, </s>, <unk>, "
-                             f"{extra_ids} sentinels and at least one real piece (>= {extra_ids + 4})")
-        tok = cls(train_sentencepiece(corpus, vocab_size - extra_ids, character_coverage), extra_ids)
-        if out_dir is not None:
-            tok.save(out_dir)
-        return tok
-
-    @classmethod
-    def load(cls, path, extra_ids=NUM_SENTINELS):
-        """Load a `spiece.model` (T5's, or one saved by `save`): a file, or a directory holding one."""
-        path = Path(path)
-        file = path / SPIECE_FILENAME if path.is_dir() else path
-        if not file.is_file():
-            raise FileNotFoundError(f"no SentencePiece model at {file}")
-        return cls(_load_processor(file.read_bytes(), str(file)), extra_ids)
-
-    def save(self, out_dir):
-        """Write `out_dir/spiece.model` (atomically: a crash never leaves half a file); return its path."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".spiece-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(self._proto)
-            os.replace(tmp, out_dir / SPIECE_FILENAME)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return out_dir / SPIECE_FILENAME
-
-    def __getstate__(self):  # picklable, e.g. for DataLoader workers
-        return {"proto": self._proto, "extra_ids": self.extra_ids}
-
-    def __setstate__(self, state):
-        self.__init__(state["proto"], state["extra_ids"])
-
     def __len__(self):
         return self.vocab_size
 
@@ -601,150 +626,126 @@ class Tokenizer:
         return (f"Tokenizer(vocab_size={self.vocab_size}: {self.num_pieces} SentencePiece pieces "
                 f"+ {self.extra_ids} sentinels)")
 
-    # -- sentinels ----------------------------------------------------------------------------
-    def sentinel_id(self, i):
-        """Id of `<extra_id_i>`: `vocab_size - 1 - i` (T5: `<extra_id_0>` = 32099)."""
-        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.extra_ids:
-            raise ValueError(f"sentinel index must be an int in [0, {self.extra_ids}), got {i!r}")
-        return self.vocab_size - 1 - i
-
-    def is_sentinel(self, token_id):
-        return self.num_pieces <= int(token_id) < self.vocab_size
-
-    @property
-    def sentinel_ids(self):
-        """[id of <extra_id_0>, id of <extra_id_1>, ...] (decreasing)."""
-        return [self.sentinel_id(i) for i in range(self.extra_ids)]
-
-    # -- one sequence -------------------------------------------------------------------------
-    def encode(self, text, add_eos=True):
-        """Ids of `text`, with `</s>` appended; `<extra_id_i>`, `</s>`, `<pad>`, `<unk>` in text are one id."""
-        if not isinstance(text, str):
-            raise TypeError(f"encode expects a str, got {type(text).__name__}")
-        ids, pos = [], 0
-        if "<" in text:
-            for m in self._special_re.finditer(text):
-                ids += self.sp.encode(text[pos:m.start()])
-                ids.append(self._special[m.group()])
-                pos = m.end()
-        ids += self.sp.encode(text[pos:])
-        return ids + [self.eos_id] if add_eos else ids
-
-    def tokenize(self, text):
-        """The pieces of `text` as strings (no EOS), e.g. ['▁He', 'llo', '<extra_id_0>']."""
-        return [self.id_to_piece(i) for i in self.encode(text, add_eos=False)]
-
-    def id_to_piece(self, token_id):
-        token_id = int(token_id)
-        if not 0 <= token_id < self.vocab_size:
-            raise ValueError(f"id {token_id} is outside the vocabulary [0, {self.vocab_size})")
-        return self._names.get(token_id) or self.sp.id_to_piece(token_id)
-
-    def decode(self, ids, skip_special_tokens=True):
-        """Text of `ids` (a list, or a 1-D tensor/array).
-
-        With `skip_special_tokens=False`, special ids are written by name (`<extra_id_0>`, `</s>`,
-        `<pad>`, `<unk>`), as Hugging Face does. With `skip_special_tokens=True` (default), `<pad>`,
-        `</s>` and sentinels are dropped, and `<unk>` is written ` ⁇ ` as sentencepiece does, so that
-        unknown text never vanishes silently.
-        """
-        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
-        parts, run = [], []
-
-        def flush():
-            if run:
-                text = self.sp.decode(run)  # drops the leading ▁ of the run ...
-                if parts and self.sp.id_to_piece(run[0]).startswith("▁"):
-                    text = " " + text  # ... which is a real space unless the run starts the text
-                parts.append(text)
-                run.clear()
-
-        for token_id in ids:
-            try:
-                token_id = operator.index(token_id)
-            except TypeError:
-                raise TypeError(f"decode expects integer ids, got {type(token_id).__name__}") from None
-            if not 0 <= token_id < self.vocab_size:
-                raise ValueError(f"id {token_id} is outside the vocabulary [0, {self.vocab_size})")
-            if token_id in (PAD_ID, EOS_ID) or token_id >= self.num_pieces:
-                flush()
-                if not skip_special_tokens:
-                    parts.append(self._names[token_id])
-            elif token_id == UNK_ID and not skip_special_tokens:
-                flush()
-                parts.append(self._names[token_id])
-            else:
-                run.append(token_id)
-        flush()
-        return "".join(parts)
-
-    # -- batches ------------------------------------------------------------------------------
-    def batch_encode(self, texts, max_length=None, padding="longest", truncation=True,
-                     return_tensors="pt", add_eos=True):
-        """Encode a list of texts into {"input_ids", "attention_mask"}.
-
-        padding: "longest" (or True), "max_length" (pad to `max_length`), or False (no padding).
-        truncation: cut sequences longer than `max_length`, keeping `</s>` last (as Hugging Face).
-        return_tensors: "pt" for int64 torch tensors, None for lists of lists.
-        """
-        if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
-            raise TypeError(f"batch_encode expects a list of str, got {type(texts).__name__} "
-                            "(use encode for a single text)")
-        if padding is True:
-            padding = "longest"
-        if padding not in ("longest", "max_length", False, None):
-            raise ValueError(f"padding must be 'longest', 'max_length' or False, got {padding!r}")
-        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
-                                       or max_length < 1):
-            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
-        if padding == "max_length" and max_length is None:
-            raise ValueError("padding='max_length' needs a max_length")
-        if return_tensors not in ("pt", None):
-            raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
-        sequences = []
-        for text in texts:
-            ids = self.encode(text, add_eos=False)
-            if truncation and max_length is not None and len(ids) + add_eos > max_length:
-                ids = ids[:max_length - add_eos]
-            sequences.append(ids + [self.eos_id] if add_eos else ids)
-        if padding:
-            length = max_length if padding == "max_length" else None
-            if length is not None:
-                length = max(length, max((len(s) for s in sequences), default=0))
-            input_ids, attention_mask = pad_batch(sequences, self.pad_id, length)
-        else:
-            input_ids, attention_mask = sequences, [[1] * len(s) for s in sequences]
-        if return_tensors == "pt":
-            import torch
-
-            if len({len(s) for s in input_ids}) > 1:
-                raise ValueError("sequences have different lengths; use padding to return tensors")
-            width = len(input_ids[0]) if input_ids else 0
-            return {"input_ids": torch.tensor(input_ids, dtype=torch.long).reshape(len(input_ids), width),
-                    "attention_mask": torch.tensor(attention_mask, dtype=torch.long).reshape(len(input_ids), width)}
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-    def batch_decode(self, batch, skip_special_tokens=True):
-        batch = batch.tolist() if hasattr(batch, "tolist") else batch
-        return [self.decode(ids, skip_special_tokens) for ids in batch]
-
-
-def train_default_tokenizer(out_dir=None, vocab_size=DEFAULT_VOCAB_SIZE):
-    """The book's tokenizer: trained on the training split of `pydoc_corpus()`; saved if `out_dir`."""
-    return Tokenizer.train(pydoc_corpus("train"), out_dir, vocab_size=vocab_size)
-
 
 # %% [markdown]
-# Let us build the book's tokenizer: 3,000 SentencePiece pieces and 100 sentinels.
+# The sentinels, counted down from the top of the vocabulary (Figure 1.3). The constructor above
+# already calls `sentinel_id`; that is fine, because it runs only when a tokenizer is built, after
+# this cell has added the method.
 
 # %%
-tok = train_default_tokenizer()
+#| exporti
+@add_to_class(Tokenizer)
+def sentinel_id(self, i):
+    """Id of `<extra_id_i>`: `vocab_size - 1 - i` (T5: `<extra_id_0>` = 32099)."""
+    if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.extra_ids:
+        raise ValueError(f"sentinel index must be an int in [0, {self.extra_ids}), got {i!r}")
+    return self.vocab_size - 1 - i
+
+
+@add_to_class(Tokenizer)
+def is_sentinel(self, token_id):
+    """True when `token_id` is one of the sentinels `<extra_id_i>`."""
+    return self.num_pieces <= int(token_id) < self.vocab_size
+
+
+@add_to_class(Tokenizer)
+@property
+def sentinel_ids(self):
+    """[id of <extra_id_0>, id of <extra_id_1>, ...] (decreasing)."""
+    return [self.sentinel_id(i) for i in range(self.extra_ids)]
+
+
+# %%
+tok = Tokenizer(proto)  # the model trained in §1.2: 3,000 pieces, plus 100 sentinels
 print(tok)
 print("pad, eos, unk:", tok.pad_id, tok.eos_id, tok.unk_id)
 print("<extra_id_0> =", tok.sentinel_id(0), " <extra_id_99> =", tok.sentinel_id(99))
 assert len(tok) == tok.vocab_size == 3100 and tok.sentinel_id(0) == 3099 and tok.sentinel_id(99) == 3000
 assert tok.is_sentinel(3050) and not tok.is_sentinel(2999) and tok.sentinel_ids[:2] == [3099, 3098]
-assert tok.sp.serialized_model_proto() == proto  # the same model as §1.2
+
+# %% [markdown]
+# **Encoding one text.** The text is cut around special strings (§1.5); each stretch in between goes
+# to sentencepiece, and `</s>` is appended.
+
+# %%
+#| exporti
+@add_to_class(Tokenizer)
+def encode(self, text, add_eos=True):
+    """Ids of `text`, with `</s>` appended; `<extra_id_i>`, `</s>`, `<pad>`, `<unk>` in text are one id."""
+    if not isinstance(text, str):
+        raise TypeError(f"encode expects a str, got {type(text).__name__}")
+    _check_text(text)
+    ids, pos = [], 0
+    if "<" in text:
+        for m in self._special_re.finditer(text):
+            ids += self.sp.encode(text[pos:m.start()])
+            ids.append(self._special[m.group()])
+            pos = m.end()
+    ids += self.sp.encode(text[pos:])
+    return [*ids, self.eos_id] if add_eos else ids
+
+
+@add_to_class(Tokenizer)
+def id_to_piece(self, token_id):
+    """The piece (or special token name) of one id."""
+    token_id = int(token_id)
+    if not 0 <= token_id < self.vocab_size:
+        raise ValueError(f"id {token_id} is outside the vocabulary [0, {self.vocab_size})")
+    return self._names.get(token_id) or self.sp.id_to_piece(token_id)
+
+
+@add_to_class(Tokenizer)
+def tokenize(self, text):
+    """The pieces of `text` as strings (no EOS), e.g. ['▁He', 'llo', '<extra_id_0>']."""
+    return [self.id_to_piece(i) for i in self.encode(text, add_eos=False)]
+
+
+# %% [markdown]
+# **Decoding** goes the other way. Runs of ordinary ids go back to text through sentencepiece,
+# which drops the `▁` at the start of a run — a real space unless the run starts the text, so we
+# put it back. Special ids are written by name or skipped.
+
+# %%
+#| exporti
+@add_to_class(Tokenizer)
+def decode(self, ids, skip_special_tokens=True):
+    """Text of `ids` (a list, or a 1-D tensor/array).
+
+    With `skip_special_tokens=False`, special ids are written by name (`<extra_id_0>`, `</s>`,
+    `<pad>`, `<unk>`), as Hugging Face does. With `skip_special_tokens=True` (default), `<pad>`,
+    `</s>` and sentinels are dropped, and `<unk>` is written ` ⁇ ` as sentencepiece does, so that
+    unknown text never vanishes silently.
+    """
+    ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+    parts, run = [], []
+
+    def flush():
+        if run:
+            text = self.sp.decode(run)  # drops the leading ▁ of the run ...
+            if parts and self.sp.id_to_piece(run[0]).startswith("▁"):
+                text = " " + text  # ... which is a real space unless the run starts the text
+            parts.append(text)
+            run.clear()
+
+    for token_id in ids:
+        try:
+            token_id = operator.index(token_id)
+        except TypeError:
+            raise TypeError(f"decode expects integer ids, got {type(token_id).__name__}") from None
+        if not 0 <= token_id < self.vocab_size:
+            raise ValueError(f"id {token_id} is outside the vocabulary [0, {self.vocab_size})")
+        if token_id in (PAD_ID, EOS_ID) or token_id >= self.num_pieces:
+            flush()
+            if not skip_special_tokens:
+                parts.append(self._names[token_id])
+        elif token_id == UNK_ID and not skip_special_tokens:
+            flush()
+            parts.append(self._names[token_id])
+        else:
+            run.append(token_id)
+    flush()
+    return "".join(parts)
+
 
 # %% [markdown]
 # Encoding appends `</s>`; sentinels written in the text become their ids; decoding inverts it.
@@ -770,6 +771,72 @@ assert all(tok.decode(tok.encode(line)) == line for line in normal)
 print(f"round trip exact on {len(normal)} / {len(heldout_lines)} held-out lines (the others are not in normal form)")
 
 # %% [markdown]
+# **Batches** (§1.6) with truncation: when a text is longer than `max_length`, it is cut and `</s>`
+# is appended after the cut, as Hugging Face does, so the EOS is always last. The argument checks
+# live in `_check_batch_arguments`, at the end of the cell.
+
+# %%
+#| exporti
+@add_to_class(Tokenizer)
+def batch_encode(self, texts, max_length=None, padding="longest", truncation=True,
+                 return_tensors="pt", add_eos=True):
+    """Encode a list of texts into {"input_ids", "attention_mask"}.
+
+    padding: "longest" (or True), "max_length" (pad to `max_length`), or False (no padding).
+    truncation: cut sequences longer than `max_length`, keeping `</s>` last (as Hugging Face).
+    return_tensors: "pt" for int64 torch tensors, None for lists of lists.
+    """
+    padding = _check_batch_arguments(texts, max_length, "longest" if padding is True else padding,
+                                     return_tensors)
+    sequences = []
+    for text in texts:
+        ids = self.encode(text, add_eos=False)
+        if truncation and max_length is not None and len(ids) + add_eos > max_length:
+            ids = ids[:max_length - add_eos]
+        sequences.append([*ids, self.eos_id] if add_eos else ids)
+    if padding:
+        length = max_length if padding == "max_length" else None
+        if length is not None:
+            length = max(length, max((len(s) for s in sequences), default=0))
+        input_ids, attention_mask = pad_batch(sequences, self.pad_id, length)
+    else:
+        input_ids, attention_mask = sequences, [[1] * len(s) for s in sequences]
+    if return_tensors == "pt":
+        import torch
+
+        if len({len(s) for s in input_ids}) > 1:
+            raise ValueError("sequences have different lengths; use padding to return tensors")
+        shape = (len(input_ids), len(input_ids[0]) if input_ids else 0)
+        return {"input_ids": torch.tensor(input_ids, dtype=torch.long).reshape(shape),
+                "attention_mask": torch.tensor(attention_mask, dtype=torch.long).reshape(shape)}
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+@add_to_class(Tokenizer)
+def batch_decode(self, batch, skip_special_tokens=True):
+    """`decode` for every row of `batch` (a list of lists, or a 2-D tensor)."""
+    batch = batch.tolist() if hasattr(batch, "tolist") else batch
+    return [self.decode(ids, skip_special_tokens) for ids in batch]
+
+
+def _check_batch_arguments(texts, max_length, padding, return_tensors):
+    """Clear errors for bad `batch_encode` arguments; returns `padding`."""
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+        raise TypeError(f"batch_encode expects a list of str, got {type(texts).__name__} "
+                        "(use encode for a single text)")
+    if padding not in ("longest", "max_length", False, None):
+        raise ValueError(f"padding must be 'longest', 'max_length' or False, got {padding!r}")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
+                                   or max_length < 1):
+        raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+    if padding == "max_length" and max_length is None:
+        raise ValueError("padding='max_length' needs a max_length")
+    if return_tensors not in ("pt", None):
+        raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
+    return padding
+
+
+# %% [markdown]
 # A batch, truncated to 8 ids: the long sentence keeps its `</s>` at the end; the short one is padded.
 
 # %%
@@ -782,52 +849,238 @@ assert batch["input_ids"].shape == (2, 8) and batch["input_ids"][1, -1].item() =
 assert (batch["attention_mask"].sum(1) == (batch["input_ids"] != tok.pad_id).sum(1)).all()
 
 # %% [markdown]
-# ## 1.8 Saving, loading, and Google's `spiece.model`
+# ## 1.8 Training, saving, loading, and Google's `spiece.model`
 #
-# `tok.save(dir)` writes `dir/spiece.model`, the name T5 checkpoints use, so a model directory can
-# carry its tokenizer; `Tokenizer.load(dir)` (or the file path) reads it back. Google's file for
-# T5 (`t5-small`, …, all sizes share it) is a SentencePiece unigram model with 32,000 pieces and
-# `<pad>`=0, `</s>`=1, `<unk>`=2 — the same conventions as ours — so `Tokenizer.load("spiece.model")`
-# gives `vocab_size` 32,100 and `<extra_id_0>` = 32099, exactly as Hugging Face's `T5Tokenizer`.
-# (The book runs offline, so it does not download it; the tests compare our tokenizer with
-# `transformers.T5Tokenizer` built from our own `spiece.model`.)
+# Two class methods build a tokenizer: `Tokenizer.train` trains a model with
+# `train_sentencepiece` (its `vocab_size` counts the sentinels too), and `Tokenizer.load` reads a
+# model file. `tok.save(dir)` writes `dir/spiece.model`, the name T5 checkpoints use, so a model
+# directory can carry its tokenizer. It writes through `t5edu.files.atomic_write`, the package's one
+# atomic writer: a crash never leaves half a file (Chapter 07 explains how).
+#
+# Google's file for T5 (`t5-small`, …, all sizes share it) is a SentencePiece unigram model with
+# 32,000 pieces and `<pad>`=0, `</s>`=1, `<unk>`=2 — the same conventions as ours — so
+# `Tokenizer.load("spiece.model")` gives `vocab_size` 32,100 and `<extra_id_0>` = 32099, exactly as
+# Hugging Face's `T5Tokenizer`. (The book runs offline, so it does not download it; the tests
+# compare our tokenizer with `transformers.T5Tokenizer` built from our own `spiece.model`.)
 
 # %%
+#| exporti
+@add_to_class(Tokenizer)
+@classmethod
+def train(cls, corpus, out_dir=None, vocab_size=DEFAULT_VOCAB_SIZE, extra_ids=NUM_SENTINELS,
+          character_coverage=0.9995):
+    """Train on `corpus` (a UTF-8 text file path, or an iterable of lines); save to `out_dir` if given.
+
+    `vocab_size` is the full size, sentinels included: the model gets `vocab_size - extra_ids`
+    SentencePiece pieces. Deterministic.
+    """
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+    if vocab_size - extra_ids < 4:
+        raise ValueError(f"vocab_size={vocab_size} is too small: it must hold <pad>, </s>, <unk>, "
+                         f"{extra_ids} sentinels and at least one real piece (>= {extra_ids + 4})")
+    tok = cls(train_sentencepiece(corpus, vocab_size - extra_ids, character_coverage), extra_ids)
+    if out_dir is not None:
+        tok.save(out_dir)
+    return tok
+
+
+@add_to_class(Tokenizer)
+@classmethod
+def load(cls, path, extra_ids=NUM_SENTINELS):
+    """Load a `spiece.model` (T5's, or one saved by `save`): a file, or a directory holding one."""
+    path = Path(path)
+    file = path / SPIECE_FILENAME if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no SentencePiece model at {file}")
+    return cls(_load_processor(file.read_bytes(), f"tokenizer file {file}"), extra_ids)
+
+
+@add_to_class(Tokenizer)
+def save(self, out_dir):
+    """Write `out_dir/spiece.model` (atomically: a crash never leaves half a file); return its path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return atomic_write(out_dir / SPIECE_FILENAME, self._proto)
+
+
+# %% [markdown]
+# The book's tokenizer is one call; it is the same model as §1.2, byte for byte, and it survives a
+# round trip through a file.
+
+# %%
+#| export
+def train_default_tokenizer(out_dir=None, vocab_size=DEFAULT_VOCAB_SIZE):
+    """The book's tokenizer: trained on the training split of `pydoc_corpus()`; saved if `out_dir`."""
+    return Tokenizer.train(pydoc_corpus("train"), out_dir, vocab_size=vocab_size)
+
+
+# %%
+import tempfile
+
+book_tok = train_default_tokenizer()
+assert book_tok.sp.serialized_model_proto() == proto
 with tempfile.TemporaryDirectory() as d:
-    path = tok.save(d)
+    path = book_tok.save(d)
     again = Tokenizer.load(d)
     print(path.name, again)
     assert again.encode(text) == tok.encode(text) and Tokenizer.load(path).vocab_size == tok.vocab_size
 
 # %% [markdown]
-# Bad input fails early, with a message that names the problem:
+# ## 1.9 Under the hood
+#
+# *Optional on a first reading: the details that make the tokenizer exact and robust.*
+#
+# **Why float32 matters (detail 4 of §1.3).** Here is the same search with plain Python floats
+# (float64) for the running sums, run on every line of the corpus.
 
 # %%
+def viterbi_encode_float64(text, sp_model):
+    """The same search with float64 sums — the only difference from `viterbi_encode`."""
+    pieces, scores, max_len, unk_score, unk_id = _piece_table(sp_model)
+    s = sp_model.normalize(text)
+    n = len(s)
+    best, start, last = [0.0] * (n + 1), [-1] * (n + 1), [unk_id] * (n + 1)
+    for i in range(n):
+        has_single = False
+        for j in range(i + 1, min(n, i + max_len) + 1):
+            pid = pieces.get(s[i:j])
+            if pid is not None:
+                if start[j] < 0 or scores[pid] + best[i] > best[j]:
+                    best[j], start[j], last[j] = scores[pid] + best[i], i, pid
+                has_single = has_single or j == i + 1
+        if not has_single and (start[i + 1] < 0 or unk_score + best[i] > best[i + 1]):
+            best[i + 1], start[i + 1], last[i + 1] = unk_score + best[i], i, unk_id
+    ids, j = [], n
+    while j > 0:
+        ids.append(last[j])
+        j = start[j]
+    ids.reverse()
+    return [t for k, t in enumerate(ids) if not (t == unk_id and k > 0 and ids[k - 1] == unk_id)]
+
+
+everything = train_lines + heldout_lines
+diff64 = [line for line in everything if viterbi_encode_float64(line, sp) != sp.encode(line)]
+print(f"float64 Viterbi differs from sentencepiece on {len(diff64)} of all {len(everything)} lines")
+print(diff64[0][:40], "...")
+print("sentencepiece:", sp.encode(diff64[0], out_type=str)[:3])
+print("float64      :", [sp.id_to_piece(t) for t in viterbi_encode_float64(diff64[0], sp)][:3])
+assert all(viterbi_encode(line, sp) == sp.encode(line) for line in diff64)
+
+# %% [markdown]
+# The float64 variant is wrong on a couple of lines made of long runs of `=`: there, many
+# segmentations have the same score in float32, and float64 breaks the tie differently. (Hugging
+# Face's `tokenizers` library sums in float64 too; on our model it disagrees with sentencepiece on
+# exactly these lines — `tests/test_tokenizer.py` checks it.)
+#
+# **Speed.** Pure Python is of course slower than C++:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+import time
+
+t0 = time.perf_counter()
+ours = [viterbi_encode(line, sp) for line in heldout_lines]
+t_ours = time.perf_counter() - t0
+t0 = time.perf_counter()
+theirs = [sp.encode(line) for line in heldout_lines]
+t_sp = time.perf_counter() - t0
+print(f"{len(heldout_lines)} lines: ours {t_ours:.3f} s, sentencepiece {t_sp:.4f} s "
+      f"-> sentencepiece is {t_ours / t_sp:.0f}x faster")
+assert ours == theirs
+
+# %% [markdown]
+# **Pickling.** DataLoader worker processes receive the tokenizer by pickling. A
+# `SentencePieceProcessor` cannot be pickled, so the tokenizer pickles the bytes of its model and
+# rebuilds itself from them.
+
+# %%
+#| exporti
+@add_to_class(Tokenizer)
+def __getstate__(self):
+    """Pickle the model bytes, not the C++ processor (which cannot be pickled)."""
+    return {"proto": self._proto, "extra_ids": self.extra_ids}
+
+
+@add_to_class(Tokenizer)
+def __setstate__(self, state):
+    """Rebuild the tokenizer from the pickled model bytes."""
+    self.__init__(state["proto"], state["extra_ids"])
+
+
+# %%
+import pickle
+
+assert pickle.loads(pickle.dumps(tok)).encode(text) == tok.encode(text)
+print("a pickled tokenizer encodes like the original")
+
+# %% [markdown]
+# **Bad input.** Every entry point checks its input and fails early with one message that names the
+# problem: `_sentences` reads a corpus file as UTF-8 and names the file and the byte when it is
+# not; `_check_text` catches a lone surrogate such as `'\ud800'` (a string that is not valid
+# Unicode, which sentencepiece's C++ would reject with an obscure cast error); `_load_processor`
+# names the file that is not a SentencePiece model.
+
+# %%
+import shutil
+
+bad_dir = Path(tempfile.mkdtemp())
+(bad_dir / "latin1.txt").write_bytes("café au lait\n".encode("latin-1"))
+(bad_dir / "spiece.model").write_bytes(b"not a model" * 10)
 for attempt in [lambda: Tokenizer.train([], vocab_size=3100),
                 lambda: Tokenizer.train(train_lines, vocab_size=100),
                 lambda: Tokenizer.train(train_lines, vocab_size=150),
+                lambda: Tokenizer.train(bad_dir / "latin1.txt"),
+                lambda: tok.encode("bad \ud800 text"),
+                lambda: Tokenizer.load(bad_dir),
                 lambda: Tokenizer.load("no/such/spiece.model"),
                 lambda: tok.encode(123)]:
     try:
         attempt()
     except (ValueError, FileNotFoundError, TypeError) as err:
-        print(f"{type(err).__name__}: {err}")
+        message = str(err).replace(str(bad_dir), "DIR").split(" (INTERNAL")[0]  # drop C++ file and line
+        print(f"{type(err).__name__}: {message}")
+    else:
+        raise AssertionError("bad input was accepted")
+shutil.rmtree(bad_dir)
 
 # %% [markdown]
 # ## Summary
 #
+# - Subwords sit between words (out-of-vocabulary words) and characters (long sequences).
 # - SentencePiece's unigram model scores every piece with a log-probability; encoding is a Viterbi
 #   search for the best-scoring segmentation. Our 30-line `viterbi_encode` reproduces sentencepiece
 #   on every held-out line — once we add in float32 and break ties the way its C++ does.
 # - T5's vocabulary is `<pad>`=0, `</s>`=1, `<unk>`=2, the SentencePiece pieces, then 100 sentinels
 #   counted down from the top: `<extra_id_i>` = `vocab_size - 1 - i`.
-# - In the package now:
+# - A batch is right-padded with `<pad>`, every sequence ends in `</s>` (also after truncation), and
+#   the attention mask marks the real positions.
 #
-#   ```python
-#   from t5edu import Tokenizer                      # train / load / save, encode / decode,
-#                                                    # batch_encode, sentinel_id, is_sentinel
-#   from t5edu.tokenizer import (viterbi_encode, pydoc_corpus, train_default_tokenizer,
-#                                train_sentencepiece, pad_batch)
-#   ```
+# **What is in the package now**
+#
+# ```python
+# from t5edu import Tokenizer                      # train / load / save, encode / decode,
+#                                                  # batch_encode, sentinel_id, is_sentinel
+# from t5edu.tokenizer import (viterbi_encode, pydoc_corpus, train_default_tokenizer,
+#                              train_sentencepiece, pad_batch, sentinel_token)
+# ```
 #
 # Next, Chapter 02 turns ids into vectors and builds attention.
+#
+# ## Further reading
+#
+# - Kudo & Richardson (2018), *SentencePiece: A simple and language independent subword tokenizer
+#   and detokenizer for Neural Text Processing*: https://arxiv.org/abs/1808.06226
+# - Kudo (2018), *Subword Regularization: Improving Neural Network Translation Models with Multiple
+#   Subword Candidates* — the unigram language model: https://arxiv.org/abs/1804.10959
+# - Sennrich, Haddow & Birch (2016), *Neural Machine Translation of Rare Words with Subword Units*
+#   (byte-pair encoding, the other common subword method): https://arxiv.org/abs/1508.07909
+# - Raffel et al. (2020), *Exploring the Limits of Transfer Learning with a Unified Text-to-Text
+#   Transformer*, JMLR, §2.4 and §3.1.3 (text-to-text format, vocabulary):
+#   https://arxiv.org/abs/1910.10683
+#
+# ---
+#
+# Previous: [Chapter 00 — Text to text](00_text_to_text.ipynb) ·
+# Next: [Chapter 02 — Attention](02_attention.ipynb) ·
+# [Exercises for this chapter](../exercises/ch01_tokenizer.ipynb)

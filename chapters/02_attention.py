@@ -22,10 +22,18 @@
 # with parameter names that match the published checkpoints.
 #
 # **What you will build**
-# - `attention(q, k, v, bias)`: scores, softmax, weighted sum — straight from the math.
+# - `attention(q, k, v, bias)`: scores, softmax, weighted sum — the one attention function of the
+#   package, used by every layer and by the fast generator of Chapter 08;
 # - padding and causal masks, written as additive biases;
-# - `split_heads` / `merge_heads` and the `T5Attention` module (`q`, `k`, `v`, `o`);
-# - the same computation through PyTorch's fused `scaled_dot_product_attention`, checked equal.
+# - `split_heads` / `merge_heads` and the `T5Attention` module (`q`, `k`, `v`, `o`).
+#
+# **Why T5 does it this way.** T5's model (Raffel et al. 2020, §2.1) "closely follows" the
+# Transformer of Vaswani et al. (2017): multi-head dot-product attention in every layer. The paper
+# names its changes: a simplified layer norm placed before each sub-layer (Chapter 04), and
+# relative position embeddings that are scalars added to the attention logits (Chapter 03) — which
+# is why our attention takes an additive `bias`. Two more details come from the code T5 was written
+# in (Mesh TensorFlow) rather than from the paper's text: the linear maps have no bias terms, and
+# the scores are not divided by $\sqrt{d}$ (Section 2.4).
 
 # %%
 #| default_exp attention
@@ -40,8 +48,9 @@ from torch import nn
 import math
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import FancyArrowPatch, Rectangle
 
-torch.manual_seed(0)
+_ = torch.manual_seed(0)
 torch.set_printoptions(precision=3, sci_mode=False)
 
 # %% [markdown]
@@ -58,20 +67,31 @@ torch.set_printoptions(precision=3, sci_mode=False)
 # explains why T5 can drop it.
 #
 # The function works on any leading dimensions (batch, heads): `q` is `(..., L_q, d)`,
-# `k` and `v` are `(..., L_k, d)`, `bias` broadcasts to `(..., L_q, L_k)`.
+# `k` and `v` are `(..., L_k, d)`, `bias` broadcasts to `(..., L_q, L_k)`. It returns the output and
+# the weights. Two optional arguments serve later chapters: `dropout_p` drops weights while training
+# (Chapter 07), and `fused=True` hands the same computation to one PyTorch kernel (Section 2.7).
 
 # %%
 #| export
-def attention(q, k, v, bias=None):
-    """Unscaled dot-product attention, written out: returns (output, weights).
+def attention(q, k, v, bias=None, dropout_p=0.0, training=False, fused=False):
+    """T5 attention, softmax(q kᵀ + bias) v without 1/sqrt(d) scaling: returns (output, weights).
 
     q: (..., L_q, d); k, v: (..., L_k, d); bias: broadcastable to (..., L_q, L_k), added to the scores.
+    dropout_p: dropout on the weights, applied only when `training`. fused=True runs PyTorch's fused
+    scaled_dot_product_attention (same math, another summation order) and returns weights=None.
     """
+    if bias is not None and bias.dtype != q.dtype:  # mixed precision: keep masked scores finite
+        bias = bias.to(q.dtype).clamp_min(mask_value(q.dtype))
+    if fused:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0,
+                                             dropout_p=dropout_p if training else 0.0)
+        return out, None
     scores = torch.matmul(q, k.transpose(-1, -2))  # (..., L_q, L_k); T5 does not divide by sqrt(d)
     if bias is not None:
         scores = scores + bias
     weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)  # softmax in float32, as T5 does
-    return torch.matmul(weights, v), weights
+    out = torch.matmul(F.dropout(weights, p=dropout_p, training=training), v)
+    return out, weights
 
 
 # %% [markdown]
@@ -144,6 +164,37 @@ assert torch.equal(causal_mask(4), torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [1,
 assert padding_bias(attention_mask).shape == (2, 1, 1, 5)
 
 # %% [markdown]
+# The picture to keep in mind: a mask is a grid of numbers *added to the scores* before the softmax.
+# Below, sequence 0 of the batch above (3 tokens, 2 pads): its padding bias (one row, broadcast over
+# all queries), the causal bias of a decoder, and their combination. Grey cells hold "−∞" (in
+# practice `mask_value`), white cells 0.
+
+# %%
+def draw_bias(ax, allowed, title):
+    """Draw a boolean mask as the additive bias it becomes: 0 (white) or -inf (grey)."""
+    ax.imshow(~allowed, cmap="Greys", vmin=0, vmax=3)
+    for (i, j), ok in zip(torch.cartesian_prod(torch.arange(5), torch.arange(5)).tolist(),
+                          allowed.flatten().tolist(), strict=True):
+        ax.text(j, i, "0" if ok else "−∞", ha="center", va="center", fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("key position j")
+    ax.set_ylabel("query position i")
+    ax.set_xticks(range(5))
+    ax.set_yticks(range(5))
+
+
+pad_allowed = attention_mask[0].bool().expand(5, 5)
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+draw_bias(axes[0], pad_allowed, "padding bias (keys 3, 4 are pads)")
+draw_bias(axes[1], causal_mask(5), "causal bias (no future)")
+draw_bias(axes[2], pad_allowed & causal_mask(5), "both: logical and, then bias")
+fig.suptitle("Masks are additive biases: scores + bias, then softmax")
+plt.show()
+
+# %% [markdown]
+# *Figure 2.1 — A mask becomes a bias: 0 keeps a score, −∞ turns its weight into exactly 0 after the
+# softmax; padding blocks columns, causality blocks the upper triangle.*
+#
 # Now the two properties that matter, tested directly rather than by looking at numbers:
 #
 # 1. with a padding mask, changing what sits in the pad positions changes **nothing** in the output;
@@ -155,7 +206,7 @@ bias = padding_bias(attention_mask)[:, 0]  # no head axis here: (batch, 1, L_k)
 out1, w1 = attention(x, x, x, bias)
 x2 = x.clone()
 x2[0, 3:] = 100 * torch.randn(2, 8)  # scribble over the pads of sequence 0 (as keys and values)
-out2, _ = attention(x[:, :, :], x2, x2, bias)
+out2, _ = attention(x, x2, x2, bias)
 print("weight on pads:", f"{w1[0, :, 3:].abs().max().item():.1f}")
 print("max change at real positions:", f"{(out2[0, :3] - out1[0, :3]).abs().max().item():.1f}")
 assert w1[0, :, 3:].abs().max() == 0 and torch.equal(out2, out1)
@@ -169,12 +220,13 @@ print("change at positions 0-3 after editing position 4:", f"{(out3[:, :4] - out
 assert torch.equal(out3[:, :4], out1[:, :4])
 
 # %% [markdown]
-# Both masks combine with a logical *and*. We keep them boolean until the very end and convert
-# once: adding two `mask_value` biases would overflow to `-inf`.
+# Both masks combine with a logical *and*, as in the right panel of Figure 2.1. We keep them boolean
+# until the very end and convert once: adding two `mask_value` biases would overflow to `-inf`.
 
 # %%
 both = causal_mask(5)[None] & attention_mask[:, None, :].bool()  # (batch, L_q, L_k)
 print(both[0].int())
+assert torch.equal(both[0], pad_allowed & causal_mask(5))
 
 # %% [markdown]
 # ## 2.3 Several heads
@@ -184,9 +236,10 @@ print(both[0].int())
 # Splitting is a reshape: `(batch, L, H·d_kv)` → `(batch, H, L, d_kv)`, heads in front so that the
 # matrix products run over all heads at once. Merging undoes it.
 #
-# T5 keeps $d_{kv}$ as its own setting: $H \cdot d_{kv}$ need not equal the model width $d_{model}$
-# (t5-small has 8 × 64 = 512 = $d_{model}$, but T5 v1.1-large, for example, uses 16 × 64 = 1024 with
-# $d_{model}$ = 1024, and t5-3B uses 32 × 128 = 4096 with $d_{model}$ = 1024).
+# T5 keeps $d_{kv}$ as its own setting: $H \cdot d_{kv}$ need not equal the model width $d_{model}$.
+# In t5-small, t5-base and T5 v1.1-large it does (8 × 64 = 512, 12 × 64 = 768, 16 × 64 = 1024), but
+# t5-3B uses 32 heads × 128 = 4096 with $d_{model}$ = 1024: the projections widen the model
+# fourfold inside attention.
 
 # %%
 #| export
@@ -210,6 +263,59 @@ assert torch.equal(merge_heads(heads), x)
 assert torch.equal(heads[:, 1], x[:, :, 4:8])  # head 1 is features 4..7
 
 # %% [markdown]
+# The whole data flow of one attention layer, with the shapes of t5-small ($d_{model}$ = 512,
+# $H$ = 8, $d_{kv}$ = 64). Each coloured slab is one head's slice of the features.
+
+# %%
+def block(ax, x, y, w, h, color, label, sub=""):
+    """A labelled box for the schematic."""
+    ax.add_patch(Rectangle((x, y), w, h, facecolor=color, edgecolor="black", lw=0.8))
+    ax.text(x + w / 2, y + h + 0.15, label, ha="center", va="bottom", fontsize=9)
+    if sub:
+        ax.text(x + w / 2, y - 0.15, sub, ha="center", va="top", fontsize=8, color="dimgray")
+
+
+def arrow(ax, x0, y0, x1, y1, label=""):
+    """An arrow with an optional label above its middle."""
+    ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12, lw=0.9))
+    if label:
+        ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.12, label, ha="center", va="bottom", fontsize=8)
+
+
+colors = plt.cm.tab10.colors
+fig, ax = plt.subplots(figsize=(11, 4.2))
+block(ax, 0, 1.5, 0.8, 1.6, "lightgray", "x", "(B, L, d_model)\n512")
+for row, name in enumerate(["q", "k", "v"]):
+    y = 3.2 - 1.55 * row
+    arrow(ax, 0.85, 2.3, 2.0, y + 0.35, f"W_{name}")
+    block(ax, 2.05, y, 1.6, 0.7, "white", name, "(B, L, H·d_kv)" if row == 2 else "")
+    for h in range(8):  # the features of q/k/v, coloured by the head they belong to
+        ax.add_patch(Rectangle((2.05 + 0.2 * h, y), 0.2, 0.7, facecolor=colors[h], alpha=0.55))
+    arrow(ax, 3.7, y + 0.35, 4.7, y + 0.35, "split_heads" if row == 0 else "")
+    for h in range(8):  # the same features after split_heads: one slab per head
+        ax.add_patch(Rectangle((4.75 + 0.09 * h, y + 0.05 * h), 0.35, 0.45,
+                               facecolor=colors[h], edgecolor="black", lw=0.4, alpha=0.8))
+ax.text(5.5, 0.1, "(B, H, L, d_kv)\n8 heads × 64", ha="center", va="top", fontsize=8, color="dimgray")
+for row in range(3):
+    arrow(ax, 5.85, 3.55 - 1.55 * row, 6.5, 2.3)
+block(ax, 6.55, 1.6, 1.3, 1.4, "lavender", "attention per head", "softmax(q kᵀ + bias) v")
+arrow(ax, 7.9, 2.3, 8.9, 2.3, "merge_heads")
+block(ax, 8.95, 1.95, 1.6, 0.7, "white", "", "(B, L, H·d_kv)")
+for h in range(8):
+    ax.add_patch(Rectangle((8.95 + 0.2 * h, 1.95), 0.2, 0.7, facecolor=colors[h], alpha=0.55))
+arrow(ax, 10.6, 2.3, 11.3, 2.3, "W_o")
+block(ax, 11.35, 1.5, 0.8, 1.6, "lightgray", "output", "(B, L, d_model)")
+ax.set_xlim(-0.3, 12.5)
+ax.set_ylim(-0.6, 4.3)
+ax.axis("off")
+ax.set_title("Multi-head attention: project, split into heads, attend, merge, project back")
+plt.show()
+
+# %% [markdown]
+# *Figure 2.2 — `q`, `k`, `v` map each position to $H \cdot d_{kv}$ features; `split_heads` turns
+# consecutive groups of $d_{kv}$ features into $H$ independent heads, which `merge_heads` lays side by
+# side again before `o` maps them back to $d_{model}$.*
+#
 # Heads are independent: running attention on all heads at once equals running it head by head.
 
 # %%
@@ -259,31 +365,22 @@ print("W_q / √d  gives the same scores as  scores / √d")
 # ## 2.5 The `T5Attention` module
 #
 # The module owns four bias-free linear maps with the names the checkpoints use: `q`, `k`, `v`
-# (from $d_{model}$ to $H \cdot d_{kv}$) and `o` (back to $d_{model}$). Given `key_value_states`
-# it does *cross-attention* — queries from one sequence, keys and values from another (the decoder
-# reading the encoder, Chapter 05); otherwise *self-attention*.
+# (from $d_{model}$ to $H \cdot d_{kv}$) and `o` (back to $d_{model}$) — Figure 2.2 as code. Given
+# `key_value_states` it does *cross-attention* — queries from one sequence, keys and values from
+# another (the decoder reading the encoder, Chapter 05); otherwise *self-attention*. The attention
+# itself is one call to `attention` from Section 2.1.
 #
 # `relative_attention_bias` is an empty slot for now: in T5 the first layer of each stack owns a small
 # table of learned position biases (Chapter 03). The attention module itself never computes masks or
 # positions: it receives one ready-made additive `bias` of shape broadcastable to
 # `(batch, H, L_q, L_k)` — the stack builds it once and shares it with every layer.
 #
-# Two more features serve later chapters and stay out of the way otherwise:
+# Three switches serve later chapters and stay out of the way otherwise:
 #
 # - `cache`: a dict in which a decoder keeps the keys and values of the tokens it has already seen,
-#   so that generating token $t$ costs one new row instead of recomputing $t$ rows;
-# - `record_weights = True` keeps the last attention weights (`last_weights`) for figures.
-#
-# The module has two interchangeable paths. By default it runs the explicit math of Section 2.1,
-# operation for operation as the reference implementation does, so that a checkpoint gives the same
-# numbers to the last bits. With `use_sdpa = True` it calls PyTorch's fused
-# `torch.nn.functional.scaled_dot_product_attention` (SDPA) with `scale=1.0` (no $1/\sqrt{d}$) and
-# our float bias as `attn_mask`: scores, bias, softmax and weighted sum in one kernel, without
-# storing the full `(B, H, L_q, L_k)` tensor between them. The fused kernel adds up in a different
-# order, so it agrees with the explicit math to about 1e-7 per layer rather than exactly; through
-# a deep model these differences grow to around 1e-5 in the logits. And in training on a CPU it
-# gains nothing: when the bias needs a gradient (the learned position table) or attention dropout is
-# on, PyTorch 2.x dispatches to its unfused "math" implementation — the same operations as ours.
+#   so that generating token $t$ costs one new row instead of recomputing $t$ rows (Chapter 08);
+# - `record_weights = True` keeps the last attention weights (`last_weights`) for figures;
+# - `use_sdpa = True` passes `fused=True` to `attention` (Section 2.7).
 
 # %%
 #| export
@@ -327,18 +424,10 @@ class T5Attention(nn.Module):
             v = split_heads(self.v(key_value_states), self.num_heads)
             if cache is not None:
                 cache["k"], cache["v"] = k, v
-        if bias is not None and bias.dtype != q.dtype:  # mixed precision: keep masked scores finite
-            bias = bias.to(q.dtype).clamp_min(mask_value(q.dtype))
-        if self.record_weights or not self.use_sdpa:
-            weights = torch.softmax((torch.matmul(q, k.transpose(-1, -2)) + (0 if bias is None else bias)).float(),
-                                    dim=-1).to(q.dtype)
-            if self.record_weights:
-                self.last_weights = weights.detach()
-            weights = F.dropout(weights, p=self.dropout, training=self.training)
-            out = torch.matmul(weights, v)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0,
-                                                 dropout_p=self.dropout if self.training else 0.0)
+        fused = self.use_sdpa and not self.record_weights  # the fused kernel does not return weights
+        out, weights = attention(q, k, v, bias, self.dropout, self.training, fused=fused)
+        if self.record_weights:
+            self.last_weights = weights.detach()
         return self.o(merge_heads(out))
 
 
@@ -346,32 +435,25 @@ class T5Attention(nn.Module):
 # Its parameters have exactly the checkpoint names:
 
 # %%
-torch.manual_seed(0)
+_ = torch.manual_seed(0)
 attn = T5Attention(d_model=16, num_heads=4, d_kv=8)
 print({name: tuple(p.shape) for name, p in attn.state_dict().items()})
 assert list(attn.state_dict()) == ["q.weight", "k.weight", "v.weight", "o.weight"]
 
 # %% [markdown]
-# **Check: the fused path equals the explicit math.** We run the module twice on a padded batch with
-# a bias made of a random "position" part plus a padding mask — once through the explicit path, once
-# through SDPA — and compare both with the function of Section 2.1. (Positions that are padding still get an output:
-# they attend to the real tokens; the model ignores them later.)
+# **Check: the module is Figure 2.2.** Projecting, splitting, calling `attention` and merging by hand
+# gives the module's output. (Positions that are padding still get an output: they attend to the
+# real tokens; the model ignores them later.)
 
 # %%
-torch.manual_seed(0)
+_ = torch.manual_seed(0)
 hidden = torch.randn(2, 6, 16)
 mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
-full_bias = torch.randn(1, 4, 6, 6) + padding_bias(mask)  # (2, 4, 6, 6)
-slow = attn(hidden, bias=full_bias)
-attn.use_sdpa = True
-fast = attn(hidden, bias=full_bias)
-attn.use_sdpa = False
-
-# the same thing by hand, through the explicit function
+full_bias = torch.randn(1, 4, 6, 6) + padding_bias(mask)  # a random "position" part plus padding
 q_, k_, v_ = (split_heads(lin(hidden), 4) for lin in (attn.q, attn.k, attn.v))
 by_hand = attn.o(merge_heads(attention(q_, k_, v_, full_bias)[0]))
-print("SDPA and the explicit math agree to 1e-6:", (fast - slow).abs().max().item() < 1e-6)
-assert torch.allclose(fast, slow, atol=1e-6) and torch.allclose(slow, by_hand, atol=1e-6)
+print("module == projections + attention + merge:", torch.equal(attn(hidden, bias=full_bias), by_hand))
+assert torch.equal(attn(hidden, bias=full_bias), by_hand)
 
 # %% [markdown]
 # **Check: the cache gives the same answer.** Feeding a causal self-attention one position at a time,
@@ -412,21 +494,81 @@ for ax, w, title in [(axes[0], w_pad, "padding mask (last 2 keys are pads)"),
     ax.set_xlabel("key position")
     ax.set_ylabel("query position")
 fig.colorbar(im, ax=axes, shrink=0.8, label="weight")
+fig.suptitle("Attention weights of head 0 (random weights)")
 plt.show()
 assert w_pad[:, 4:].max() == 0 and torch.triu(w_causal, 1).max() == 0
 
 # %% [markdown]
-# ## 2.7 Summary
+# *Figure 2.3 — Measured weights obey Figure 2.1: the pad columns (left) and the upper triangle (right)
+# are exactly 0, and every row sums to 1.*
+#
+# ## 2.7 Under the hood
+#
+# *This section is optional: it explains the two details of `attention` that the main path skipped.*
+#
+# **The fused path.** With `fused=True` (a module's `use_sdpa = True`) `attention` calls PyTorch's
+# `torch.nn.functional.scaled_dot_product_attention` (SDPA) with `scale=1.0` (no $1/\sqrt{d}$) and our
+# float bias as `attn_mask`: scores, bias, softmax and weighted sum in one kernel, without storing the
+# full `(B, H, L_q, L_k)` tensor between them. The default stays the explicit math, operation for
+# operation as the reference implementation does, so that a checkpoint gives the same numbers to the
+# last bits. The fused kernel adds up in a different order, so it agrees with the explicit math to
+# about 1e-7 per layer rather than exactly; through a deep model these differences grow to around
+# 1e-5 in the logits. In training on a CPU it gains nothing: when the bias needs a gradient (the
+# learned position table) or attention dropout is on, PyTorch 2.x dispatches to its unfused "math"
+# implementation — the same operations as ours.
+#
+# **Mixed precision.** Under `torch.autocast` the projections produce bfloat16 (or float16) `q`, while
+# a mask built in float32 holds float32's `mask_value`, about −3.4e38 — below float16's range.
+# `attention` therefore casts the bias to the dtype of `q` and clamps it at that dtype's `mask_value`,
+# so masked scores stay finite.
+
+# %%
+attn.use_sdpa = True
+fast = attn(hidden, bias=full_bias)
+attn.use_sdpa = False
+slow = attn(hidden, bias=full_bias)
+print("fused and explicit agree to 1e-6:", (fast - slow).abs().max().item() < 1e-6)
+assert torch.allclose(fast, slow, atol=1e-6)
+with torch.autocast("cpu", dtype=torch.bfloat16):
+    low = attn(hidden, bias=padding_bias(mask))
+print("bfloat16 output:", low.dtype, "| all finite:", bool(torch.isfinite(low).all()))
+assert torch.isfinite(low).all()
+
+# %% [markdown]
+# ## Summary
 #
 # - Attention is `softmax(q kᵀ + bias) v`; masks and (next chapter) positions enter through the bias.
+# - A mask is a bias of 0 and `mask_value` (a finite "−∞"); masks combine as booleans, then convert once.
+# - Heads are a reshape: `(B, L, H·d_kv)` ↔ `(B, H, L, d_kv)`; $H \cdot d_{kv}$ may differ from $d_{model}$.
 # - T5 does not divide by √d: the factor is folded into the initialisation of `q`.
-# - `T5Attention` has the checkpoint names `q`, `k`, `v`, `o`; its optional SDPA path matches the explicit math.
+# - `T5Attention` has the checkpoint names `q`, `k`, `v`, `o` and computes through the one function
+#   `attention(q, k, v, bias, dropout_p, training, fused)`.
 #
-# In the package now:
+# **What is in the package now**
 #
 # ```python
-# from t5edu.attention import attention, causal_mask, padding_bias, mask_to_bias, split_heads, merge_heads, T5Attention
+# from t5edu.attention import attention, mask_value, mask_to_bias, padding_bias, causal_mask
+# from t5edu.attention import split_heads, merge_heads, T5Attention
 # ```
 #
 # Next, Chapter 03 fills the `relative_attention_bias` slot: how T5 tells positions apart without
 # position embeddings.
+#
+# ## Further reading
+#
+# - Vaswani et al. (2017), *Attention Is All You Need* — scaled dot-product and multi-head attention:
+#   https://arxiv.org/abs/1706.03762
+# - Raffel et al. (2020), *Exploring the Limits of Transfer Learning with a Unified Text-to-Text
+#   Transformer*, JMLR, §2.1 (the model): https://arxiv.org/abs/1910.10683
+# - Shazeer et al. (2018), *Mesh-TensorFlow: Deep Learning for Supercomputers* — the library T5 was
+#   written in, including its initialisation: https://arxiv.org/abs/1811.02084
+# - Alammar, *The Illustrated Transformer* — the same pictures, drawn by hand:
+#   https://jalammar.github.io/illustrated-transformer/
+# - Rush, *The Annotated Transformer* — the original paper as runnable code:
+#   https://nlp.seas.harvard.edu/annotated-transformer/
+#
+# ---
+#
+# Previous: [Chapter 01 — The tokenizer](01_tokenizer.ipynb) ·
+# Next: [Chapter 03 — Relative position bias](03_relative_bias.ipynb) ·
+# [Exercises for this chapter](../exercises/ch02_attention.ipynb)

@@ -26,6 +26,15 @@
 #   bidirectional for the encoder, causal for the decoder;
 # - `RelativePositionBias`: the learned `(num_buckets, num_heads)` table that turns buckets into a
 #   `(1, H, L_q, L_k)` bias, owned by the first layer of a stack and shared by all of its layers.
+#
+# **Why T5 does it this way.** Shaw et al. (2018) showed that attention can be told about *relative*
+# positions — how far apart two tokens are — instead of absolute ones, by adding learned
+# relative-position terms inside attention. T5 (Raffel et al. 2020, §2.1) uses "a simplified form":
+# each position "embedding" is just a *scalar* added to the attention logit, one per head, chosen
+# from 32 buckets whose ranges grow logarithmically up to an offset of 128; all farther offsets share
+# one bucket. The parameters are shared across the layers of a stack. A single layer is thus blind
+# to offsets beyond 128, but deeper layers can combine local information into longer-range
+# sensitivity — and the model has no fixed maximum length.
 
 # %%
 #| default_exp relative_bias
@@ -40,6 +49,8 @@ from torch import nn
 
 # %%
 import matplotlib.pyplot as plt
+
+from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from t5edu.attention import T5Attention, attention
 
@@ -69,6 +80,7 @@ print("shuffling keys and values changes nothing: attention needs position infor
 
 # %%
 def relative_positions(query_length, key_length):
+    """(query_length, key_length) matrix of key position minus query position."""
     return torch.arange(key_length)[None, :] - torch.arange(query_length)[:, None]
 
 
@@ -116,7 +128,8 @@ def relative_position_bucket(relative_position, bidirectional=True, num_buckets=
     max_exact = num_buckets // 2
     is_small = distance < max_exact
     # log-spaced buckets for the rest (clamp avoids log(0); those entries use the exact branch anyway)
-    log_ratio = torch.log(distance.clamp(min=max_exact).float() / max_exact) / math.log(max_distance / max_exact)
+    log_ratio = torch.log(distance.clamp(min=max_exact).float() / max_exact)
+    log_ratio = log_ratio / math.log(max_distance / max_exact)
     if_large = max_exact + (log_ratio * (num_buckets - max_exact)).long()
     if_large = if_large.clamp(max=num_buckets - 1)
     return buckets + torch.where(is_small, distance, if_large)
@@ -168,10 +181,45 @@ ax.axvline(-128, color="gray", lw=0.5, ls="--")
 ax.axvline(128, color="gray", lw=0.5, ls="--")
 ax.set_xlabel("relative position (key − query)")
 ax.set_ylabel("bucket")
+ax.set_title("relative_position_bucket, 32 buckets, max_distance 128")
 ax.legend()
 plt.show()
 
 # %% [markdown]
+# *Figure 3.1 — Bucket against relative position: one bucket per step near 0, log-spaced runs further
+# out, and one shared bucket beyond ±128 (dashed lines); the causal curve sits at 0 for every key to
+# the right.*
+#
+# Zoomed in, as a ruler: every cell is one relative position and its number is the bucket; a run
+# of equal numbers (one colour) is one bucket. The encoder's ruler is symmetric (two halves of 16 buckets); the
+# decoder's spends all 32 buckets on the past.
+
+# %%
+def draw_ruler(ax, bidirectional, span=24):
+    """One row of cells, relative positions -span..span, each labelled and coloured by its bucket."""
+    rel = torch.arange(-span, span + 1)
+    buckets = relative_position_bucket(rel, bidirectional)
+    ax.imshow(buckets[None].numpy() % 20, cmap="tab20", vmin=0, vmax=19, aspect="auto")
+    for x, b in enumerate(buckets.tolist()):
+        ax.text(x, 0, str(b), ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(0, 2 * span + 1, 4), [str(r) for r in rel.tolist()[::4]])
+    ax.set_yticks([])
+    ax.set_xlabel("relative position (key − query)")
+
+
+fig, axes = plt.subplots(2, 1, figsize=(11, 2.8))
+draw_ruler(axes[0], True)
+axes[0].set_title("encoder (bidirectional): 16 buckets per side, exact up to distance 7", fontsize=10)
+draw_ruler(axes[1], False)
+axes[1].set_title("decoder (causal): 32 buckets for the past, exact up to 15; the future is bucket 0", fontsize=10)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# *Figure 3.2 — Buckets as a ruler: near the query each distance has its own bucket, further away
+# several distances share one (from distance 8 in the encoder, 16 in the decoder), and the two
+# directions never share a bucket in the encoder.*
+#
 # The same as a bucket map over (query, key) pairs: every diagonal has one colour, because buckets
 # depend only on $j - i$.
 
@@ -184,7 +232,12 @@ for ax, bidirectional, title in [(axes[0], True, "encoder (bidirectional)"), (ax
     ax.set_xlabel("key position")
     ax.set_ylabel("query position")
 fig.colorbar(im, ax=axes, shrink=0.8, label="bucket")
+fig.suptitle("Bucket of every (query, key) pair, 48 positions")
 plt.show()
+
+# %% [markdown]
+# *Figure 3.3 — Constant diagonals: the bucket, and so the bias, depends only on key − query; the
+# decoder's upper triangle is all bucket 0 (and masked anyway).*
 
 # %% [markdown]
 # ## 3.4 The learned table
@@ -223,11 +276,13 @@ class RelativePositionBias(nn.Module):
         return relative_position_bucket(key - query, self.bidirectional, self.num_buckets, self.max_distance)
 
     def forward(self, query_length, key_length, offset=0):
+        """The additive bias (1, num_heads, query_length, key_length); queries start at `offset`."""
         buckets = self.buckets(query_length, key_length, offset, device=self.weight.device)
         values = F.embedding(buckets, self.weight)  # (L_q, L_k, H)
         return values.permute(2, 0, 1).unsqueeze(0)  # (1, H, L_q, L_k)
 
     def extra_repr(self):
+        """Shown by print(module): the settings of the table."""
         return (f"num_buckets={self.num_buckets}, num_heads={self.num_heads}, "
                 f"max_distance={self.max_distance}, bidirectional={self.bidirectional}")
 
@@ -256,6 +311,50 @@ print("diagonals constant; offset rows match")
 # layers have no table of their own). The encoder's table is bidirectional, the decoder's causal.
 # **Cross-attention gets no position bias at all**: decoder position $i$ and encoder position $j$
 # live in different sequences, so $j - i$ means nothing.
+#
+# Here is the whole arrangement for a two-layer encoder and decoder:
+
+# %%
+def box(ax, x, y, w, h, color, text, fontsize=9):
+    """A labelled rectangle for the schematic."""
+    ax.add_patch(Rectangle((x, y), w, h, facecolor=color, edgecolor="black", lw=0.8))
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize)
+
+
+def link(ax, start, end, text="", color="black", style="-|>"):
+    """An arrow from start to end, with an optional label next to its middle."""
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=11, color=color, lw=1))
+    if text:
+        ax.text((start[0] + end[0]) / 2 + 0.08, (start[1] + end[1]) / 2, text, fontsize=8, color=color)
+
+
+fig, ax = plt.subplots(figsize=(10, 4.2))
+for x0, name, table_text, kinds in [(0.1, "encoder", "table 32 × H\nbidirectional", ["self-attention"]),
+                                    (5.2, "decoder", "table 32 × H\ncausal",
+                                     ["self-attention\n(causal)", "cross-attention"])]:
+    ax.text(x0 + 2.35, 4.35, name, ha="center", fontsize=11, weight="bold")
+    box(ax, x0, 3.3, 1.6, 0.8, "gold", table_text, 8)
+    ax.text(x0 + 0.9, 3.05, "bias (1, H, L, L)", fontsize=8, color="darkorange", va="top")
+    ax.plot([x0 + 0.8, x0 + 0.8], [3.3, 0.85], color="darkorange", lw=1.5)  # the shared bias
+    for layer in range(2):
+        y = 0.4 + 1.3 * (1 - layer)
+        w = 3.2 / len(kinds)
+        for col, kind in enumerate(kinds):
+            box(ax, x0 + 1.4 + col * w, y, w - 0.1, 0.9,
+                "lightblue" if col == 0 else "white", f"layer {layer + 1}\n{kind}", 8)
+        link(ax, (x0 + 0.8, y + 0.45), (x0 + 1.4, y + 0.45), color="darkorange")
+    if len(kinds) == 2:
+        ax.text(x0 + 1.4 + 1.6 * 1.5, 0.2, "no position bias", ha="center", fontsize=8, color="dimgray")
+ax.set_xlim(0, 10)
+ax.set_ylim(0, 4.6)
+ax.axis("off")
+ax.set_title("One table per stack, computed once, added in every layer's self-attention")
+plt.show()
+
+# %% [markdown]
+# *Figure 3.4 — Each stack owns one table (yellow; stored in its first layer's self-attention); its
+# bias is computed once per forward pass and added to the self-attention scores of every layer (orange arrows); cross-attention
+# gets none.*
 #
 # So the first self-attention of a stack is a `T5Attention` whose `relative_attention_bias` slot
 # holds the table; that is also where the checkpoint stores it:
@@ -320,6 +419,7 @@ for h, name in enumerate(["previous token", "next token", "itself", "window ±4"
     ax.plot(d, learned[:, h], marker=".", label=name)
 ax.set_xlabel("relative position (key − query)")
 ax.set_ylabel("learned bias")
+ax.set_title("A 32 × 4 table trained for four positional patterns")
 ax.legend(fontsize=8)
 plt.show()
 best = d[learned.argmax(0)].tolist()
@@ -327,15 +427,20 @@ print("preferred relative position per head:", best[:3])
 assert best[:3] == [-1, 1, 0]
 
 # %% [markdown]
-# ## 3.7 Summary
+# *Figure 3.5 — Each head's learned bias peaks at the relative position it was trained to attend to
+# (−1, +1, 0), and the window head is high across ±4.*
 #
+# ## Summary
+#
+# - Attention alone sees a set, not a sequence: shuffling keys and values changes nothing.
 # - T5 encodes order with one learned scalar per head and per *bucket* of relative distance, added
 #   to the attention scores; exact buckets nearby, log-spaced ones up to 128, one shared beyond.
-# - Encoder buckets are bidirectional, decoder buckets causal; cross-attention has none.
+# - Encoder buckets are bidirectional (the encoder uses 31 of its 32), decoder buckets causal;
+#   cross-attention has none.
 # - The table lives in the first layer of each stack (`relative_attention_bias.weight`) and its bias
 #   is shared by every layer of that stack.
 #
-# In the package now:
+# **What is in the package now**
 #
 # ```python
 # from t5edu.relative_bias import relative_position_bucket, RelativePositionBias
@@ -343,3 +448,20 @@ assert best[:3] == [-1, 1, 0]
 #
 # Chapter 04 assembles attention, this bias, a normalisation and a feed-forward network into the
 # encoder.
+#
+# ## Further reading
+#
+# - Shaw, Uszkoreit & Vaswani (2018), *Self-Attention with Relative Position Representations*:
+#   https://arxiv.org/abs/1803.02155
+# - Raffel et al. (2020), *Exploring the Limits of Transfer Learning with a Unified Text-to-Text
+#   Transformer*, JMLR, §2.1 (position embeddings): https://arxiv.org/abs/1910.10683
+# - Vaswani et al. (2017), *Attention Is All You Need*, §3.5 (sinusoidal absolute positions, the
+#   approach T5 replaces): https://arxiv.org/abs/1706.03762
+# - Huang et al. (2018), *Music Transformer* — a memory-efficient way to compute relative attention:
+#   https://arxiv.org/abs/1809.04281
+#
+# ---
+#
+# Previous: [Chapter 02 — Attention](02_attention.ipynb) ·
+# Next: [Chapter 04 — The encoder](04_encoder.ipynb) ·
+# [Exercises for this chapter](../exercises/ch03_relative_bias.ipynb)

@@ -10,16 +10,25 @@ from torch import nn
 
 
 # §2.1 Attention from the math — chapters/02_attention.ipynb, cell 5
-def attention(q, k, v, bias=None):
-    """Unscaled dot-product attention, written out: returns (output, weights).
+def attention(q, k, v, bias=None, dropout_p=0.0, training=False, fused=False):
+    """T5 attention, softmax(q kᵀ + bias) v without 1/sqrt(d) scaling: returns (output, weights).
 
     q: (..., L_q, d); k, v: (..., L_k, d); bias: broadcastable to (..., L_q, L_k), added to the scores.
+    dropout_p: dropout on the weights, applied only when `training`. fused=True runs PyTorch's fused
+    scaled_dot_product_attention (same math, another summation order) and returns weights=None.
     """
+    if bias is not None and bias.dtype != q.dtype:  # mixed precision: keep masked scores finite
+        bias = bias.to(q.dtype).clamp_min(mask_value(q.dtype))
+    if fused:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0,
+                                             dropout_p=dropout_p if training else 0.0)
+        return out, None
     scores = torch.matmul(q, k.transpose(-1, -2))  # (..., L_q, L_k); T5 does not divide by sqrt(d)
     if bias is not None:
         scores = scores + bias
     weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)  # softmax in float32, as T5 does
-    return torch.matmul(weights, v), weights
+    out = torch.matmul(F.dropout(weights, p=dropout_p, training=training), v)
+    return out, weights
 
 
 # §2.2 Masks are biases — chapters/02_attention.ipynb, cell 9
@@ -47,7 +56,7 @@ def causal_mask(length, device=None):
     return torch.ones(length, length, dtype=torch.bool, device=device).tril()
 
 
-# §2.3 Several heads — chapters/02_attention.ipynb, cell 16
+# §2.3 Several heads — chapters/02_attention.ipynb, cell 18
 def split_heads(x, num_heads):
     """(batch, L, H * d_kv) -> (batch, H, L, d_kv)."""
     batch, length, inner = x.shape
@@ -60,7 +69,7 @@ def merge_heads(x):
     return x.transpose(1, 2).reshape(batch, length, heads * d_kv)
 
 
-# §2.5 The `T5Attention` module — chapters/02_attention.ipynb, cell 25
+# §2.5 The `T5Attention` module — chapters/02_attention.ipynb, cell 29
 class T5Attention(nn.Module):
     """Multi-head attention as in T5: no biases, no 1/sqrt(d) scaling, an additive `bias` input.
 
@@ -101,18 +110,10 @@ class T5Attention(nn.Module):
             v = split_heads(self.v(key_value_states), self.num_heads)
             if cache is not None:
                 cache["k"], cache["v"] = k, v
-        if bias is not None and bias.dtype != q.dtype:  # mixed precision: keep masked scores finite
-            bias = bias.to(q.dtype).clamp_min(mask_value(q.dtype))
-        if self.record_weights or not self.use_sdpa:
-            weights = torch.softmax((torch.matmul(q, k.transpose(-1, -2)) + (0 if bias is None else bias)).float(),
-                                    dim=-1).to(q.dtype)
-            if self.record_weights:
-                self.last_weights = weights.detach()
-            weights = F.dropout(weights, p=self.dropout, training=self.training)
-            out = torch.matmul(weights, v)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0,
-                                                 dropout_p=self.dropout if self.training else 0.0)
+        fused = self.use_sdpa and not self.record_weights  # the fused kernel does not return weights
+        out, weights = attention(q, k, v, bias, self.dropout, self.training, fused=fused)
+        if self.record_weights:
+            self.last_weights = weights.detach()
         return self.o(merge_heads(out))
 
 

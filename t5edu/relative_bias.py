@@ -30,13 +30,14 @@ def relative_position_bucket(relative_position, bidirectional=True, num_buckets=
     max_exact = num_buckets // 2
     is_small = distance < max_exact
     # log-spaced buckets for the rest (clamp avoids log(0); those entries use the exact branch anyway)
-    log_ratio = torch.log(distance.clamp(min=max_exact).float() / max_exact) / math.log(max_distance / max_exact)
+    log_ratio = torch.log(distance.clamp(min=max_exact).float() / max_exact)
+    log_ratio = log_ratio / math.log(max_distance / max_exact)
     if_large = max_exact + (log_ratio * (num_buckets - max_exact)).long()
     if_large = if_large.clamp(max=num_buckets - 1)
     return buckets + torch.where(is_small, distance, if_large)
 
 
-# §3.4 The learned table — chapters/03_relative_bias.ipynb, cell 19
+# §3.4 The learned table — chapters/03_relative_bias.ipynb, cell 22
 class RelativePositionBias(nn.Module):
     """The learned table (num_buckets, num_heads) of T5's relative position bias.
 
@@ -56,11 +57,13 @@ class RelativePositionBias(nn.Module):
         return relative_position_bucket(key - query, self.bidirectional, self.num_buckets, self.max_distance)
 
     def forward(self, query_length, key_length, offset=0):
+        """The additive bias (1, num_heads, query_length, key_length); queries start at `offset`."""
         buckets = self.buckets(query_length, key_length, offset, device=self.weight.device)
         values = F.embedding(buckets, self.weight)  # (L_q, L_k, H)
         return values.permute(2, 0, 1).unsqueeze(0)  # (1, H, L_q, L_k)
 
     def extra_repr(self):
+        """Shown by print(module): the settings of the table."""
         return (f"num_buckets={self.num_buckets}, num_heads={self.num_heads}, "
                 f"max_distance={self.max_distance}, bidirectional={self.bidirectional}")
 

@@ -8,12 +8,13 @@ import io
 import operator
 import os
 import re
-import tempfile
 import weakref
 from array import array
 from pathlib import Path
 
 import sentencepiece as spm
+
+from t5edu.files import atomic_write
 
 PAD_ID = 0  # T5's special ids; there is no BOS
 EOS_ID = 1
@@ -47,7 +48,39 @@ def pydoc_corpus(split="train", holdout_every=5):
     raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
 
 
-# §1.2 Training a unigram model with T5's conventions — chapters/01_tokenizer.ipynb, cell 8
+# §1.2 Training a unigram model with T5's conventions — chapters/01_tokenizer.ipynb, cell 9
+def _check_text(text, what="text"):
+    """Raise one clear ValueError when `text` is not valid Unicode (a lone surrogate such as '\\ud800')."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{what} contains a lone surrogate {text[err.start]!r} at position {err.start}: "
+                         "it is not valid Unicode text (decode bytes with errors='replace')") from None
+
+
+def _sentences(corpus):
+    """Non-empty lines of `corpus`: a path to a UTF-8 text file, or an iterable of strings."""
+    if isinstance(corpus, (str, os.PathLike)):
+        path = Path(corpus)
+        if not path.is_file():
+            raise FileNotFoundError(f"corpus file not found: {path} (to train on text, pass a list of lines)")
+        try:
+            corpus = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            raise ValueError(f"corpus file {path} is not UTF-8 text: byte {err.object[err.start]:#04x} at "
+                             f"offset {err.start} cannot be decoded (convert the file to UTF-8)") from None
+    lines = []
+    for item in corpus:
+        if not isinstance(item, str):
+            raise TypeError(f"corpus lines must be str, got {type(item).__name__}")
+        _check_text(item, f"corpus line {len(lines) + 1}")
+        lines += [line for line in item.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError("the corpus is empty: there is no non-blank line to train the tokenizer on")
+    return lines
+
+
+# §1.2 Training a unigram model with T5's conventions — chapters/01_tokenizer.ipynb, cell 10
 _T5_TRAINER_SPEC = {
     "model_type": "unigram",
     "pad_id": PAD_ID, "eos_id": EOS_ID, "unk_id": UNK_ID, "bos_id": -1,
@@ -56,23 +89,6 @@ _T5_TRAINER_SPEC = {
     "num_threads": 1,  # deterministic: the EM statistics are summed in one fixed order
     "minloglevel": 3,  # sentencepiece's training log goes to stderr; keep it quiet
 }
-
-
-def _sentences(corpus):
-    """Non-empty lines of `corpus`: a path to a text file, or an iterable of strings."""
-    if isinstance(corpus, (str, os.PathLike)):
-        path = Path(corpus)
-        if not path.is_file():
-            raise FileNotFoundError(f"corpus file not found: {path} (to train on text, pass a list of lines)")
-        corpus = path.read_text(encoding="utf-8").splitlines()
-    lines = []
-    for item in corpus:
-        if not isinstance(item, str):
-            raise TypeError(f"corpus lines must be str, got {type(item).__name__}")
-        lines += [line for line in item.splitlines() if line.strip()]
-    if not lines:
-        raise ValueError("the corpus is empty: there is no non-blank line to train the tokenizer on")
-    return lines
 
 
 def train_sentencepiece(corpus, num_pieces, character_coverage=0.9995):
@@ -99,7 +115,7 @@ def train_sentencepiece(corpus, num_pieces, character_coverage=0.9995):
     return model.getvalue()
 
 
-# §1.3 Unigram segmentation from scratch: Viterbi — chapters/01_tokenizer.ipynb, cell 13
+# §1.3 Unigram segmentation from scratch: Viterbi — chapters/01_tokenizer.ipynb, cell 15
 _PIECE_TABLES = weakref.WeakKeyDictionary()  # processor -> its lookup table, built once
 
 
@@ -122,6 +138,7 @@ def _piece_table(sp_model):
     return table
 
 
+# §1.3 Unigram segmentation from scratch: Viterbi — chapters/01_tokenizer.ipynb, cell 17
 def viterbi_encode(text, sp_model):
     """Most probable unigram segmentation of `text`, as ids; equals `sp_model.encode(text)`.
 
@@ -132,6 +149,7 @@ def viterbi_encode(text, sp_model):
     """
     if not isinstance(text, str):
         raise TypeError(f"viterbi_encode expects a str, got {type(text).__name__}")
+    _check_text(text)
     pieces, scores, max_len, unk_score, unk_id = _piece_table(sp_model)
     s = sp_model.normalize(text)
     n = len(s)
@@ -161,13 +179,13 @@ def viterbi_encode(text, sp_model):
     return [t for k, t in enumerate(ids) if not (t == unk_id and k > 0 and ids[k - 1] == unk_id)]
 
 
-# §1.5 Sentinels and special ids — chapters/01_tokenizer.ipynb, cell 25
+# §1.5 Sentinels and special ids — chapters/01_tokenizer.ipynb, cell 28
 def sentinel_token(i):
     """The text of sentinel number i: `<extra_id_i>`."""
     return f"<extra_id_{i}>"
 
 
-# §1.6 Batches: padding, truncation, attention masks — chapters/01_tokenizer.ipynb, cell 27
+# §1.6 Batches: padding, truncation, attention masks — chapters/01_tokenizer.ipynb, cell 32
 def pad_batch(sequences, pad_id=PAD_ID, length=None):
     """Right-pad lists of ids to `length` (default: the longest); return (ids, attention_mask)."""
     length = max((len(s) for s in sequences), default=0) if length is None else length
@@ -176,8 +194,22 @@ def pad_batch(sequences, pad_id=PAD_ID, length=None):
     return ids, mask
 
 
-# §1.7 The `Tokenizer` — chapters/01_tokenizer.ipynb, cell 30
+# §1.7 The `Tokenizer`, one piece at a time — chapters/01_tokenizer.ipynb, cell 37
+def add_to_class(cls):
+    """Decorator: attach the decorated function (or classmethod, property) to `cls` as a method.
+
+    It returns None on purpose: the function lives on in the class, not as a module-level name.
+    """
+    def attach(function):
+        inner = getattr(function, "__func__", None) or getattr(function, "fget", None) or function
+        setattr(cls, inner.__name__, function)
+
+    return attach
+
+
+# §1.7 The `Tokenizer`, one piece at a time — chapters/01_tokenizer.ipynb, cell 39
 def _load_processor(proto, where):
+    """A SentencePieceProcessor from the bytes `proto`; `where` names their origin in errors."""
     if not proto:
         raise ValueError(f"{where} is empty, not a SentencePiece model")
     try:
@@ -211,7 +243,8 @@ class Tokenizer:
         if found != (PAD_ID, EOS_ID, UNK_ID):
             raise ValueError(f"not a T5-style model: (pad, eos, unk) ids are {found}, expected (0, 1, 2)")
         if sp_model.piece_to_id(sentinel_token(0)) != sp_model.unk_id():
-            raise ValueError("the SentencePiece model already contains <extra_id_0>; T5 adds sentinels after it")
+            raise ValueError("the SentencePiece model already contains <extra_id_0>; "
+                             "T5 adds sentinels after it")
         self.sp, self._proto, self.extra_ids = sp_model, proto, extra_ids
         self.num_pieces = sp_model.get_piece_size()
         self.vocab_size = self.num_pieces + extra_ids
@@ -221,55 +254,6 @@ class Tokenizer:
         alternatives = sorted(self._special, key=len, reverse=True)  # longest first
         self._special_re = re.compile("|".join(map(re.escape, alternatives)))
 
-    # -- building, saving, loading ------------------------------------------------------------
-    @classmethod
-    def train(cls, corpus, out_dir=None, vocab_size=DEFAULT_VOCAB_SIZE, extra_ids=NUM_SENTINELS,
-              character_coverage=0.9995):
-        """Train on `corpus` (a text file path, or an iterable of lines); save to `out_dir` if given.
-
-        `vocab_size` is the full size, sentinels included: the model gets `vocab_size - extra_ids`
-        SentencePiece pieces. Deterministic.
-        """
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-            raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
-        if vocab_size - extra_ids < 4:
-            raise ValueError(f"vocab_size={vocab_size} is too small: it must hold <pad>, </s>, <unk>, "
-                             f"{extra_ids} sentinels and at least one real piece (>= {extra_ids + 4})")
-        tok = cls(train_sentencepiece(corpus, vocab_size - extra_ids, character_coverage), extra_ids)
-        if out_dir is not None:
-            tok.save(out_dir)
-        return tok
-
-    @classmethod
-    def load(cls, path, extra_ids=NUM_SENTINELS):
-        """Load a `spiece.model` (T5's, or one saved by `save`): a file, or a directory holding one."""
-        path = Path(path)
-        file = path / SPIECE_FILENAME if path.is_dir() else path
-        if not file.is_file():
-            raise FileNotFoundError(f"no SentencePiece model at {file}")
-        return cls(_load_processor(file.read_bytes(), str(file)), extra_ids)
-
-    def save(self, out_dir):
-        """Write `out_dir/spiece.model` (atomically: a crash never leaves half a file); return its path."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".spiece-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(self._proto)
-            os.replace(tmp, out_dir / SPIECE_FILENAME)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return out_dir / SPIECE_FILENAME
-
-    def __getstate__(self):  # picklable, e.g. for DataLoader workers
-        return {"proto": self._proto, "extra_ids": self.extra_ids}
-
-    def __setstate__(self, state):
-        self.__init__(state["proto"], state["extra_ids"])
-
     def __len__(self):
         return self.vocab_size
 
@@ -277,137 +261,219 @@ class Tokenizer:
         return (f"Tokenizer(vocab_size={self.vocab_size}: {self.num_pieces} SentencePiece pieces "
                 f"+ {self.extra_ids} sentinels)")
 
-    # -- sentinels ----------------------------------------------------------------------------
-    def sentinel_id(self, i):
-        """Id of `<extra_id_i>`: `vocab_size - 1 - i` (T5: `<extra_id_0>` = 32099)."""
-        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.extra_ids:
-            raise ValueError(f"sentinel index must be an int in [0, {self.extra_ids}), got {i!r}")
-        return self.vocab_size - 1 - i
 
-    def is_sentinel(self, token_id):
-        return self.num_pieces <= int(token_id) < self.vocab_size
+# §1.7 The `Tokenizer`, one piece at a time — chapters/01_tokenizer.ipynb, cell 41
+@add_to_class(Tokenizer)
+def sentinel_id(self, i):
+    """Id of `<extra_id_i>`: `vocab_size - 1 - i` (T5: `<extra_id_0>` = 32099)."""
+    if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.extra_ids:
+        raise ValueError(f"sentinel index must be an int in [0, {self.extra_ids}), got {i!r}")
+    return self.vocab_size - 1 - i
 
-    @property
-    def sentinel_ids(self):
-        """[id of <extra_id_0>, id of <extra_id_1>, ...] (decreasing)."""
-        return [self.sentinel_id(i) for i in range(self.extra_ids)]
 
-    # -- one sequence -------------------------------------------------------------------------
-    def encode(self, text, add_eos=True):
-        """Ids of `text`, with `</s>` appended; `<extra_id_i>`, `</s>`, `<pad>`, `<unk>` in text are one id."""
-        if not isinstance(text, str):
-            raise TypeError(f"encode expects a str, got {type(text).__name__}")
-        ids, pos = [], 0
-        if "<" in text:
-            for m in self._special_re.finditer(text):
-                ids += self.sp.encode(text[pos:m.start()])
-                ids.append(self._special[m.group()])
-                pos = m.end()
-        ids += self.sp.encode(text[pos:])
-        return ids + [self.eos_id] if add_eos else ids
+@add_to_class(Tokenizer)
+def is_sentinel(self, token_id):
+    """True when `token_id` is one of the sentinels `<extra_id_i>`."""
+    return self.num_pieces <= int(token_id) < self.vocab_size
 
-    def tokenize(self, text):
-        """The pieces of `text` as strings (no EOS), e.g. ['▁He', 'llo', '<extra_id_0>']."""
-        return [self.id_to_piece(i) for i in self.encode(text, add_eos=False)]
 
-    def id_to_piece(self, token_id):
-        token_id = int(token_id)
+@add_to_class(Tokenizer)
+@property
+def sentinel_ids(self):
+    """[id of <extra_id_0>, id of <extra_id_1>, ...] (decreasing)."""
+    return [self.sentinel_id(i) for i in range(self.extra_ids)]
+
+
+# §1.7 The `Tokenizer`, one piece at a time — chapters/01_tokenizer.ipynb, cell 44
+@add_to_class(Tokenizer)
+def encode(self, text, add_eos=True):
+    """Ids of `text`, with `</s>` appended; `<extra_id_i>`, `</s>`, `<pad>`, `<unk>` in text are one id."""
+    if not isinstance(text, str):
+        raise TypeError(f"encode expects a str, got {type(text).__name__}")
+    _check_text(text)
+    ids, pos = [], 0
+    if "<" in text:
+        for m in self._special_re.finditer(text):
+            ids += self.sp.encode(text[pos:m.start()])
+            ids.append(self._special[m.group()])
+            pos = m.end()
+    ids += self.sp.encode(text[pos:])
+    return [*ids, self.eos_id] if add_eos else ids
+
+
+@add_to_class(Tokenizer)
+def id_to_piece(self, token_id):
+    """The piece (or special token name) of one id."""
+    token_id = int(token_id)
+    if not 0 <= token_id < self.vocab_size:
+        raise ValueError(f"id {token_id} is outside the vocabulary [0, {self.vocab_size})")
+    return self._names.get(token_id) or self.sp.id_to_piece(token_id)
+
+
+@add_to_class(Tokenizer)
+def tokenize(self, text):
+    """The pieces of `text` as strings (no EOS), e.g. ['▁He', 'llo', '<extra_id_0>']."""
+    return [self.id_to_piece(i) for i in self.encode(text, add_eos=False)]
+
+
+# §1.7 The `Tokenizer`, one piece at a time — chapters/01_tokenizer.ipynb, cell 46
+@add_to_class(Tokenizer)
+def decode(self, ids, skip_special_tokens=True):
+    """Text of `ids` (a list, or a 1-D tensor/array).
+
+    With `skip_special_tokens=False`, special ids are written by name (`<extra_id_0>`, `</s>`,
+    `<pad>`, `<unk>`), as Hugging Face does. With `skip_special_tokens=True` (default), `<pad>`,
+    `</s>` and sentinels are dropped, and `<unk>` is written ` ⁇ ` as sentencepiece does, so that
+    unknown text never vanishes silently.
+    """
+    ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+    parts, run = [], []
+
+    def flush():
+        if run:
+            text = self.sp.decode(run)  # drops the leading ▁ of the run ...
+            if parts and self.sp.id_to_piece(run[0]).startswith("▁"):
+                text = " " + text  # ... which is a real space unless the run starts the text
+            parts.append(text)
+            run.clear()
+
+    for token_id in ids:
+        try:
+            token_id = operator.index(token_id)
+        except TypeError:
+            raise TypeError(f"decode expects integer ids, got {type(token_id).__name__}") from None
         if not 0 <= token_id < self.vocab_size:
             raise ValueError(f"id {token_id} is outside the vocabulary [0, {self.vocab_size})")
-        return self._names.get(token_id) or self.sp.id_to_piece(token_id)
-
-    def decode(self, ids, skip_special_tokens=True):
-        """Text of `ids` (a list, or a 1-D tensor/array).
-
-        With `skip_special_tokens=False`, special ids are written by name (`<extra_id_0>`, `</s>`,
-        `<pad>`, `<unk>`), as Hugging Face does. With `skip_special_tokens=True` (default), `<pad>`,
-        `</s>` and sentinels are dropped, and `<unk>` is written ` ⁇ ` as sentencepiece does, so that
-        unknown text never vanishes silently.
-        """
-        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
-        parts, run = [], []
-
-        def flush():
-            if run:
-                text = self.sp.decode(run)  # drops the leading ▁ of the run ...
-                if parts and self.sp.id_to_piece(run[0]).startswith("▁"):
-                    text = " " + text  # ... which is a real space unless the run starts the text
-                parts.append(text)
-                run.clear()
-
-        for token_id in ids:
-            try:
-                token_id = operator.index(token_id)
-            except TypeError:
-                raise TypeError(f"decode expects integer ids, got {type(token_id).__name__}") from None
-            if not 0 <= token_id < self.vocab_size:
-                raise ValueError(f"id {token_id} is outside the vocabulary [0, {self.vocab_size})")
-            if token_id in (PAD_ID, EOS_ID) or token_id >= self.num_pieces:
-                flush()
-                if not skip_special_tokens:
-                    parts.append(self._names[token_id])
-            elif token_id == UNK_ID and not skip_special_tokens:
-                flush()
+        if token_id in (PAD_ID, EOS_ID) or token_id >= self.num_pieces:
+            flush()
+            if not skip_special_tokens:
                 parts.append(self._names[token_id])
-            else:
-                run.append(token_id)
-        flush()
-        return "".join(parts)
-
-    # -- batches ------------------------------------------------------------------------------
-    def batch_encode(self, texts, max_length=None, padding="longest", truncation=True,
-                     return_tensors="pt", add_eos=True):
-        """Encode a list of texts into {"input_ids", "attention_mask"}.
-
-        padding: "longest" (or True), "max_length" (pad to `max_length`), or False (no padding).
-        truncation: cut sequences longer than `max_length`, keeping `</s>` last (as Hugging Face).
-        return_tensors: "pt" for int64 torch tensors, None for lists of lists.
-        """
-        if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
-            raise TypeError(f"batch_encode expects a list of str, got {type(texts).__name__} "
-                            "(use encode for a single text)")
-        if padding is True:
-            padding = "longest"
-        if padding not in ("longest", "max_length", False, None):
-            raise ValueError(f"padding must be 'longest', 'max_length' or False, got {padding!r}")
-        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
-                                       or max_length < 1):
-            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
-        if padding == "max_length" and max_length is None:
-            raise ValueError("padding='max_length' needs a max_length")
-        if return_tensors not in ("pt", None):
-            raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
-        sequences = []
-        for text in texts:
-            ids = self.encode(text, add_eos=False)
-            if truncation and max_length is not None and len(ids) + add_eos > max_length:
-                ids = ids[:max_length - add_eos]
-            sequences.append(ids + [self.eos_id] if add_eos else ids)
-        if padding:
-            length = max_length if padding == "max_length" else None
-            if length is not None:
-                length = max(length, max((len(s) for s in sequences), default=0))
-            input_ids, attention_mask = pad_batch(sequences, self.pad_id, length)
+        elif token_id == UNK_ID and not skip_special_tokens:
+            flush()
+            parts.append(self._names[token_id])
         else:
-            input_ids, attention_mask = sequences, [[1] * len(s) for s in sequences]
-        if return_tensors == "pt":
-            import torch
-
-            if len({len(s) for s in input_ids}) > 1:
-                raise ValueError("sequences have different lengths; use padding to return tensors")
-            width = len(input_ids[0]) if input_ids else 0
-            return {"input_ids": torch.tensor(input_ids, dtype=torch.long).reshape(len(input_ids), width),
-                    "attention_mask": torch.tensor(attention_mask, dtype=torch.long).reshape(len(input_ids), width)}
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-    def batch_decode(self, batch, skip_special_tokens=True):
-        batch = batch.tolist() if hasattr(batch, "tolist") else batch
-        return [self.decode(ids, skip_special_tokens) for ids in batch]
+            run.append(token_id)
+    flush()
+    return "".join(parts)
 
 
+# §1.7 The `Tokenizer`, one piece at a time — chapters/01_tokenizer.ipynb, cell 52
+@add_to_class(Tokenizer)
+def batch_encode(self, texts, max_length=None, padding="longest", truncation=True,
+                 return_tensors="pt", add_eos=True):
+    """Encode a list of texts into {"input_ids", "attention_mask"}.
+
+    padding: "longest" (or True), "max_length" (pad to `max_length`), or False (no padding).
+    truncation: cut sequences longer than `max_length`, keeping `</s>` last (as Hugging Face).
+    return_tensors: "pt" for int64 torch tensors, None for lists of lists.
+    """
+    padding = _check_batch_arguments(texts, max_length, "longest" if padding is True else padding,
+                                     return_tensors)
+    sequences = []
+    for text in texts:
+        ids = self.encode(text, add_eos=False)
+        if truncation and max_length is not None and len(ids) + add_eos > max_length:
+            ids = ids[:max_length - add_eos]
+        sequences.append([*ids, self.eos_id] if add_eos else ids)
+    if padding:
+        length = max_length if padding == "max_length" else None
+        if length is not None:
+            length = max(length, max((len(s) for s in sequences), default=0))
+        input_ids, attention_mask = pad_batch(sequences, self.pad_id, length)
+    else:
+        input_ids, attention_mask = sequences, [[1] * len(s) for s in sequences]
+    if return_tensors == "pt":
+        import torch
+
+        if len({len(s) for s in input_ids}) > 1:
+            raise ValueError("sequences have different lengths; use padding to return tensors")
+        shape = (len(input_ids), len(input_ids[0]) if input_ids else 0)
+        return {"input_ids": torch.tensor(input_ids, dtype=torch.long).reshape(shape),
+                "attention_mask": torch.tensor(attention_mask, dtype=torch.long).reshape(shape)}
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+@add_to_class(Tokenizer)
+def batch_decode(self, batch, skip_special_tokens=True):
+    """`decode` for every row of `batch` (a list of lists, or a 2-D tensor)."""
+    batch = batch.tolist() if hasattr(batch, "tolist") else batch
+    return [self.decode(ids, skip_special_tokens) for ids in batch]
+
+
+def _check_batch_arguments(texts, max_length, padding, return_tensors):
+    """Clear errors for bad `batch_encode` arguments; returns `padding`."""
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+        raise TypeError(f"batch_encode expects a list of str, got {type(texts).__name__} "
+                        "(use encode for a single text)")
+    if padding not in ("longest", "max_length", False, None):
+        raise ValueError(f"padding must be 'longest', 'max_length' or False, got {padding!r}")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
+                                   or max_length < 1):
+        raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+    if padding == "max_length" and max_length is None:
+        raise ValueError("padding='max_length' needs a max_length")
+    if return_tensors not in ("pt", None):
+        raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
+    return padding
+
+
+# §1.8 Training, saving, loading, and Google's `spiece.model` — chapters/01_tokenizer.ipynb, cell 56
+@add_to_class(Tokenizer)
+@classmethod
+def train(cls, corpus, out_dir=None, vocab_size=DEFAULT_VOCAB_SIZE, extra_ids=NUM_SENTINELS,
+          character_coverage=0.9995):
+    """Train on `corpus` (a UTF-8 text file path, or an iterable of lines); save to `out_dir` if given.
+
+    `vocab_size` is the full size, sentinels included: the model gets `vocab_size - extra_ids`
+    SentencePiece pieces. Deterministic.
+    """
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+    if vocab_size - extra_ids < 4:
+        raise ValueError(f"vocab_size={vocab_size} is too small: it must hold <pad>, </s>, <unk>, "
+                         f"{extra_ids} sentinels and at least one real piece (>= {extra_ids + 4})")
+    tok = cls(train_sentencepiece(corpus, vocab_size - extra_ids, character_coverage), extra_ids)
+    if out_dir is not None:
+        tok.save(out_dir)
+    return tok
+
+
+@add_to_class(Tokenizer)
+@classmethod
+def load(cls, path, extra_ids=NUM_SENTINELS):
+    """Load a `spiece.model` (T5's, or one saved by `save`): a file, or a directory holding one."""
+    path = Path(path)
+    file = path / SPIECE_FILENAME if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no SentencePiece model at {file}")
+    return cls(_load_processor(file.read_bytes(), f"tokenizer file {file}"), extra_ids)
+
+
+@add_to_class(Tokenizer)
+def save(self, out_dir):
+    """Write `out_dir/spiece.model` (atomically: a crash never leaves half a file); return its path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return atomic_write(out_dir / SPIECE_FILENAME, self._proto)
+
+
+# §1.8 Training, saving, loading, and Google's `spiece.model` — chapters/01_tokenizer.ipynb, cell 58
 def train_default_tokenizer(out_dir=None, vocab_size=DEFAULT_VOCAB_SIZE):
     """The book's tokenizer: trained on the training split of `pydoc_corpus()`; saved if `out_dir`."""
     return Tokenizer.train(pydoc_corpus("train"), out_dir, vocab_size=vocab_size)
+
+
+# §1.9 Under the hood — chapters/01_tokenizer.ipynb, cell 65
+@add_to_class(Tokenizer)
+def __getstate__(self):
+    """Pickle the model bytes, not the C++ processor (which cannot be pickled)."""
+    return {"proto": self._proto, "extra_ids": self.extra_ids}
+
+
+@add_to_class(Tokenizer)
+def __setstate__(self, state):
+    """Rebuild the tokenizer from the pickled model bytes."""
+    self.__init__(state["proto"], state["extra_ids"])
 
 
 __all__ = [

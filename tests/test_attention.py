@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import t5edu.attention as attention_module
 from t5edu.attention import (
     T5Attention,
     attention,
@@ -43,6 +44,45 @@ def test_fully_masked_row_is_finite():
     assert torch.isfinite(out).all() and torch.isfinite(w).all()
 
 
+def test_fused_function_equals_explicit_and_returns_no_weights():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 6, 5), torch.randn(2, 3, 6, 5)
+    bias = torch.randn(1, 3, 4, 6) + padding_bias(torch.tensor([[1, 1, 1, 1, 0, 0], [1] * 6]))
+    explicit, weights = attention(q, k, v, bias)
+    fused, none = attention(q, k, v, bias, fused=True)
+    assert none is None and weights.shape == (2, 3, 4, 6)
+    assert (fused - explicit).abs().max() < 1e-6
+
+
+def test_dropout_only_when_training():
+    torch.manual_seed(0)
+    q = k = v = torch.randn(1, 2, 8, 4)
+    plain, w = attention(q, k, v)
+    assert torch.equal(attention(q, k, v, dropout_p=0.5, training=False)[0], plain)
+    dropped, w_dropped = attention(q, k, v, dropout_p=0.5, training=True)
+    assert not torch.equal(dropped, plain)
+    assert torch.equal(w_dropped, w)  # the returned weights are the ones before dropout
+
+
+def test_module_computes_through_the_one_attention_function(monkeypatch):
+    calls = []
+    original = attention_module.attention
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("fused"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(attention_module, "attention", spy)
+    attn = T5Attention(8, 2, 4)
+    x = torch.randn(1, 3, 8)
+    attn(x)
+    attn.use_sdpa = True
+    attn(x)
+    attn.record_weights = True  # weights are needed: the explicit path even with use_sdpa
+    attn(x)
+    assert calls == [False, True, False]
+
+
 def test_split_merge_roundtrip():
     x = torch.randn(2, 7, 12)
     h = split_heads(x, 4)
@@ -80,7 +120,7 @@ def test_sdpa_backward_matches_explicit():
         attn.zero_grad()
         attn(x, bias=attn.relative_attention_bias(6, 6)).pow(2).sum().backward()
         grads.append([p.grad.clone() for p in attn.parameters()])
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
 
 
@@ -113,11 +153,16 @@ def test_bf16_bias_is_finite():
 
 # --- parity with transformers' T5Attention ---------------------------------------------------------------
 
-transformers = pytest.importorskip("transformers")
-from transformers.models.t5 import modeling_t5 as hf_t5
+def _hf():
+    """transformers and its T5 modelling module, or skip the test when transformers is missing."""
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.t5 import modeling_t5
+
+    return transformers, modeling_t5
 
 
 def _hf_config(**kw):
+    transformers, _ = _hf()
     base = dict(vocab_size=50, d_model=24, d_kv=10, d_ff=40, num_layers=2, num_heads=3, dropout_rate=0.0,
                 relative_attention_num_buckets=16, relative_attention_max_distance=40)
     return transformers.T5Config(**{**base, **kw}, attn_implementation="eager")
@@ -127,10 +172,11 @@ def _hf_config(**kw):
 def test_self_attention_with_bias_and_masks_matches_hf(is_decoder):
     torch.manual_seed(0)
     cfg = _hf_config(is_decoder=is_decoder)
-    hf = hf_t5.T5Attention(cfg, has_relative_attention_bias=True, layer_idx=0).eval()
+    hf = _hf()[1].T5Attention(cfg, has_relative_attention_bias=True, layer_idx=0).eval()
     for p in hf.parameters():
         torch.nn.init.normal_(p, std=0.3)
-    ours = T5Attention(24, 3, 10, relative_attention_bias=RelativePositionBias(3, 16, 40, bidirectional=not is_decoder))
+    table = RelativePositionBias(3, 16, 40, bidirectional=not is_decoder)
+    ours = T5Attention(24, 3, 10, relative_attention_bias=table)
     ours.load_state_dict(hf.state_dict())
     x = torch.randn(2, 50, 24)
     pad = torch.ones(2, 50, dtype=torch.long)
@@ -148,7 +194,7 @@ def test_self_attention_with_bias_and_masks_matches_hf(is_decoder):
 def test_cross_attention_matches_hf():
     torch.manual_seed(0)
     cfg = _hf_config(is_decoder=True)
-    hf = hf_t5.T5Attention(cfg, has_relative_attention_bias=False, layer_idx=0).eval()
+    hf = _hf()[1].T5Attention(cfg, has_relative_attention_bias=False, layer_idx=0).eval()
     for p in hf.parameters():
         torch.nn.init.normal_(p, std=0.3)
     ours = T5Attention(24, 3, 10)

@@ -1,4 +1,4 @@
-"""Chapter 03: bucket function (bit-exact with Hugging Face for every distance in [-300, 300]) and the table."""
+"""Chapter 03: bucket function (bit-exact with Hugging Face for every distance in [-300, 300]), the table."""
 
 import pytest
 import torch
@@ -35,13 +35,18 @@ def test_table_bias_shape_offset_and_diagonals():
     assert list(table.state_dict()) == ["weight"]
 
 
-transformers = pytest.importorskip("transformers")
-from transformers.models.t5.modeling_t5 import T5Attention as HFAttention
+def _hf():
+    """transformers and its T5Attention class, or skip the test when transformers is missing."""
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.t5.modeling_t5 import T5Attention
+
+    return transformers, T5Attention
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])
 @pytest.mark.parametrize("num_buckets,max_distance", SETTINGS)
 def test_bucket_equals_hf_for_every_distance(bidirectional, num_buckets, max_distance):
+    HFAttention = _hf()[1]
     rel = torch.arange(-300, 301)
     assert rel.numel() == 601
     ours = relative_position_bucket(rel, bidirectional, num_buckets, max_distance)
@@ -57,6 +62,7 @@ def test_bucket_equals_hf_for_every_distance(bidirectional, num_buckets, max_dis
 @pytest.mark.parametrize("is_decoder", [False, True])
 def test_compute_bias_equals_hf(is_decoder):
     torch.manual_seed(0)
+    transformers, HFAttention = _hf()
     cfg = transformers.T5Config(d_model=16, num_heads=4, d_kv=4, relative_attention_num_buckets=24,
                                 relative_attention_max_distance=60, is_decoder=is_decoder,
                                 attn_implementation="eager")

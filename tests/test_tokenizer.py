@@ -21,7 +21,7 @@ from t5edu.tokenizer import (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Strings that exercise normalization, unknown characters, whitespace and special strings.
-TRICKY = ["", " ", "   leading and   inner   spaces  ", "ﬁle ① ２ Ａ", "日本語 and Ελληνικά αβγ",
+TRICKY = ["", " ", "   leading and   inner   spaces  ", "ﬁle ① \uff12 \uff21", "日本語 and Ελληνικά αβγ",
           "tab\tand\nnewline", "x\u00a0y", "=" * 70, "|" + "=" * 30 + "|" + "=" * 20 + "|",
           "café naïve résumé", "a\u0301", "🙂 emoji 🙂🙂", "__init__(self, *args, **kwargs)"]
 WITH_SPECIALS = ["Hello <extra_id_0> world", "Hello<extra_id_0>world.", "<extra_id_0>. x <extra_id_1>",
@@ -75,7 +75,8 @@ def test_sentinels(tok):
     n = tok.vocab_size
     assert tok.sentinel_id(0) == n - 1 and tok.sentinel_id(99) == n - 100 == tok.num_pieces
     assert tok.sentinel_ids == list(range(n - 1, n - 101, -1))
-    assert tok.is_sentinel(n - 1) and tok.is_sentinel(tok.num_pieces) and not tok.is_sentinel(tok.num_pieces - 1)
+    assert tok.is_sentinel(n - 1) and tok.is_sentinel(tok.num_pieces)
+    assert not tok.is_sentinel(tok.num_pieces - 1)
     assert not tok.is_sentinel(tok.eos_id) and tok.is_sentinel(torch.tensor(n - 5))
     assert tok.id_to_piece(tok.sentinel_id(7)) == "<extra_id_7>"
     for bad in (-1, 100, 1.0, "0"):
@@ -118,7 +119,7 @@ def test_viterbi_rejects_non_strings(tok):
 
 def test_encode_appends_eos_and_matches_sentencepiece(tok, heldout):
     for line in heldout[:200] + TRICKY:
-        assert tok.encode(line) == tok.sp.encode(line) + [tok.eos_id]
+        assert tok.encode(line) == [*tok.sp.encode(line), tok.eos_id]
         assert tok.encode(line, add_eos=False) == tok.sp.encode(line)
 
 
@@ -126,10 +127,12 @@ def test_encode_recognises_special_strings(tok):
     s = tok.sentinel_id
     assert tok.encode("<extra_id_0>") == [s(0), 1]
     assert tok.encode("Hello<extra_id_3>world", add_eos=False) == (
-        tok.sp.encode("Hello") + [s(3)] + tok.sp.encode("world"))
+        [*tok.sp.encode("Hello"), s(3), *tok.sp.encode("world")])
     assert tok.encode("<extra_id_99><extra_id_98>", add_eos=False) == [s(99), s(98)]
-    assert tok.encode("a </s> b <pad><unk>", add_eos=False) == tok.sp.encode("a") + [1] + tok.sp.encode("b") + [0, 2]
-    assert tok.encode("<extra_id_100>", add_eos=False) == tok.sp.encode("<extra_id_100>")  # only 100 sentinels
+    expected = [*tok.sp.encode("a"), 1, *tok.sp.encode("b"), 0, 2]
+    assert tok.encode("a </s> b <pad><unk>", add_eos=False) == expected
+    # only 100 sentinels: <extra_id_100> is plain text
+    assert tok.encode("<extra_id_100>", add_eos=False) == tok.sp.encode("<extra_id_100>")
     assert tok.tokenize("x<extra_id_0>") == ["▁x", "<extra_id_0>"]
 
 
@@ -153,8 +156,8 @@ def test_decode_special_tokens(tok):
     ids = tok.encode(text)
     assert tok.decode(ids, skip_special_tokens=False) == text + "</s>"
     assert tok.decode(ids) == "The with statement a block."
-    assert tok.decode(ids + [0, 0], skip_special_tokens=False).endswith("</s><pad><pad>")
-    assert tok.decode([tok.sentinel_id(0)] + tok.encode("x", add_eos=False), skip_special_tokens=False) == \
+    assert tok.decode([*ids, 0, 0], skip_special_tokens=False).endswith("</s><pad><pad>")
+    assert tok.decode([tok.sentinel_id(0), *tok.encode("x", add_eos=False)], skip_special_tokens=False) == \
         "<extra_id_0> x"
     assert tok.decode([]) == ""
     unknown = tok.encode("日本 x", add_eos=False)
@@ -176,7 +179,8 @@ def test_decode_rejects_bad_ids(tok):
 # -- batches ---------------------------------------------------------------------------------------
 
 def test_pad_batch():
-    assert pad_batch([[5, 6, 1], [7, 1], []]) == ([[5, 6, 1], [7, 1, 0], [0, 0, 0]], [[1, 1, 1], [1, 1, 0], [0, 0, 0]])
+    assert pad_batch([[5, 6, 1], [7, 1], []]) == (
+        [[5, 6, 1], [7, 1, 0], [0, 0, 0]], [[1, 1, 1], [1, 1, 0], [0, 0, 0]])
     assert pad_batch([[4]], pad_id=9, length=3) == ([[4, 9, 9]], [[1, 0, 0]])
 
 
@@ -186,7 +190,7 @@ def test_batch_encode_longest(tok):
     ids, mask = batch["input_ids"], batch["attention_mask"]
     lengths = [len(tok.encode(t)) for t in texts]
     assert ids.dtype == torch.long and mask.dtype == torch.long and ids.shape == (3, max(lengths))
-    for row, text, n in zip(range(3), texts, lengths):
+    for row, text, n in zip(range(3), texts, lengths, strict=True):
         assert ids[row, :n].tolist() == tok.encode(text)
         assert (ids[row, n:] == tok.pad_id).all() and mask[row].tolist() == [1] * n + [0] * (ids.shape[1] - n)
 
@@ -194,7 +198,7 @@ def test_batch_encode_longest(tok):
 def test_batch_encode_truncation_keeps_eos_last(tok):
     long = "A tuple is an immutable sequence type, usually used to store heterogeneous data."
     batch = tok.batch_encode([long, "x"], max_length=5, padding="max_length", return_tensors=None)
-    assert batch["input_ids"][0] == tok.encode(long)[:4] + [tok.eos_id]
+    assert batch["input_ids"][0] == [*tok.encode(long)[:4], tok.eos_id]
     assert batch["input_ids"][1] == tok.encode("x") + [0] * (5 - len(tok.encode("x")))
     assert batch["attention_mask"][0] == [1] * 5
     no_cut = tok.batch_encode([long], max_length=5, truncation=False, return_tensors=None)
@@ -229,11 +233,13 @@ def test_batch_encode_without_padding_and_errors(tok):
 
 def test_save_and_load(tok, tmp_path):
     path = tok.save(tmp_path / "model")
-    assert path == tmp_path / "model" / "spiece.model" and path.read_bytes() == tok.sp.serialized_model_proto()
+    assert path == tmp_path / "model" / "spiece.model"
+    assert path.read_bytes() == tok.sp.serialized_model_proto()
     assert sorted(p.name for p in path.parent.iterdir()) == ["spiece.model"]  # no temporary file left
     for source in (path.parent, path, str(path)):
         again = Tokenizer.load(source)
-        assert again.vocab_size == tok.vocab_size and again.encode("Hello <extra_id_0>") == tok.encode("Hello <extra_id_0>")
+        assert again.vocab_size == tok.vocab_size
+        assert again.encode("Hello <extra_id_0>") == tok.encode("Hello <extra_id_0>")
     tok.save(path.parent)  # overwriting is fine
     assert Tokenizer.load(path.parent).sp.serialized_model_proto() == tok.sp.serialized_model_proto()
 
@@ -264,7 +270,7 @@ def test_training_errors(tmp_path):
     with pytest.raises(TypeError, match="corpus lines must be str"):
         Tokenizer.train([b"bytes"])
     lines = pydoc_corpus("heldout")
-    with pytest.raises(ValueError, match="too small.*sentinels"):
+    with pytest.raises(ValueError, match=r"too small.*sentinels"):
         Tokenizer.train(lines, vocab_size=100)
     with pytest.raises(ValueError, match="smaller than required_chars"):
         Tokenizer.train(lines, vocab_size=150)
@@ -280,13 +286,57 @@ def test_loading_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no SentencePiece model"):
         Tokenizer.load(tmp_path)  # a directory without spiece.model
     (tmp_path / "corrupt.model").write_bytes(b"this is not a protobuf \x00\xff" * 10)
-    with pytest.raises(ValueError, match="not a valid SentencePiece model"):
+    with pytest.raises(ValueError, match="not a valid SentencePiece model") as err:
         Tokenizer.load(tmp_path / "corrupt.model")
+    assert f"tokenizer file {tmp_path / 'corrupt.model'} is not a valid" in str(err.value)
     (tmp_path / "empty.model").write_bytes(b"")
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="empty") as err:
         Tokenizer.load(tmp_path / "empty.model")
+    assert str(tmp_path / "empty.model") in str(err.value)
     with pytest.raises(TypeError, match="SentencePieceProcessor"):
         Tokenizer("spiece.model")
+
+
+def test_corrupt_spiece_model_in_a_directory_is_named(tok, tmp_path):
+    good = tok.save(tmp_path).read_bytes()
+    (tmp_path / "spiece.model").write_bytes(good[: len(good) // 3] + b"\xff\xfe garbage")
+    with pytest.raises(ValueError, match="not a valid SentencePiece model") as err:
+        Tokenizer.load(tmp_path)
+    assert str(tmp_path / "spiece.model") in str(err.value)
+
+
+def test_corpus_file_that_is_not_utf8_names_the_file(tmp_path):
+    corpus = tmp_path / "latin1.txt"
+    corpus.write_bytes("café au lait\n".encode("latin-1") * 20)
+    with pytest.raises(ValueError, match="is not UTF-8 text") as err:
+        Tokenizer.train(corpus, vocab_size=200)
+    assert str(corpus) in str(err.value) and "0xe9" in str(err.value)
+    with pytest.raises(ValueError, match="is not UTF-8 text"):
+        train_sentencepiece(corpus, 100)
+
+
+def test_lone_surrogate_is_a_clear_value_error(tok):
+    with pytest.raises(ValueError, match=r"text contains a lone surrogate '\\ud800' at position 4"):
+        tok.encode("bad \ud800 text")
+    with pytest.raises(ValueError, match="lone surrogate"):
+        tok.batch_encode(["fine", "bad \udfff"])
+    with pytest.raises(ValueError, match="lone surrogate"):
+        viterbi_encode("\ud800", tok.sp)
+    with pytest.raises(ValueError, match=r"corpus line 2 contains a lone surrogate"):
+        Tokenizer.train(["a fine line", "x \ud800"], vocab_size=200)
+
+
+def test_methods_live_on_the_class_and_save_is_atomic(tok, tmp_path, monkeypatch):
+    import t5edu.tokenizer as module
+
+    for name in ("encode", "decode", "batch_encode", "batch_decode", "save", "sentinel_id", "tokenize"):
+        assert callable(getattr(Tokenizer, name)) and name not in module.__all__
+    assert isinstance(Tokenizer.__dict__["train"], classmethod)
+    assert isinstance(Tokenizer.__dict__["sentinel_ids"], property)
+    calls = []
+    monkeypatch.setattr(module, "atomic_write", lambda path, data: calls.append(path) or path)
+    tok.save(tmp_path)
+    assert calls == [tmp_path / "spiece.model"]
 
 
 def test_rejects_models_without_t5_conventions():
