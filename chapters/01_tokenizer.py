@@ -62,8 +62,6 @@ import io
 import operator
 import os
 import re
-import weakref
-from array import array
 from pathlib import Path
 
 import sentencepiece as spm
@@ -269,7 +267,12 @@ assert unk_words / len(held_words) < 0.01
 # Finally, the processor **merges consecutive `<unk>` pieces** into one.
 
 # %%
-#| export
+#| export segmentation
+import weakref
+from array import array
+
+from t5edu.tokenizer import _check_text
+
 _PIECE_TABLES = weakref.WeakKeyDictionary()  # processor -> its lookup table, built once
 
 
@@ -296,7 +299,7 @@ def _piece_table(sp_model):
 # With that table, the search itself: one pass filling `best`, `start` and `last`, one walk back.
 
 # %%
-#| export
+#| export segmentation
 def viterbi_encode(text, sp_model):
     """Most probable unigram segmentation of `text`, as ids; equals `sp_model.encode(text)`.
 
@@ -359,7 +362,7 @@ assert same32 == len(heldout_lines) >= 1000
 # %% [markdown]
 # Exact on every held-out line. (§1.9 shows what goes wrong without detail 4, and how much slower
 # pure Python is.) `t5edu.Tokenizer` calls sentencepiece's C++ for speed; `viterbi_encode` stays in
-# the package as the readable reference (`from t5edu.tokenizer import viterbi_encode`).
+# the package as the readable reference (`from t5edu.segmentation import viterbi_encode`).
 #
 # ## 1.4 A picture of the lattice
 #
@@ -1061,8 +1064,9 @@ shutil.rmtree(bad_dir)
 # ```python
 # from t5edu import Tokenizer                      # train / load / save, encode / decode,
 #                                                  # batch_encode, sentinel_id, is_sentinel
-# from t5edu.tokenizer import (viterbi_encode, pydoc_corpus, train_default_tokenizer,
-#                              train_sentencepiece, pad_batch, sentinel_token)
+# from t5edu.tokenizer import (pydoc_corpus, train_default_tokenizer, train_sentencepiece,
+#                              pad_batch, sentinel_token)
+# from t5edu.segmentation import viterbi_encode    # Viterbi by hand, §1.3
 # ```
 #
 # Next, Chapter 02 turns ids into vectors and builds attention.

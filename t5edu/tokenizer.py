@@ -6,8 +6,6 @@ import io
 import operator
 import os
 import re
-import weakref
-from array import array
 from pathlib import Path
 
 import sentencepiece as spm
@@ -111,70 +109,6 @@ def train_sentencepiece(corpus, num_pieces, character_coverage=0.9995):
         raise ValueError(f"sentencepiece could not train a {num_pieces}-piece model on "
                          f"{len(lines)} lines: {message}") from None
     return model.getvalue()
-
-
-# §1.3 Unigram segmentation from scratch: Viterbi — chapters/01_tokenizer.ipynb, cell 15
-_PIECE_TABLES = weakref.WeakKeyDictionary()  # processor -> its lookup table, built once
-
-
-def _piece_table(sp_model):
-    """(piece -> id, scores by id, longest piece length, unk score, unk id) for `sp_model`."""
-    table = _PIECE_TABLES.get(sp_model)
-    if table is None:
-        pieces, scores, normal = {}, [], []
-        for i in range(sp_model.get_piece_size()):
-            scores.append(sp_model.get_score(i))
-            if sp_model.is_byte(i):
-                raise ValueError("viterbi_encode does not support byte-fallback models (T5's has none)")
-            if sp_model.is_control(i) or sp_model.is_unknown(i) or sp_model.is_unused(i):
-                continue  # never matched against text
-            pieces[sp_model.id_to_piece(i)] = i
-            normal.append(scores[i])
-        unk_score = array("f", [min(normal) - 10.0])[0]  # kUnkPenalty = 10, in float32
-        table = (pieces, scores, max(map(len, pieces)), unk_score, sp_model.unk_id())
-        _PIECE_TABLES[sp_model] = table
-    return table
-
-
-# §1.3 Unigram segmentation from scratch: Viterbi — chapters/01_tokenizer.ipynb, cell 17
-def viterbi_encode(text, sp_model):
-    """Most probable unigram segmentation of `text`, as ids; equals `sp_model.encode(text)`.
-
-    `text` is raw text: it is normalized inside with `sp_model.normalize` (NFKC, whitespace, `▁`).
-    `sp_model` is a `sentencepiece.SentencePieceProcessor` holding a unigram model without byte
-    fallback or user-defined symbols (T5's). No EOS is appended. Runs of unknown characters become
-    one `<unk>` id, as in sentencepiece.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"viterbi_encode expects a str, got {type(text).__name__}")
-    _check_text(text)
-    pieces, scores, max_len, unk_score, unk_id = _piece_table(sp_model)
-    s = sp_model.normalize(text)
-    n = len(s)
-    best = array("f", [0.0]) * (n + 1)  # best[j]: score of the best segmentation of s[:j] (float32)
-    start = [-1] * (n + 1)  # start[j]: where the last piece of that segmentation begins (-1: none yet)
-    last = [unk_id] * (n + 1)  # last[j]: the id of that piece
-    f32 = array("f", [0.0])  # scratch cell: storing a float here rounds it to float32
-    for i in range(n):
-        base, has_single = best[i], False
-        for j in range(i + 1, min(n, i + max_len) + 1):
-            pid = pieces.get(s[i:j])
-            if pid is None:
-                continue
-            f32[0] = scores[pid] + base
-            if start[j] < 0 or f32[0] > best[j]:  # strictly better: ties keep the earliest start
-                best[j], start[j], last[j] = f32[0], i, pid
-            has_single = has_single or j == i + 1
-        if not has_single:  # unknown character: a one-character <unk> edge
-            f32[0] = unk_score + base
-            if start[i + 1] < 0 or f32[0] > best[i + 1]:
-                best[i + 1], start[i + 1], last[i + 1] = f32[0], i, unk_id
-    ids, j = [], n
-    while j > 0:
-        ids.append(last[j])
-        j = start[j]
-    ids.reverse()
-    return [t for k, t in enumerate(ids) if not (t == unk_id and k > 0 and ids[k - 1] == unk_id)]
 
 
 # §1.5 Sentinels and special ids — chapters/01_tokenizer.ipynb, cell 28
@@ -487,5 +421,4 @@ __all__ = [
     'sentinel_token',
     'train_default_tokenizer',
     'train_sentencepiece',
-    'viterbi_encode',
 ]

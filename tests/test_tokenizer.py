@@ -9,13 +9,13 @@ import sentencepiece as spm
 import torch
 
 from t5edu import Tokenizer
+from t5edu.segmentation import viterbi_encode
 from t5edu.tokenizer import (
     DEFAULT_VOCAB_SIZE,
     pad_batch,
     pydoc_corpus,
     train_default_tokenizer,
     train_sentencepiece,
-    viterbi_encode,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
