@@ -41,7 +41,7 @@ def work(tmp_path_factory):
                       num_decoder_layers=1, num_heads=2, relative_attention_num_buckets=8,
                       relative_attention_max_distance=16)
     T5(config).save_pretrained(model)
-    for name, damage in {"bad_config": "config", "truncated": "weights"}.items():
+    for name, damage in {"bad_config": "config", "cut_weights": "weights"}.items():
         broken = work / name
         broken.mkdir()
         for file in model.iterdir():
@@ -129,8 +129,8 @@ MATRIX = {
     "generate model path typo": (["generate", "--model", "{work}/modle", "copy: a b"], ["modle"]),
     "generate config.json not JSON": (["generate", "--model", "{work}/bad_config", "copy: a b"],
                                       ["bad_config", "JSON"]),
-    "generate truncated model.safetensors": (["generate", "--model", "{work}/truncated", "copy: a b"],
-                                             ["truncated", "model.safetensors"]),
+    "generate truncated model.safetensors": (["generate", "--model", "{work}/cut_weights", "copy: a b"],
+                                             ["cut_weights", "safetensors"]),
     "train --lr -1": ([*TRAIN, "--lr", "-1"], ["--lr", "> 0"]),
     "train --lr inf": ([*TRAIN, "--lr", "inf"], ["--lr", "finite"]),
     "train --batch-size 0": ([*TRAIN, "--batch-size", "0"], ["--batch-size", ">= 1"]),
