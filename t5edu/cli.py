@@ -19,6 +19,7 @@ import sys
 import traceback
 
 from t5edu.errors import is_user_error, user_error_message
+from t5edu.extras import as_missing_extra
 
 # name -> (module, one-line help)
 COMMANDS = {
@@ -111,6 +112,7 @@ def main(argv=None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as err:
+        err = as_missing_extra(err) or err  # an extra's package not installed: a user error, not a bug
         if is_user_error(err):
             if debug:
                 traceback.print_exc()

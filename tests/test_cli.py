@@ -254,6 +254,15 @@ def test_library_errors_are_user_errors(monkeypatch, capsys):
     _assert_clean_refusal(status, stderr, ['pip install "t5edu[eval]"'])
 
 
+def test_a_missing_extra_names_the_extra_and_other_missing_modules_are_bugs(monkeypatch, capsys):
+    missing = ModuleNotFoundError("No module named 'rouge_score'", name="rouge_score")
+    status, _, stderr = _run(_fake_command(monkeypatch, missing), capsys)
+    _assert_clean_refusal(status, stderr, ["rouge_score", 'pip install "t5edu[eval]"'])
+    missing = ModuleNotFoundError("No module named 't5edu.nope'", name="t5edu.nope")
+    status, _, stderr = _run(_fake_command(monkeypatch, missing), capsys)
+    assert status == 1 and "Traceback" in stderr
+
+
 def test_long_messages_are_cut_to_three_lines(monkeypatch, capsys):
     error = errors.UsageError("\n".join(f"tensor {i} is missing" for i in range(10)))
     status, _, stderr = _run(_fake_command(monkeypatch, error), capsys)
