@@ -52,8 +52,8 @@ def work(tmp_path_factory):
             data = (model / "model.safetensors").read_bytes()
             (broken / "model.safetensors").write_bytes(data[: len(data) // 3])
     (work / "corrupt.model").write_bytes(b"this is not a sentencepiece model\n" * 4)
-    (work / "empty.jsonl").write_bytes(b"")
-    (work / "float_label.jsonl").write_text(json.dumps({"sentence": "a fine film", "label": 1.0}) + "\n")
+    (work / "no_rows.jsonl").write_bytes(b"")  # names without the words the messages must say
+    (work / "fractional.jsonl").write_text(json.dumps({"sentence": "a fine film", "label": 1.0}) + "\n")
     sst2 = [{"sentence": f"film number {i} is {'good' if i % 2 else 'bad'}", "label": i % 2}
             for i in range(8)]
     (work / "sst2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sst2))
@@ -145,8 +145,8 @@ MATRIX = {
     "train into another run without --resume": (
         ["train", "--out", "{work}/previous_run"],
         ["previous_run", "already holds a run", "--resume", "--overwrite"]),
-    "finetune empty .jsonl": ([*FT, "--data", "{work}/empty.jsonl"], ["empty.jsonl", "empty"]),
-    "finetune float label": ([*FT, "--data", "{work}/float_label.jsonl"], ["float_label.jsonl", "label"]),
+    "finetune empty .jsonl": ([*FT, "--data", "{work}/no_rows.jsonl"], ["no_rows.jsonl", "empty"]),
+    "finetune float label": ([*FT, "--data", "{work}/fractional.jsonl"], ["fractional.jsonl", "label"]),
     "finetune --limit -3": ([*FT, "--data", "{work}/sst2.jsonl", "--limit", "-3"], ["--limit", ">= 0"]),
     "finetune --batch-size 0": ([*FT, "--data", "{work}/sst2.jsonl", "--batch-size", "0"],
                                 ["--batch-size", ">= 1"]),
