@@ -219,6 +219,16 @@ def _terminate_raises():
             signal.signal(sig, old)
 
 
+def _remove_if_empty(folders):
+    """Remove the folders this claim created (deepest first) if the run left them empty: a command
+    refused for bad input leaves no trace."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the run wrote something), or gone
+            return
+
+
 def _warn(message):
     print(message, file=sys.stderr)
 
@@ -227,11 +237,12 @@ def _warn(message):
 def claim_run_dir(path, *, resume=False, overwrite=False, log=_warn):
     """Make `path` this process's run folder for the duration of the `with` block; yields it as a Path.
 
-    Creates the folder if needed and locks it (a second claim refuses at once with RunFolderLocked; a
-    stale lock is taken over with a warning). A folder holding another run is refused with RunFolderTaken,
-    unless `resume` (keep it, to continue) or `overwrite` (move it aside to `NAME.old-STAMP/`, then start
-    afresh). Both errors are UsageErrors: the command line prints them in one line and exits 2.
-    Under torchrun, ranks other than 0 only wait for the folder to exist. `log` prints the warnings.
+    Creates the folder if needed (and removes it again if the block leaves it empty) and locks it: a
+    second claim refuses at once with RunFolderLocked; a stale lock is taken over with a warning. A
+    folder holding another run is refused with RunFolderTaken, unless `resume` (keep it, to continue)
+    or `overwrite` (move it aside to `NAME.old-STAMP/`, then start afresh). Both errors are
+    UsageErrors: the command line prints them in one line and exits 2. Under torchrun, ranks other
+    than 0 neither check nor lock (rank 0 does it for all). `log` prints the warnings.
     """
     path = Path(path)
     if resume and overwrite:
@@ -244,6 +255,7 @@ def claim_run_dir(path, *, resume=False, overwrite=False, log=_warn):
     if int(os.environ.get("RANK", "0")) != 0:
         yield path
         return
+    created = [p for p in (path.absolute(), *path.absolute().parents) if not p.exists()]
     path.mkdir(parents=True, exist_ok=True)
     with _terminate_raises():
         info = _acquire(path, log)
@@ -261,3 +273,4 @@ def claim_run_dir(path, *, resume=False, overwrite=False, log=_warn):
             yield path
         finally:
             _release(path, info)
+            _remove_if_empty(created)

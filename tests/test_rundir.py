@@ -66,13 +66,19 @@ def test_claim_creates_locks_and_releases(tmp_path, umask_022):
         assert info["pid"] == os.getpid() and info["host"] == socket.gethostname() and info["started"]
         assert _mode(out / LOCK_NAME) == 0o644
         assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # no temporary file left behind
-    assert not (out / LOCK_NAME).exists()
+        (out / "config.json").write_text("{}")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
 
 
-def test_lock_released_on_exception(tmp_path):
-    with pytest.raises(RuntimeError, match="boom"), claim_run_dir(tmp_path / "run"):
+def test_lock_released_on_exception_and_an_empty_new_folder_removed(tmp_path):
+    with pytest.raises(RuntimeError, match="boom"), claim_run_dir(tmp_path / "a" / "run"):
         raise RuntimeError("boom")
-    assert not (tmp_path / "run" / LOCK_NAME).exists()
+    assert list(tmp_path.iterdir()) == []  # created for nothing: removed, parents too
+    with pytest.raises(RuntimeError, match="boom"), claim_run_dir(tmp_path / "a" / "run"):
+        (tmp_path / "a" / "run" / "metrics.jsonl").write_text("{}\n")
+        raise RuntimeError("boom")
+    assert not (tmp_path / "a" / "run" / LOCK_NAME).exists()
+    assert (tmp_path / "a" / "run" / "metrics.jsonl").exists()  # what the run wrote stays
 
 
 def test_folder_with_a_run_is_refused_and_kept(tmp_path):
