@@ -108,13 +108,16 @@ def test_core_install_loads_trains_and_generates(lean_venv):
 @pytest.mark.parametrize(("argv", "extra"), [
     (["finetune", "--model", "model", "--task", "classify", "--data", "rows.jsonl", "--out", "ft"],
      r"(hub|eval)"),
-    (["book", "--check-pairs"], r"book"),
+    (["book", "chapters/01_empty.ipynb"], r"book"),
 ])
 def test_a_command_whose_extra_is_missing_says_which_to_install(lean_venv, argv, extra):
     import re
 
     venv, work = lean_venv
     (work / "rows.jsonl").write_text('{"sentence": "a fine film", "label": 1}\n')
+    (work / "chapters").mkdir(exist_ok=True)
+    (work / "chapters" / "01_empty.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, '
+                                                       '"nbformat_minor": 5}\n')
     proc = _run([venv / "bin" / "t5edu", *argv], cwd=work, env=_env(venv))
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
