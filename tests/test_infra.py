@@ -8,11 +8,19 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import tomllib
 
 from t5edu.authoring import book, mirror
 from t5edu.classroom import exercises
 from t5edu.classroom.checks._core import exercise, expect_close, expect_equal, fail
+from t5edu.extras import MODULE_EXTRAS
+
+try:
+    import tomllib  # Python >= 3.11
+except ModuleNotFoundError:  # Python 3.10: the same parser, as tomli or inside pip
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        from pip._vendor import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def _notebook(path, cells):
     nb = nbformat.v4.new_notebook()
     for kind, src in cells:
-        nb.cells.append(nbformat.v4.new_code_cell(src) if kind == "code" else nbformat.v4.new_markdown_cell(src))
+        cell = nbformat.v4.new_code_cell(src) if kind == "code" else nbformat.v4.new_markdown_cell(src)
+        nb.cells.append(cell)
     nb.metadata["jupytext"] = {"formats": "ipynb,py:percent"}
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
@@ -45,10 +54,10 @@ def test_mirror_writes_header_provenance_and_all(tiny_book):
     text = (tiny_book / "t5edu/demo.py").read_text()
     assert text.startswith(mirror.GENERATED_MARK + " chapters/01_demo.ipynb.")
     assert "# §1.1 Doubling — chapters/01_demo.ipynb, cell 2" in text
-    assert "__all__ = ['double']" in text
+    assert "__all__ = [\n    'double',\n]" in text  # one name per line
     assert "assert double" not in text  # unexported cells stay in the book
     other = (tiny_book / "t5edu/other.py").read_text()
-    assert "__all__ = ['HIGH', 'LIMIT', 'LOW']" in other and "§1.2 Constants" in other
+    assert "__all__ = [\n    'HIGH',\n    'LIMIT',\n    'LOW',\n]" in other and "§1.2 Constants" in other
 
 
 def test_mirror_check_fails_when_exported_cell_edited_without_remirroring(tiny_book):
@@ -207,13 +216,40 @@ CONDA_ALIASES = {"pytorch": "torch"}  # conda-forge name -> PyPI name
 
 
 def _names(requirements):
-    names = {re.split(r"[<>=!~ \[;]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+    names = {re.split(r"[<>=!~ \[;]", r.strip(), maxsplit=1)[0].lower().replace("_", "-")
+             for r in requirements}
     return {CONDA_ALIASES.get(n, n) for n in names}
 
 
+def _extra(project, name):
+    """The requirements of one extra, with `t5edu[a,b]` (an extra naming others) expanded."""
+    found = []
+    for requirement in project["optional-dependencies"][name]:
+        nested = re.fullmatch(r"t5edu\[([\w,\s-]+)\]", requirement.strip())
+        if nested:
+            for other in nested.group(1).split(","):
+                found += _extra(project, other.strip())
+        else:
+            found.append(requirement)
+    return found
+
+
+def _project():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def test_every_extra_module_belongs_to_its_extra():
+    project = _project()
+    core = _names(project["dependencies"])
+    for module, extra in MODULE_EXTRAS.items():
+        name = module.replace("_", "-")
+        assert name in _names(_extra(project, extra)), f"{name} is not in the extra [{extra}]"
+        assert name not in core, f"{name} is in the core: no extra needed"
+
+
 def test_environment_yml_matches_pyproject():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = _names(project["dependencies"] + project["optional-dependencies"]["dev"])
+    project = _project()
+    wanted = _names(project["dependencies"] + _extra(project, "dev"))
     conda, pip = set(), set()
     in_pip = False
     text = (ROOT / "environment.yml").read_text()
