@@ -23,7 +23,7 @@ setup: $(VENV)/.installed
 
 ## The main job.
 demo: setup
-	$(PY) -m t5edu demo
+	$(PY) -m t5edu demo --overwrite
 
 ## Drift and lint checks: the package matches the notebooks, student notebooks match their sources, ruff.
 checks: setup
