@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONHASHSEED": "0"}
 STEPS, SAVE_EVERY = 24, 6
 # dropout on: the resumed run must also restore the random generators to draw the same masks
-ARGS = ["--preset", "tiny", "--max-steps", str(STEPS), "--save-every", str(SAVE_EVERY), "--seed", "3",
+ARGS = ["--recipe", "smoke", "--max-steps", str(STEPS), "--save-every", str(SAVE_EVERY), "--seed", "3",
         "--no-progress", "--threads", "1", "--dropout", "0.1"]
 
 def _run(cmd):
