@@ -100,7 +100,8 @@ def mixture(n, seed, split, tasks=()):
 
     kwargs = {"tasks": tuple(tasks)} if tasks else {}
     rows = data.synthetic_mixture(n, seed=seed, split=split, **kwargs)
-    return [dict(task=t, inputs=x, targets=y) for t, x, y in zip(rows["task"], rows["inputs"], rows["targets"])]
+    columns = zip(rows["task"], rows["inputs"], rows["targets"], strict=True)
+    return [dict(task=t, inputs=x, targets=y) for t, x, y in columns]
 
 
 def tokenizer_corpus(rows):
@@ -123,7 +124,8 @@ def train_config(recipe, seed=0, **overrides):
     """The recipe's TrainConfig with `seed` and any `overrides` (None values are ignored)."""
     from t5edu.train import TrainConfig
 
-    return replace(TrainConfig(**recipe.train), seed=seed, **{k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return replace(TrainConfig(**recipe.train), seed=seed, **overrides)
 
 
 @contextlib.contextmanager
@@ -197,9 +199,9 @@ def train_recipe(recipe, out_dir, config, *, resume=False, device=None, step_del
             {"recipe": recipe.name, "train": asdict(config), "model": recipe.model, "world_size": world_size},
             indent=2))
     barrier()
-    return {"model": model, "tokenizer": tokenizer, "history": history, "rank": rank, "world_size": world_size,
-            "parameters": parameters, "steps": history[-1]["step"] if history else 0,
-            "train_seconds": train_seconds}
+    return {"model": model, "tokenizer": tokenizer, "history": history, "rank": rank,
+            "world_size": world_size, "parameters": parameters,
+            "steps": history[-1]["step"] if history else 0, "train_seconds": train_seconds}
 
 
 def loss_figure(history, path, title="training loss"):
@@ -242,7 +244,7 @@ def run(out_dir, *, recipe=DEMO, seed=0, max_steps=None, progress=True, samples=
     if samples and log:
         log("samples (held-out):")
         for task, scores in report["per_task"].items():
-            items = [(r, p) for r, p in zip(rows, report["predictions"]) if r["task"] == task]
+            items = [(r, p) for r, p in zip(rows, report["predictions"], strict=True) if r["task"] == task]
             log(f"  [{task}] exact match {scores['exact_match']:.1%} on {scores['n']}")
             for row, pred in items[:samples]:
                 mark = "ok " if pred.strip() == row["targets"].strip() else "BAD"
@@ -266,7 +268,7 @@ def run(out_dir, *, recipe=DEMO, seed=0, max_steps=None, progress=True, samples=
 
 
 def default_cache_dir():
-    """$T5EDU_CACHE, else runs/cache in the source checkout t5edu is imported from, else in the current folder."""
+    """$T5EDU_CACHE, else runs/cache of the source checkout t5edu is imported from, else of the cwd."""
     if os.environ.get("T5EDU_CACHE"):
         return Path(os.environ["T5EDU_CACHE"])
     checkout = Path(__file__).resolve().parent.parent

@@ -60,7 +60,8 @@ def test_load_or_train_caches_one_run(tmp_path, monkeypatch):
     recipe = replace(demo.SMOKE, train={**demo.SMOKE.train, "max_steps": 6})
     model, tok, summary = demo.load_or_train(recipe, seed=1, cache_dir=tmp_path)
     folder = tmp_path / demo.cache_key(recipe, 1)
-    assert summary["out"] == str(folder) and summary["steps"] == 6 and set(summary["exact_match_per_task"]) == TASKS
+    assert summary["out"] == str(folder) and summary["steps"] == 6
+    assert set(summary["exact_match_per_task"]) == TASKS
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no temporary folder left
     assert not list(folder.glob("checkpoint-*"))  # the cache keeps the final model only
     assert [r["step"] for r in summary["history"]] == list(range(1, 7))
@@ -71,7 +72,8 @@ def test_load_or_train_caches_one_run(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "run", no_training)
     again, tok2, summary2 = demo.load_or_train(recipe, seed=1, cache_dir=tmp_path)
     assert summary2 == summary and tok2.vocab_size == tok.vocab_size
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    pairs = zip(model.state_dict().values(), again.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
     # another seed, another recipe, another format version: another key
     assert demo.cache_key(recipe, 2) != demo.cache_key(recipe, 1) != demo.cache_key(demo.SMOKE, 1)
     monkeypatch.setattr(demo, "CACHE_VERSION", demo.CACHE_VERSION + 1)

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
-import pytest
 
 pytestmark = pytest.mark.slow  # `make test-fast` skips this file; `make test` (CI) runs it
 
@@ -62,5 +62,6 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path):
     for name in a:
         assert torch.equal(a[name], b[name]), name
     assert (tmp_path / "killed" / "latest").read_text().strip() == f"checkpoint-{STEPS:08d}"
-    steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["step"] for line in lines]
     assert steps == list(range(1, STEPS + 1))  # the steps redone after the kill are logged once

@@ -4,7 +4,7 @@ the recipes and the pipeline live in `t5edu.demo`).
 
     t5edu train --recipe smoke --out runs/smoke [--max-steps N] [--save-every K] [--seed S] [--resume]
     torchrun --nproc_per_node 2 -m t5edu train --recipe smoke --out runs/ddp
-    t5edu demo                     # the main job: tokenizer + small T5 from scratch, evaluated, ~2 min on a CPU
+    t5edu demo                     # the main job: tokenizer + small T5 from nothing, ~2 min on a CPU
 
 The output directory holds checkpoint-*/ (+ `latest`), spiece.model, metrics.jsonl, and the final
 config.json / model.safetensors, loadable with `t5edu.T5.from_pretrained(out)`.
@@ -20,7 +20,8 @@ from dataclasses import replace
 def _add_common(parser, default_recipe, default_out):
     from t5edu.demo import RECIPES
 
-    parser.add_argument("--recipe", "--preset", dest="recipe", default=default_recipe, choices=sorted(RECIPES),
+    parser.add_argument("--recipe", "--preset", dest="recipe", default=default_recipe,
+                        choices=sorted(RECIPES),
                         help=f"model, data and loop settings (default: {default_recipe})")
     parser.add_argument("--out", default=default_out, help=f"output directory (default: {default_out})")
     parser.add_argument("--seed", type=int, default=0)
@@ -36,7 +37,7 @@ def _add_common(parser, default_recipe, default_out):
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--dropout", type=float, help="the model's dropout rate (default: the recipe's)")
     parser.add_argument("--model", type=json.loads, metavar="JSON",
-                        help='change T5Config fields of the recipe, e.g. \'{"d_model": 256, "num_layers": 4}\'')
+                        help='change T5Config fields, e.g. \'{"d_model": 256, "num_layers": 4}\'')
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: the recipe's, or all)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     # For the tests only: sleep this long per micro-batch, so that a test can kill a run mid-way.
@@ -51,7 +52,7 @@ def configure(parser):
         parser.add_argument("--samples", type=int, default=3, help="sample outputs printed per task")
     else:
         _add_common(parser, "smoke", "runs/train")
-        parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+        parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
         parser.add_argument("--eval", action="store_true", help="report exact match on held-out examples")
     parser.set_defaults(_demo=demo)
 
@@ -68,8 +69,8 @@ def _recipe(args):
 
 def _overrides(args):
     return {"max_seconds": args.max_seconds, "save_every": args.save_every, "batch_size": args.batch_size,
-            "grad_accum": args.grad_accum, "lr": args.lr, "optimizer": args.optimizer, "schedule": args.schedule,
-            "compile": args.compile or None}
+            "grad_accum": args.grad_accum, "lr": args.lr, "optimizer": args.optimizer,
+            "schedule": args.schedule, "compile": args.compile or None}
 
 
 def main(args):
@@ -82,7 +83,8 @@ def main(args):
     recipe = _recipe(args)
     if args._demo:
         summary = demo.run(args.out, recipe=recipe, seed=args.seed, max_steps=args.max_steps,
-                           progress=not args.no_progress, samples=args.samples, figure=True, **_overrides(args))
+                           progress=not args.no_progress, samples=args.samples, figure=True,
+                           **_overrides(args))
         print(json.dumps(summary))
         return 0
     t_start = time.perf_counter()
@@ -102,7 +104,7 @@ def main(args):
                "out": str(args.out)}
     if args.eval:
         _, report = demo.evaluate_run(result["model"], result["tokenizer"], recipe, args.seed)
-        summary.update(exact_match=round(report["exact_match"], 4),
-                       exact_match_per_task={t: round(s["exact_match"], 4) for t, s in report["per_task"].items()})
+        per_task = {t: round(s["exact_match"], 4) for t, s in report["per_task"].items()}
+        summary.update(exact_match=round(report["exact_match"], 4), exact_match_per_task=per_task)
     print(json.dumps(summary))
     return 0
