@@ -40,7 +40,7 @@ __all__ = [
     "train_recipe",
 ]
 
-CACHE_VERSION = 1  # bump when what a cached run holds (or how it is trained) changes
+CACHE_VERSION = 2  # bump when what a cached run holds (or how it is trained) changes
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ class Recipe:
     """Everything a run needs: the model's shape, the data, and the loop's settings.
 
     `model` holds T5Config fields (Hugging Face names; the vocabulary size comes from the tokenizer),
-    `train` holds TrainConfig fields. `eval_every` > 0 scores the held-out examples every that many
-    steps during training (the per-task exact match lands in metrics.jsonl)."""
+    `train` holds TrainConfig fields; with train["eval_every"] > 0 the held-out examples are scored every
+    that many steps during training (exact_match and exact_match_per_task land in metrics.jsonl)."""
 
     name: str
     model: dict
@@ -61,7 +61,6 @@ class Recipe:
     max_new_tokens: int = 24
     threads: int = 0  # torch.set_num_threads on the CPU; 0 = PyTorch's default
     eval_batch_size: int = 128
-    eval_every: int = 0
     notes: str = field(default="", compare=False)
 
 
@@ -83,8 +82,8 @@ DEMO = Recipe(
     model=dict(d_model=128, d_kv=32, d_ff=256, num_layers=2, num_decoder_layers=2, num_heads=4,
                relative_attention_num_buckets=32, relative_attention_max_distance=32, dropout_rate=0.0),
     train=dict(optimizer="adamw", lr=1e-3, schedule="linear", warmup_steps=200, max_steps=3000,
-               batch_size=64, grad_accum=1, save_every=500, log_every=25),
-    vocab_size=235, n_train=20000, n_eval=500, max_new_tokens=12, threads=1, eval_every=500,
+               batch_size=64, grad_accum=1, save_every=500, log_every=25, eval_every=500),
+    vocab_size=235, n_train=20000, n_eval=500, max_new_tokens=12, threads=1,
     notes="the main job: about 2 minutes on one CPU core",
 )
 
@@ -152,7 +151,7 @@ def _slowed(collate, seconds):
 def evaluate_run(model, tokenizer, recipe, seed=0):
     """Greedy outputs on the recipe's held-out examples: (rows, report) with report["exact_match"],
     report["per_task"][task]["exact_match"] and report["predictions"]."""
-    from t5edu.train import evaluate
+    from t5edu.metrics import evaluate
 
     rows = mixture(recipe.n_eval, seed, "test", recipe.tasks)
     report = evaluate(model, tokenizer, rows, batch_size=recipe.eval_batch_size,
@@ -160,14 +159,31 @@ def evaluate_run(model, tokenizer, recipe, seed=0):
     return rows, report
 
 
+def _scorer(tokenizer, recipe, seed):
+    """evaluate(model) for train(): held-out exact match, overall and per task."""
+
+    from t5edu.metrics import evaluate
+
+    rows = mixture(recipe.n_eval, seed, "test", recipe.tasks)
+
+    def score(model):
+        report = evaluate(model, tokenizer, rows, batch_size=recipe.eval_batch_size,
+                          max_new_tokens=recipe.max_new_tokens)
+        per_task = {t: round(s["exact_match"], 4) for t, s in report["per_task"].items()}
+        return {"exact_match": round(report["exact_match"], 4), "exact_match_per_task": per_task}
+
+    return score
+
+
 def train_recipe(recipe, out_dir, config, *, resume=False, device=None, step_delay=0.0, log=print):
     """Tokenizer, data, model and Chapter 07's loop for `recipe`, written to `out_dir`.
 
     Returns {"model", "tokenizer", "history", "rank", "world_size", "parameters", "steps",
     "train_seconds"}. Under torchrun every process calls it; rank 0 writes the files."""
-    from t5edu.data import TextToTextCollator
+    from t5edu.checkpoint import save_weights, seed_everything
+    from t5edu.data import TextToTextCollator, featurize
     from t5edu.tokenizer import SPIECE_FILENAME, Tokenizer
-    from t5edu.train import barrier, init_distributed, save_weights, seed_everything, train
+    from t5edu.train import barrier, init_distributed, train
 
     rank, world_size, _ = init_distributed()
     out = Path(out_dir)
@@ -178,8 +194,7 @@ def train_recipe(recipe, out_dir, config, *, resume=False, device=None, step_del
         Tokenizer.train(tokenizer_corpus(train_rows), out_dir=out, vocab_size=recipe.vocab_size)
     barrier()
     tokenizer = Tokenizer.load(out / SPIECE_FILENAME)
-    features = [{"input_ids": tokenizer.encode(r["inputs"]), "labels": tokenizer.encode(r["targets"])}
-                for r in train_rows]
+    features = featurize(train_rows, tokenizer)
     seed_everything(config.seed)  # the model's initial weights depend on the seed only
     model = build_model(recipe, tokenizer.vocab_size)
     parameters = sum(p.numel() for p in model.parameters())
@@ -191,7 +206,8 @@ def train_recipe(recipe, out_dir, config, *, resume=False, device=None, step_del
     if step_delay:
         collate = _slowed(collate, step_delay)
     t0 = time.perf_counter()
-    history = train(model, features, collate, config, out, resume=resume, device=device)
+    history = train(model, features, collate, config, out, resume=resume, device=device,
+                    evaluate=_scorer(tokenizer, recipe, config.seed) if config.eval_every else None)
     train_seconds = time.perf_counter() - t0
     if rank == 0:
         save_weights(model, out)  # config.json + model.safetensors, for T5.from_pretrained(out)
