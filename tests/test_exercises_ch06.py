@@ -38,7 +38,7 @@ def segments_not_random(num_items, num_segments, rng):
 
 def sentinels_counting_up(tokens, noise_mask, first_sentinel_id):
     out, k, previous = [], 0, False
-    for t, m in zip(tokens, noise_mask):
+    for t, m in zip(tokens, noise_mask, strict=True):
         if m and not previous:
             out.append(first_sentinel_id + k)
             k += 1
@@ -50,7 +50,7 @@ def sentinels_counting_up(tokens, noise_mask, first_sentinel_id):
 
 def sentinel_for_every_noise_token(tokens, noise_mask, first_sentinel_id):
     out, k = [], 0
-    for t, m in zip(tokens, noise_mask):
+    for t, m in zip(tokens, noise_mask, strict=True):
         if m:
             out.append(first_sentinel_id - k)
             k += 1
@@ -119,11 +119,12 @@ def test_calling_a_check_prints_one_line(capsys):
     ch06.exercise_4(solutions.span_corruption_lengths)
     ch06.exercise_3(stub)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith("✅ Exercise 6.4") and lines[1].startswith("❌ Exercise 6.3")
+    assert len(lines) == 2
+    assert lines[0].startswith("✅ Exercise 6.4") and lines[1].startswith("❌ Exercise 6.3")
 
 
 def test_reference_solutions_agree_with_the_book():
-    from t5edu.data import compute_input_and_target_lengths, noise_span_to_unique_sentinel
+    from t5edu.span_corruption import compute_input_and_target_lengths, noise_span_to_unique_sentinel
 
     assert solutions.span_corruption_lengths(512) == compute_input_and_target_lengths(512) == (568, 114)
     mask = [True, True, False, False, True, False]
