@@ -75,7 +75,7 @@ SMOKE = Recipe(
     notes="a few seconds; for tests and a first look",
 )
 
-# The main job (`t5edu demo`): learns the synthetic mixture to about 99 % exact match in about two minutes
+# The main job (`t5edu demo`): learns the synthetic mixture to about 99 % exact match in a few minutes
 # of one CPU core. lr 1e-3 decaying linearly to 0 at step 3000: 2e-3 or 3e-3 leave copy/reverse below 35 %.
 DEMO = Recipe(
     name="demo",
@@ -84,7 +84,7 @@ DEMO = Recipe(
     train=dict(optimizer="adamw", lr=1e-3, schedule="linear", warmup_steps=200, max_steps=3000,
                batch_size=64, grad_accum=1, save_every=500, log_every=25, eval_every=500),
     vocab_size=235, n_train=20000, n_eval=500, max_new_tokens=12, threads=1,
-    notes="the main job: about 2 minutes on one CPU core",
+    notes="the main job: a few minutes of one CPU core",
 )
 
 RECIPES = {recipe.name: recipe for recipe in (SMOKE, DEMO)}

@@ -431,7 +431,8 @@ def train(model, examples, collate, config, out_dir, *, resume=False, device=Non
                 break
     bar.close()
     if last_saved != step:
-        _save(out_dir, step, model, optimizer, scheduler, cfg, position, elapsed, rank, world_size, last_saved)
+        _save(out_dir, step, model, optimizer, scheduler, cfg, position, elapsed, rank, world_size,
+              last_saved)
     return history
 
 

@@ -1,7 +1,7 @@
 """The main job, `t5edu demo` / `t5edu.demo`: first the pipeline on a short budget (tokenizer and model
 trained from nothing, evaluated, samples printed, files written, one JSON line at the end), the cache of
 `load_or_train`, then the full demo and its promise (>= 90 % held-out exact match, every task >= 80 %,
-in < 300 CPU-seconds; about 120 on one core of this machine)."""
+in < 300 CPU-seconds)."""
 
 import json
 import os

@@ -4,7 +4,7 @@ the recipes and the pipeline live in `t5edu.demo`).
 
     t5edu train --recipe smoke --out runs/smoke [--max-steps N] [--save-every K] [--seed S] [--resume]
     torchrun --nproc_per_node 2 -m t5edu train --recipe smoke --out runs/ddp
-    t5edu demo                     # the main job: tokenizer + small T5 from nothing, ~2 min on a CPU
+    t5edu demo                     # the main job: tokenizer + small T5 from nothing, minutes on a CPU
 
 The output directory holds checkpoint-*/ (+ `latest`), spiece.model, metrics.jsonl, and the final
 config.json / model.safetensors, loadable with `t5edu.T5.from_pretrained(out)`.
