@@ -187,6 +187,9 @@ def train_recipe(recipe, out_dir, config, *, resume=False, device=None, step_del
 
     rank, world_size, _ = init_distributed()
     out = Path(out_dir)
+    if not resume and any(out.glob("checkpoint-*")):  # before the tokenizer overwrites that run's own
+        raise FileExistsError(f"{out} already holds the checkpoints of a run: resume it (--resume) "
+                              "or choose another folder")
     seed_everything(config.seed)
     train_rows = mixture(recipe.n_train, config.seed, "train", recipe.tasks)
     # The tokenizer is trained on the training split once (rank 0), or reloaded when resuming.

@@ -52,6 +52,18 @@ def test_demo_pipeline_short(tmp_path):
     assert metrics[-1]["step"] == 40 and all({"loss", "lr", "tokens_per_s"} <= set(m) for m in metrics)
 
 
+def test_train_refuses_a_folder_with_another_run_and_leaves_it_alone(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "t5edu", "train", "--recipe", "smoke", "--out", str(out),
+            "--max-steps", "2", "--no-progress", "--threads", "1"]
+    assert _run(args).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    again = _run([*args, "--seed", "5"])
+    assert again.returncode == 1 and "already holds the checkpoints of a run" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
 def test_load_or_train_caches_one_run(tmp_path, monkeypatch):
     import torch
 

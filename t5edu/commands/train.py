@@ -13,6 +13,7 @@ config.json / model.safetensors, loadable with `t5edu.T5.from_pretrained(out)`.
 import argparse
 import json
 import os
+import sys
 import time
 from dataclasses import replace
 
@@ -74,7 +75,19 @@ def _overrides(args):
 
 
 def main(args):
-    """Run `t5edu demo` or `t5edu train`; prints one JSON line with the run's figures last."""
+    """Run `t5edu demo` or `t5edu train`; prints one JSON line with the run's figures last.
+    A run that cannot start or continue (a folder holding another run, a checkpoint of another model or
+    optimizer, a loss that is not finite) ends with one line on stderr and exit status 1."""
+    from t5edu.checkpoint import ResumeError
+
+    try:
+        return _main(args)
+    except (FileExistsError, ResumeError, FloatingPointError) as err:
+        print(f"t5edu {'demo' if args._demo else 'train'}: {err}", file=sys.stderr)
+        return 1
+
+
+def _main(args):
     import torch
 
     from t5edu import demo
