@@ -560,7 +560,7 @@ for ax, (title, ids, pad) in zip(axes, panels, strict=True):
     rows_, cols = ids.shape
     for r in range(rows_):
         for c in range(cols):
-            color = ("mistyrose" if "labels" in title and pad[r, c] else "lightgrey") if pad[r, c] else "white"
+            color = ("mistyrose" if title.startswith("labels") else "lightgrey") if pad[r, c] else "white"
             if title.startswith("decoder") and c == 0:
                 color = "lightblue"  # the start token
             ax.add_patch(plt.Rectangle((c, rows_ - 1 - r), 1, 1, facecolor=color, edgecolor="black"))
