@@ -19,7 +19,7 @@ class DataError(ValueError):
 WORDS = tuple("""apple baby ball bird blue boat book box bread car cat chair city cloud cold cup
 day desk dog door egg farm fish flower game garden girl gold green hand hat horse house
 ice juice king lake lamp leaf light lion milk moon night ocean paper park pen queen rain
-red river road rose salt sea ship shoe sky snow star stone sun table tea tree water wind""".split())
+red river road rose salt sea ship shoe sky snow star stone sun table tea tree water wind""".split())  # noqa: SIM905
 SYNTHETIC_TASKS = ("copy", "reverse", "sort", "count", "add")
 TASK_WORDS = {"copy": (2, 4), "reverse": (2, 4), "sort": (2, 3), "count": (1, 6)}  # fewest, most words
 HELDOUT_EVERY = 10  # one input in ten (chosen by a hash of its text) belongs to the test split
@@ -50,6 +50,7 @@ def is_heldout(inputs):
     return zlib.crc32(inputs.encode("utf-8")) % HELDOUT_EVERY == 0
 
 
+# §6.2 A synthetic task mixture — chapters/06_data.ipynb, cell 9
 def synthetic_mixture(n, seed=0, split="train", tasks=SYNTHETIC_TASKS):
     """`n` examples of an even mixture of `tasks`: a `datasets.Dataset` with `task`, `inputs`, `targets`.
 
@@ -80,13 +81,13 @@ def synthetic_mixture(n, seed=0, split="train", tasks=SYNTHETIC_TASKS):
     return datasets.Dataset.from_dict(rows)
 
 
-# §6.2 A synthetic task mixture — chapters/06_data.ipynb, cell 15
+# §6.2 A synthetic task mixture — chapters/06_data.ipynb, cell 17
 def synthetic_tokenizer_corpus(n=8000, seed=12345, prose=True):
     """Lines to train a tokenizer for the synthetic tasks: the words, the prefixes, the inputs and
     targets of `n` training examples, and (if `prose`) Chapter 01's documentation lines."""
     ds = synthetic_mixture(n, seed=seed, split="train")
     lines = [" ".join(WORDS), " ".join(str(i) for i in range(19)), " ".join(t + ":" for t in SYNTHETIC_TASKS)]
-    for inputs, targets in zip(ds["inputs"], ds["targets"]):
+    for inputs, targets in zip(ds["inputs"], ds["targets"], strict=True):
         lines += [inputs, targets]
     if prose:
         from t5edu.tokenizer import pydoc_corpus
@@ -95,7 +96,7 @@ def synthetic_tokenizer_corpus(n=8000, seed=12345, prose=True):
     return lines
 
 
-# §6.3 Real text, offline: Python's documentation and its source — chapters/06_data.ipynb, cell 20
+# §6.3 Real text, offline: Python's documentation — chapters/06_data.ipynb, cell 22
 def pydoc_documents():
     """Python's documentation (`pydoc_data.topics`) as a `Dataset` of documents (`text`, `url`).
 
@@ -111,6 +112,143 @@ def pydoc_documents():
                                        "url": [f"pydoc_data.topics#{k}" for k in keys]})
 
 
+# §6.4 Tokenizing with a batched `map` — chapters/06_data.ipynb, cell 27
+def tokenize_dataset(dataset, tokenizer, max_input_length=None, max_target_length=None, batch_size=1000):
+    """Add `input_ids` and `labels` (lists of ids ending with EOS) to a dataset with `inputs`/`targets`.
+
+    One batched `map`; works on `Dataset` and streaming `IterableDataset`. Sequences longer than a
+    limit are cut to it, keeping EOS last; for a `Dataset`, the number cut is printed.
+    """
+    import datasets
+
+    for column in ("inputs", "targets"):
+        if dataset.column_names is not None and column not in dataset.column_names:
+            raise DataError(f"tokenize_dataset needs an {column!r} column; "
+                            f"the dataset has {dataset.column_names}")
+
+    def cut(ids, limit):
+        if limit is not None and len(ids) > limit:
+            return [*ids[: limit - 1], tokenizer.eos_id], 1
+        return ids, 0
+
+    def encode(batch):
+        out = {"input_ids": [], "labels": [], "_cut": []}
+        for inputs, targets in zip(batch["inputs"], batch["targets"], strict=True):
+            x, cut_x = cut(tokenizer.encode(inputs), max_input_length)
+            y, cut_y = cut(tokenizer.encode(targets), max_target_length)
+            out["input_ids"].append(x)
+            out["labels"].append(y)
+            out["_cut"].append(cut_x + 2 * cut_y)
+        return out
+
+    mapped = dataset.map(encode, batched=True, batch_size=batch_size)
+    if not isinstance(mapped, datasets.Dataset):  # streaming: nothing to count up front
+        return mapped.remove_columns(["_cut"])
+    cuts = np.asarray(mapped["_cut"], dtype=np.int64)
+    n_inputs, n_targets = int(np.sum(cuts & 1)), int(np.sum(cuts >> 1))
+    if n_inputs or n_targets:
+        print(f"tokenize_dataset: cut {n_inputs} of {len(cuts)} inputs to {max_input_length} ids "
+              f"and {n_targets} targets to {max_target_length} ids")
+    return mapped.remove_columns(["_cut"])
+
+
+# §6.4 Tokenizing with a batched `map` — chapters/06_data.ipynb, cell 29
+def _truncate(ids, limit, eos_id):
+    """`ids` cut to `limit` ids, keeping EOS last (no limit: None)."""
+    if limit is not None and len(ids) > limit:
+        return [*ids[: limit - 1], eos_id]
+    return ids
+
+
+def featurize(rows, tokenizer, max_input_length=None, max_target_length=None):
+    """Token ids for the training loop: a list of {"input_ids", "labels"} (both ending with </s>) from
+    rows {"inputs", "targets"} (a list of dicts or a Dataset); longer sequences are cut, keeping </s>."""
+    for name, limit in (("max_input_length", max_input_length), ("max_target_length", max_target_length)):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {limit!r}")
+    features = []
+    for i, row in enumerate(rows):
+        for key in ("inputs", "targets"):
+            if not isinstance(row.get(key), str):
+                raise DataError(f"row {i} has no {key!r} text (it has {sorted(row)}); featurize needs "
+                                "rows with 'inputs' and 'targets' strings")
+        features.append({
+            "input_ids": _truncate(tokenizer.encode(row["inputs"]), max_input_length, tokenizer.eos_id),
+            "labels": _truncate(tokenizer.encode(row["targets"]), max_target_length, tokenizer.eos_id),
+        })
+    return features
+
+
+# §6.5 Batches: dynamic padding, labels and `shift_right` — chapters/06_data.ipynb, cell 37
+class TextToTextCollator:
+    """Collate rows with `input_ids` and `labels` (lists of ids) into a padded batch of tensors.
+
+    Pads to the longest row of the batch (or a multiple of `pad_to_multiple_of`) and returns
+    `input_ids`, `attention_mask`, `labels` (padding -100, ignored by the loss) and
+    `decoder_input_ids` = `shift_right(labels, decoder_start_token_id, pad_id)`.
+    Other keys of the rows (such as `task`) are ignored.
+    """
+
+    def __init__(self, pad_id=0, decoder_start_token_id=0, label_pad_id=-100, pad_to_multiple_of=None):
+        self.pad_id, self.decoder_start_token_id = pad_id, decoder_start_token_id
+        self.label_pad_id, self.pad_to_multiple_of = label_pad_id, pad_to_multiple_of
+
+    def __repr__(self):
+        return (f"TextToTextCollator(pad_id={self.pad_id}, "
+                f"decoder_start_token_id={self.decoder_start_token_id}, "
+                f"label_pad_id={self.label_pad_id}, pad_to_multiple_of={self.pad_to_multiple_of})")
+
+    def _pad(self, rows, value):
+        import torch
+
+        length = max(len(r) for r in rows)
+        if self.pad_to_multiple_of:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        ids = torch.full((len(rows), length), value, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        return ids, mask
+
+    def __call__(self, features):
+        from t5edu.model import shift_right
+
+        if len(features) == 0:
+            raise DataError("cannot collate an empty batch")
+        for i, row in enumerate(features):
+            for key in ("input_ids", "labels"):
+                if key not in row:
+                    raise DataError(f"row {i} of the batch has no {key!r} (it has {sorted(row)}); "
+                                    "tokenize the dataset first")
+                if len(row[key]) == 0:
+                    raise DataError(f"row {i} of the batch has an empty {key!r}")
+        input_ids, attention_mask = self._pad([row["input_ids"] for row in features], self.pad_id)
+        labels, _ = self._pad([row["labels"] for row in features], self.label_pad_id)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
+                "decoder_input_ids": shift_right(labels, self.decoder_start_token_id, self.pad_id)}
+
+
+# §6.5 Batches: dynamic padding, labels and `shift_right` — chapters/06_data.ipynb, cell 38
+def collate_fn(pad_id=0, decoder_start_token_id=0, label_pad_id=-100, pad_to_multiple_of=None):
+    """A `collate_fn` for `torch.utils.data.DataLoader`: a `TextToTextCollator` with these settings."""
+    return TextToTextCollator(pad_id, decoder_start_token_id, label_pad_id, pad_to_multiple_of)
+
+
+def make_loader(dataset, batch_size, shuffle=True, seed=0, collator=None, drop_last=False):
+    """A `DataLoader` over the `input_ids` and `labels` of a tokenized `Dataset`; shuffling is seeded."""
+    import torch
+
+    if "input_ids" not in dataset.column_names or "labels" not in dataset.column_names:
+        raise DataError(f"make_loader needs 'input_ids' and 'labels' columns (use tokenize_dataset); "
+                        f"the dataset has {dataset.column_names}")
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(dataset.select_columns(["input_ids", "labels"]), batch_size=batch_size,
+                                       shuffle=shuffle, generator=generator,
+                                       collate_fn=collator or TextToTextCollator(), drop_last=drop_last)
+
+
+# §Summaries from the standard library's source — chapters/06_data.ipynb, cell 75
 def _first_paragraph(doc):
     return " ".join(doc.strip().split("\n\n")[0].split())
 
@@ -168,7 +306,7 @@ def stdlib_summaries(modules=None, max_input_chars=1500, verbose=True):
     return datasets.Dataset.from_dict(rows)
 
 
-# §6.4 Hub datasets and local files in the same schema — chapters/06_data.ipynb, cell 25
+# §Hub datasets and local files in the same schema — chapters/06_data.ipynb, cell 80
 def _text(row, key):
     value = row.get(key)
     if value is None:
@@ -217,6 +355,7 @@ HUB_TASKS = {
 }
 
 
+# §Hub datasets and local files in the same schema — chapters/06_data.ipynb, cell 81
 def _file_format(path):
     name = path.name.lower()
     for suffix in (".gz", ".bz2", ".xz", ".zst"):
@@ -270,6 +409,7 @@ def _to_text_to_text(dataset, name, source):
     return mapped.select_columns(["text"] if name == "c4" else ["task", "inputs", "targets"])
 
 
+# §Hub datasets and local files in the same schema — chapters/06_data.ipynb, cell 82
 def load_task(name, split="train", data_files=None, streaming=False):
     """A real task as rows (`task`, `inputs`, `targets`) in T5's text-to-text format; "c4" gives (`text`,).
 
@@ -288,7 +428,7 @@ def load_task(name, split="train", data_files=None, streaming=False):
     if data_files is None:
         try:
             ds = datasets.load_dataset(path, config, split=split, streaming=streaming)
-        except Exception as err:  # noqa: BLE001 - whatever the Hub client raises becomes one clear message
+        except Exception as err:  # whatever the Hub client raises becomes one clear message
             raise DataError(f"could not load {path} ({config}, split {split!r}) from the Hugging Face Hub: "
                             f"{type(err).__name__}: {str(err)[:300]} -- offline? Pass data_files=[...] "
                             "with local files in the same schema.") from None
@@ -305,306 +445,11 @@ def load_task(name, split="train", data_files=None, streaming=False):
             _check_utf8(file)
         try:
             ds = datasets.load_dataset(kind, data_files=str(file), split="train", streaming=streaming)
-        except Exception as err:  # noqa: BLE001 - a reader error becomes one message naming the file
-            raise DataError(f"{file}: cannot be read as {kind}: {type(err).__name__}: {str(err)[:300]}") from None
+        except Exception as err:  # a reader error becomes one message naming the file
+            raise DataError(f"{file}: cannot be read as {kind}: {type(err).__name__}: "
+                            f"{str(err)[:300]}") from None
         parts.append(_to_text_to_text(ds, name, str(file)))
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
-
-
-# §6.5 Tokenizing with a batched `map` — chapters/06_data.ipynb, cell 32
-def tokenize_dataset(dataset, tokenizer, max_input_length=None, max_target_length=None, batch_size=1000):
-    """Add `input_ids` and `labels` (lists of ids ending with EOS) to a dataset with `inputs`/`targets`.
-
-    One batched `map`; works on `Dataset` and streaming `IterableDataset`. Sequences longer than a
-    limit are cut to it, keeping EOS last; for a `Dataset`, the number cut is printed.
-    """
-    import datasets
-
-    for column in ("inputs", "targets"):
-        if dataset.column_names is not None and column not in dataset.column_names:
-            raise DataError(f"tokenize_dataset needs an {column!r} column; the dataset has {dataset.column_names}")
-
-    def cut(ids, limit):
-        if limit is not None and len(ids) > limit:
-            return ids[: limit - 1] + [tokenizer.eos_id], 1
-        return ids, 0
-
-    def encode(batch):
-        out = {"input_ids": [], "labels": [], "_cut": []}
-        for inputs, targets in zip(batch["inputs"], batch["targets"]):
-            x, cut_x = cut(tokenizer.encode(inputs), max_input_length)
-            y, cut_y = cut(tokenizer.encode(targets), max_target_length)
-            out["input_ids"].append(x)
-            out["labels"].append(y)
-            out["_cut"].append(cut_x + 2 * cut_y)
-        return out
-
-    mapped = dataset.map(encode, batched=True, batch_size=batch_size)
-    if not isinstance(mapped, datasets.Dataset):  # streaming: nothing to count up front
-        return mapped.remove_columns(["_cut"])
-    cuts = np.asarray(mapped["_cut"], dtype=np.int64)
-    n_inputs, n_targets = int(np.sum(cuts & 1)), int(np.sum(cuts >> 1))
-    if n_inputs or n_targets:
-        print(f"tokenize_dataset: cut {n_inputs} of {len(cuts)} inputs to {max_input_length} ids "
-              f"and {n_targets} targets to {max_target_length} ids")
-    return mapped.remove_columns(["_cut"])
-
-
-# §6.6 Batches: dynamic padding, labels and `shift_right` — chapters/06_data.ipynb, cell 39
-class TextToTextCollator:
-    """Collate rows with `input_ids` and `labels` (lists of ids) into a padded batch of tensors.
-
-    Pads to the longest row of the batch (or a multiple of `pad_to_multiple_of`) and returns
-    `input_ids`, `attention_mask`, `labels` (padding -100, ignored by the loss) and
-    `decoder_input_ids` = `shift_right(labels, decoder_start_token_id, pad_id)`.
-    Other keys of the rows (such as `task`) are ignored.
-    """
-
-    def __init__(self, pad_id=0, decoder_start_token_id=0, label_pad_id=-100, pad_to_multiple_of=None):
-        self.pad_id, self.decoder_start_token_id = pad_id, decoder_start_token_id
-        self.label_pad_id, self.pad_to_multiple_of = label_pad_id, pad_to_multiple_of
-
-    def __repr__(self):
-        return (f"TextToTextCollator(pad_id={self.pad_id}, decoder_start_token_id={self.decoder_start_token_id}, "
-                f"label_pad_id={self.label_pad_id}, pad_to_multiple_of={self.pad_to_multiple_of})")
-
-    def _pad(self, rows, value):
-        import torch
-
-        length = max(len(r) for r in rows)
-        if self.pad_to_multiple_of:
-            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        ids = torch.full((len(rows), length), value, dtype=torch.long)
-        mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-            mask[i, : len(row)] = 1
-        return ids, mask
-
-    def __call__(self, features):
-        from t5edu.model import shift_right
-
-        if len(features) == 0:
-            raise DataError("cannot collate an empty batch")
-        for i, row in enumerate(features):
-            for key in ("input_ids", "labels"):
-                if key not in row:
-                    raise DataError(f"row {i} of the batch has no {key!r} (it has {sorted(row)}); "
-                                    "tokenize the dataset first")
-                if len(row[key]) == 0:
-                    raise DataError(f"row {i} of the batch has an empty {key!r}")
-        input_ids, attention_mask = self._pad([row["input_ids"] for row in features], self.pad_id)
-        labels, _ = self._pad([row["labels"] for row in features], self.label_pad_id)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-                "decoder_input_ids": shift_right(labels, self.decoder_start_token_id, self.pad_id)}
-
-
-def collate_fn(pad_id=0, decoder_start_token_id=0, label_pad_id=-100, pad_to_multiple_of=None):
-    """A `collate_fn` for `torch.utils.data.DataLoader`: a `TextToTextCollator` with these settings."""
-    return TextToTextCollator(pad_id, decoder_start_token_id, label_pad_id, pad_to_multiple_of)
-
-
-def make_loader(dataset, batch_size, shuffle=True, seed=0, collator=None, drop_last=False):
-    """A `DataLoader` over the `input_ids` and `labels` of a tokenized `Dataset`; shuffling is seeded."""
-    import torch
-
-    if "input_ids" not in dataset.column_names or "labels" not in dataset.column_names:
-        raise DataError(f"make_loader needs 'input_ids' and 'labels' columns (use tokenize_dataset); "
-                        f"the dataset has {dataset.column_names}")
-    generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(dataset.select_columns(["input_ids", "labels"]), batch_size=batch_size,
-                                       shuffle=shuffle, generator=generator,
-                                       collate_fn=collator or TextToTextCollator(), drop_last=drop_last)
-
-
-# §6.7 Span corruption: how many raw tokens make one example? — chapters/06_data.ipynb, cell 44
-def compute_input_and_target_lengths(inputs_length=512, noise_density=0.15, mean_noise_span_length=3.0):
-    """(raw tokens per example, target length) such that span corruption gives `inputs_length` ids.
-
-    T5's `random_spans_helper` with one sentinel per span and one EOS on each side.
-    T5's setting: 512 -> (568, 114).
-    """
-    def lengths(tokens_length):
-        num_noise_tokens = round(tokens_length * noise_density)
-        num_nonnoise_tokens = tokens_length - num_noise_tokens
-        num_noise_spans = round(num_noise_tokens / mean_noise_span_length)
-        return num_nonnoise_tokens + num_noise_spans + 1, num_noise_tokens + num_noise_spans + 1
-
-    tokens_length = inputs_length - 1
-    while lengths(tokens_length + 1)[0] <= inputs_length:
-        tokens_length += 1
-    _, targets_length = lengths(tokens_length)
-    if noise_density == 0.5 and targets_length > inputs_length:  # T5 makes the two equal at density 0.5
-        tokens_length -= 1
-        targets_length -= 1
-    return tokens_length, targets_length
-
-
-# §6.8 The noise mask — chapters/06_data.ipynb, cell 49
-def _random_segmentation(num_items, num_segments, rng):
-    """Lengths of a random split of `num_items` items into `num_segments` non-empty segments.
-
-    seqio's method: shuffle a 0/1 vector that marks `num_segments - 1` of the `num_items - 1` gaps
-    between items as segment starts. Every segmentation is equally likely.
-    """
-    if not 1 <= num_segments <= num_items:
-        raise ValueError(f"cannot split {num_items} items into {num_segments} non-empty segments")
-    first_in_segment = np.arange(num_items - 1) < num_segments - 1
-    rng.shuffle(first_in_segment)
-    first_in_segment = np.concatenate([[False], first_in_segment])
-    segment_id = np.cumsum(first_in_segment)
-    return np.bincount(segment_id, minlength=num_segments)
-
-
-def _as_generator(rng):
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
-def random_spans_noise_mask(length, noise_density=0.15, mean_noise_span_length=3.0, rng=None):
-    """Boolean mask of `length` tokens, True = noise, laid out in random spans (seqio's function).
-
-    num_noise_tokens = round(length * noise_density), clamped to [1, length - 1];
-    num_noise_spans = round(num_noise_tokens / mean_noise_span_length), at least 1. Noise and
-    non-noise tokens are each cut into num_noise_spans random non-empty spans, which alternate,
-    non-noise first. `rng` is a `numpy.random.Generator` or a seed.
-    """
-    rng = _as_generator(rng)
-    if noise_density == 0.0:
-        return np.zeros(length, dtype=bool)
-    orig_length = length
-    length = max(length, 2)  # avoid degeneracy (seqio)
-    num_noise_tokens = round(length * noise_density)
-    num_noise_tokens = min(max(num_noise_tokens, 1), length - 1)
-    num_noise_spans = max(round(num_noise_tokens / mean_noise_span_length), 1)
-    num_nonnoise_tokens = length - num_noise_tokens
-    if num_noise_spans > num_nonnoise_tokens:
-        raise ValueError(f"noise_density={noise_density} asks for {num_noise_spans} noise spans in {length} "
-                         f"tokens, but only {num_nonnoise_tokens} non-noise tokens can separate them")
-    noise_span_lengths = _random_segmentation(num_noise_tokens, num_noise_spans, rng)
-    nonnoise_span_lengths = _random_segmentation(num_nonnoise_tokens, num_noise_spans, rng)
-    interleaved = np.stack([nonnoise_span_lengths, noise_span_lengths], axis=1).reshape(-1)
-    span_starts = np.cumsum(interleaved)[:-1]
-    span_start_indicator = np.zeros(length, dtype=np.int64)
-    span_start_indicator[span_starts] = 1
-    span_num = np.cumsum(span_start_indicator)
-    is_noise = span_num % 2 == 1
-    return is_noise[:orig_length]
-
-
-# §6.9 Sentinels, inputs and targets — chapters/06_data.ipynb, cell 56
-def noise_span_to_unique_sentinel(tokens, noise_mask, first_sentinel_id):
-    """Replace each noise span of `tokens` by one sentinel, dropping the span's other tokens.
-
-    The first span becomes `first_sentinel_id` (<extra_id_0> = vocab_size - 1), the next
-    `first_sentinel_id - 1` (<extra_id_1>), and so on (seqio's function). Returns a list.
-    """
-    tokens = np.asarray(tokens, dtype=np.int64)
-    noise_mask = np.asarray(noise_mask, dtype=bool)
-    if tokens.shape != noise_mask.shape:
-        raise ValueError(f"tokens and noise_mask differ in shape: {tokens.shape} vs {noise_mask.shape}")
-    prev_is_noise = np.concatenate([[False], noise_mask[:-1]])
-    first_noise = noise_mask & ~prev_is_noise
-    subsequent_noise = noise_mask & prev_is_noise
-    sentinels = first_sentinel_id + 1 - np.cumsum(first_noise)
-    return np.where(first_noise, sentinels, tokens)[~subsequent_noise].tolist()
-
-
-def span_corruption(tokens, first_sentinel_id, rng=None, noise_density=0.15, mean_noise_span_length=3.0,
-                    eos_id=1, num_sentinels=100):
-    """T5's span corruption of one sequence of ids (without EOS): returns (inputs, targets).
-
-    inputs: the kept tokens with one sentinel per noise span; targets: each sentinel followed by
-    the tokens it replaced, as `noise_span_to_unique_sentinel` on the inverted mask. Both end with
-    `eos_id`. `rng`: a `numpy.random.Generator` or a seed.
-    """
-    tokens = [int(t) for t in tokens]
-    mask = random_spans_noise_mask(len(tokens), noise_density, mean_noise_span_length, rng)
-    num_spans = int(np.sum(mask & ~np.concatenate([[False], mask[:-1]])))
-    if num_spans > num_sentinels:
-        raise ValueError(f"{num_spans} noise spans need more than the {num_sentinels} sentinels; "
-                         "use shorter sequences")
-    inputs = noise_span_to_unique_sentinel(tokens, mask, first_sentinel_id)
-    targets = noise_span_to_unique_sentinel(tokens, ~mask, first_sentinel_id)
-    return inputs + [eos_id], targets + [eos_id]
-
-
-def reconstruct(inputs, targets, first_sentinel_id, eos_id=1, num_sentinels=100):
-    """Undo `span_corruption`: put the span that follows each sentinel in `targets` back in place of
-    that sentinel in `inputs`. Returns the original ids (without EOS)."""
-    def strip(ids):
-        ids = [int(i) for i in ids]
-        return ids[:-1] if ids and ids[-1] == eos_id else ids
-
-    def is_sentinel(i):
-        return first_sentinel_id - num_sentinels < i <= first_sentinel_id
-
-    inputs, targets = strip(inputs), strip(targets)
-    spans, current = {}, None
-    for t in targets:
-        if is_sentinel(t):
-            if t in spans:
-                raise ValueError(f"sentinel {t} appears twice in the targets")
-            current = spans[t] = []
-        elif current is None:
-            raise ValueError("the targets must start with a sentinel")
-        else:
-            current.append(t)
-    out = []
-    for t in inputs:
-        if is_sentinel(t):
-            if t not in spans:
-                raise ValueError(f"sentinel {t} of the inputs is missing from the targets")
-            out += spans[t]
-        else:
-            out.append(t)
-    unused = [t for t, span in spans.items() if span and t not in inputs]
-    if unused:  # (a sequence without noise has one empty target span and no sentinel in its inputs)
-        raise ValueError(f"the targets hold a span for sentinel {unused[0]}, which the inputs lack")
-    return out
-
-
-# §6.10 A pre-training dataset — chapters/06_data.ipynb, cell 64
-def span_corruption_dataset(dataset, tokenizer, inputs_length=128, noise_density=0.15,
-                            mean_noise_span_length=3.0, seed=0, text_column="text", batch_size=1000):
-    """Pre-training rows (`input_ids`, `labels`) from documents, as T5 builds them.
-
-    Documents of each `map` batch (`batch_size`) are tokenized without EOS and concatenated, then
-    cut into pieces of `compute_input_and_target_lengths(inputs_length, ...)[0]` raw tokens (the
-    last piece of a batch may be shorter; nothing is dropped). Piece `i` is corrupted with
-    `numpy.random.default_rng([seed, i])`. Full pieces give exactly `inputs_length` input ids.
-    Works on `Dataset` and streaming `IterableDataset`; an empty text raises `DataError`.
-    """
-    import datasets
-
-    tokens_length, _ = compute_input_and_target_lengths(inputs_length, noise_density, mean_noise_span_length)
-    first_sentinel = tokenizer.sentinel_id(0)
-    if dataset.column_names is not None and text_column not in dataset.column_names:
-        raise DataError(f"span_corruption_dataset needs a {text_column!r} column; "
-                        f"the dataset has {dataset.column_names}")
-
-    def pack(batch, indices):
-        stream = []
-        for text, index in zip(batch[text_column], indices):
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"row {index}: empty or missing {text_column!r}")
-            stream += tokenizer.encode(text, add_eos=False)
-        return {"tokens": [stream[i: i + tokens_length] for i in range(0, len(stream), tokens_length)]}
-
-    def corrupt(batch, indices):
-        out = {"input_ids": [], "labels": []}
-        for tokens, index in zip(batch["tokens"], indices):
-            inputs, targets = span_corruption(tokens, first_sentinel, np.random.default_rng([seed, index]),
-                                              noise_density, mean_noise_span_length,
-                                              eos_id=tokenizer.eos_id, num_sentinels=tokenizer.extra_ids)
-            out["input_ids"].append(inputs)
-            out["labels"].append(targets)
-        return out
-
-    packed = dataset.select_columns([text_column]).map(pack, batched=True, batch_size=batch_size,
-                                                       with_indices=True, remove_columns=[text_column])
-    if isinstance(packed, datasets.Dataset):
-        packed = packed.flatten_indices()
-    return packed.map(corrupt, batched=True, with_indices=True, remove_columns=["tokens"])
 
 
 __all__ = [
@@ -617,16 +462,11 @@ __all__ = [
     'DataError',
     'TextToTextCollator',
     'collate_fn',
-    'compute_input_and_target_lengths',
+    'featurize',
     'is_heldout',
     'load_task',
     'make_loader',
-    'noise_span_to_unique_sentinel',
     'pydoc_documents',
-    'random_spans_noise_mask',
-    'reconstruct',
-    'span_corruption',
-    'span_corruption_dataset',
     'stdlib_summaries',
     'synthetic_example',
     'synthetic_mixture',

@@ -10,24 +10,24 @@ import datasets
 import pytest
 import torch
 
-from t5edu import data
+from t5edu import data, span_corruption
 from t5edu.data import (
     SYNTHETIC_TASKS,
     WORDS,
     DataError,
     TextToTextCollator,
     collate_fn,
+    featurize,
     is_heldout,
     load_task,
     make_loader,
     pydoc_documents,
-    reconstruct,
-    span_corruption_dataset,
     stdlib_summaries,
     synthetic_mixture,
     synthetic_tokenizer_corpus,
     tokenize_dataset,
 )
+from t5edu.span_corruption import reconstruct, span_corruption_dataset
 from t5edu.tokenizer import Tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
@@ -131,7 +131,8 @@ def test_stdlib_summaries(capsys):
     assert ds.column_names == ["task", "inputs", "targets", "source"] and len(ds) > 10
     row = next(r for r in ds if r["source"].startswith("textwrap.py") and "def wrap(" in r["inputs"])
     assert row["targets"].startswith("Wrap a single paragraph of text")
-    assert all(x.startswith("summarize: ") and t and "\n" not in t for x, t in zip(ds["inputs"], ds["targets"]))
+    pairs = zip(ds["inputs"], ds["targets"], strict=True)
+    assert all(x.startswith("summarize: ") and t and "\n" not in t for x, t in pairs)
     with pytest.raises(DataError, match="no_such_module"):
         stdlib_summaries(["no_such_module"])
 
@@ -258,7 +259,7 @@ def test_missing_file_and_unknown_type(tmp_path):
 def test_broken_json_names_file(tmp_path):
     f = tmp_path / "broken.jsonl"
     f.write_text('{"sentence": "ok", "label": 1}\n{"sentence": \n', encoding="utf-8")
-    with pytest.raises(DataError, match="broken.jsonl: cannot be read as json"):
+    with pytest.raises(DataError, match=r"broken\.jsonl: cannot be read as json"):
         load_task("sst2", data_files=f)
 
 
@@ -332,7 +333,8 @@ def test_collator_batch_trains_the_model(tok):
     ds = tokenize_dataset(synthetic_mixture(8, seed=0), tok)
     batch = next(iter(make_loader(ds, batch_size=8, shuffle=False)))
     out = model(**batch)
-    again = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    again = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  labels=batch["labels"])
     assert torch.isfinite(out.loss) and torch.allclose(out.loss, again.loss)
 
 
@@ -355,9 +357,10 @@ def test_span_corruption_dataset_on_pydoc(tok):
     assert ds.column_names == ["input_ids", "labels"]
     lengths = [len(x) for x in ds["input_ids"]]
     assert lengths.count(64) >= len(ds) - 1  # all full pieces but (possibly) the last
-    assert all(len(y) == 14 for x, y in zip(ds["input_ids"], ds["labels"]) if len(x) == 64)
+    assert all(len(y) == 14 for x, y in zip(ds["input_ids"], ds["labels"], strict=True) if len(x) == 64)
     stream = list(itertools.chain.from_iterable(tok.encode(t, add_eos=False) for t in docs["text"]))
-    rebuilt = itertools.chain.from_iterable(reconstruct(r["input_ids"], r["labels"], tok.sentinel_id(0)) for r in ds)
+    rebuilt = itertools.chain.from_iterable(reconstruct(r["input_ids"], r["labels"], tok.sentinel_id(0))
+                                            for r in ds)
     assert list(rebuilt) == stream
     again = span_corruption_dataset(docs, tok, inputs_length=64, seed=0, batch_size=1000)
     assert again[:] == ds[:]
@@ -367,7 +370,8 @@ def test_span_corruption_dataset_on_pydoc(tok):
 def test_span_corruption_dataset_streaming_c4(tok):
     c4 = load_task("c4", data_files=FIXTURES / "c4.json.gz", streaming=True)
     rows = list(span_corruption_dataset(c4, tok, inputs_length=32, seed=0))
-    eager = span_corruption_dataset(load_task("c4", data_files=FIXTURES / "c4.json.gz"), tok, inputs_length=32)
+    c4_eager = load_task("c4", data_files=FIXTURES / "c4.json.gz")
+    eager = span_corruption_dataset(c4_eager, tok, inputs_length=32)
     assert rows == list(eager) and len(rows) >= 2
 
 
@@ -380,7 +384,24 @@ def test_span_corruption_dataset_rejects_empty_text(tok):
 
 
 def test_module_exports():
-    for name in ("synthetic_mixture", "load_task", "tokenize_dataset", "collate_fn", "span_corruption_dataset",
-                 "compute_input_and_target_lengths", "random_spans_noise_mask", "reconstruct"):
+    for name in ("synthetic_mixture", "load_task", "tokenize_dataset", "featurize", "collate_fn"):
         assert name in data.__all__
+    for name in ("span_corruption_dataset", "compute_input_and_target_lengths", "random_spans_noise_mask",
+                 "reconstruct", "span_corruption", "noise_span_to_unique_sentinel"):
+        assert name in span_corruption.__all__ and name not in data.__all__
     assert os.environ.get("HF_DATASETS_OFFLINE") == "1"
+
+
+def test_featurize_matches_tokenize_dataset_and_cuts_keeping_eos(tok):
+    rows = [{"inputs": "copy: red car blue", "targets": "red car blue"},
+            {"inputs": "count: sun", "targets": "1"}]
+    table = tokenize_dataset(datasets.Dataset.from_list(rows), tok)
+    assert featurize(rows, tok) == [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in table]
+    cut = featurize(rows, tok, max_input_length=3, max_target_length=2)
+    assert [len(f["input_ids"]) for f in cut] == [3, min(3, len(table[1]["input_ids"]))]
+    assert all(f["input_ids"][-1] == f["labels"][-1] == tok.eos_id for f in cut)
+    assert cut[0]["input_ids"][:2] == table[0]["input_ids"][:2] and len(cut[0]["labels"]) == 2
+    with pytest.raises(DataError, match="row 1 has no 'targets' text"):
+        featurize([rows[0], {"inputs": "x"}], tok)
+    with pytest.raises(ValueError, match="max_input_length must be a positive int"):
+        featurize(rows, tok, max_input_length=0)

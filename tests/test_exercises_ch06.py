@@ -32,7 +32,7 @@ def segments_not_random(num_items, num_segments, rng):
 
 def sentinels_counting_up(tokens, noise_mask, first_sentinel_id):
     out, k, previous = [], 0, False
-    for t, m in zip(tokens, noise_mask, strict=False):
+    for t, m in zip(tokens, noise_mask, strict=True):
         if m and not previous:
             out.append(first_sentinel_id + k)
             k += 1
@@ -44,7 +44,7 @@ def sentinels_counting_up(tokens, noise_mask, first_sentinel_id):
 
 def sentinel_for_every_noise_token(tokens, noise_mask, first_sentinel_id):
     out, k = [], 0
-    for t, m in zip(tokens, noise_mask, strict=False):
+    for t, m in zip(tokens, noise_mask, strict=True):
         if m:
             out.append(first_sentinel_id - k)
             k += 1

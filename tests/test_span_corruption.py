@@ -1,4 +1,4 @@
-"""Span corruption (t5edu.data, Chapter 06) against T5/seqio's definitions."""
+"""Span corruption (t5edu.span_corruption, Chapter 06) against T5/seqio's definitions."""
 
 import math
 from collections import Counter
@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from t5edu.data import (
+from t5edu.span_corruption import (
     _random_segmentation,
     compute_input_and_target_lengths,
     noise_span_to_unique_sentinel,
@@ -22,7 +22,7 @@ FIRST_SENTINEL = VOCAB - 1  # <extra_id_0>
 def spans(mask):
     """Lengths of the runs of True in `mask`."""
     out, run = [], 0
-    for m in list(mask) + [False]:
+    for m in [*list(mask), False]:
         if m:
             run += 1
         elif run:
@@ -65,7 +65,7 @@ def test_lengths_density_half_makes_targets_no_longer_than_inputs():
 
 # ---- random_spans_noise_mask ------------------------------------------------------------------
 
-@pytest.mark.parametrize("length", list(range(2, 120)) + [511, 568, 1137])
+@pytest.mark.parametrize("length", [*range(2, 120), 511, 568, 1137])
 def test_noise_count_and_span_count(length):
     k = min(max(round(length * 0.15), 1), length - 1)
     s = max(round(k / 3.0), 1)
