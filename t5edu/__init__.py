@@ -15,7 +15,7 @@ _LAZY = {
     "T5Config": "t5edu.encoder",
     "T5": "t5edu.model",
     "TrainConfig": "t5edu.train",
-    "greedy_decode": "t5edu.train",
+    "greedy_decode": "t5edu.metrics",
 }
 
 __all__ = sorted(_LAZY)  # noqa: PLE0605 (the lazily imported names)

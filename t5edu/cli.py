@@ -32,7 +32,7 @@ COMMANDS = {
     "bench": ("t5edu.authoring.bench",
               "measure speed next to transformers, in one process: `bench train`, `bench generate`"),
     "train": ("t5edu.commands.train",
-              "train a T5 (presets tiny, demo); --resume; runs under torchrun too"),
+              "train a T5 (recipes smoke, demo); --resume; runs under torchrun too"),
     "demo": ("t5edu.commands.train",
              "the main job: tokenizer + small T5 from scratch, evaluated, in minutes on a CPU"),
     "grade": ("t5edu.classroom.grading",
