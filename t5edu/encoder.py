@@ -4,9 +4,6 @@
 # ruff: noqa: I001
 
 # §Chapter 04 — The encoder — chapters/04_encoder.ipynb, cell 2
-import dataclasses
-import json
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,128 +12,7 @@ from t5edu.attention import T5Attention, padding_bias
 from t5edu.relative_bias import RelativePositionBias
 
 
-# §4.1 The configuration — chapters/04_encoder.ipynb, cell 5
-FEED_FORWARD_PROJ = ("relu", "gated-gelu", "gelu", "gated-relu", "silu", "gated-silu")
-
-
-@dataclasses.dataclass
-class T5Config:
-    """Sizes and options of a T5 model; field names follow Hugging Face's `T5Config` / `config.json`."""
-
-    vocab_size: int = 32128
-    d_model: int = 512
-    d_kv: int = 64
-    d_ff: int = 2048
-    num_layers: int = 6
-    num_decoder_layers: int | None = None  # None: same as num_layers
-    num_heads: int = 8
-    relative_attention_num_buckets: int = 32
-    relative_attention_max_distance: int = 128
-    dropout_rate: float = 0.1
-    layer_norm_epsilon: float = 1e-6
-    initializer_factor: float = 1.0
-    feed_forward_proj: str = "relu"
-    tie_word_embeddings: bool = True
-    scale_decoder_outputs: bool | None = None  # None: same as tie_word_embeddings
-    pad_token_id: int = 0
-    eos_token_id: int = 1
-    decoder_start_token_id: int = 0
-
-    def __post_init__(self):
-        if self.num_decoder_layers is None:
-            self.num_decoder_layers = self.num_layers
-        if self.scale_decoder_outputs is None:
-            self.scale_decoder_outputs = bool(self.tie_word_embeddings)
-        self.validate()
-
-    def validate(self):
-        for name in ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads",
-                     "relative_attention_num_buckets", "relative_attention_max_distance"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"T5Config.{name} must be a positive integer, got {value!r}")
-        if not 0.0 <= self.dropout_rate < 1.0:
-            raise ValueError(f"T5Config.dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
-        if not self.layer_norm_epsilon > 0:
-            raise ValueError(f"T5Config.layer_norm_epsilon must be positive, got {self.layer_norm_epsilon!r}")
-        if self.feed_forward_proj not in FEED_FORWARD_PROJ:
-            raise ValueError(f"T5Config.feed_forward_proj must be one of {', '.join(FEED_FORWARD_PROJ)}; "
-                             f"got {self.feed_forward_proj!r}")
-        if self.relative_attention_num_buckets < 2:
-            raise ValueError("T5Config.relative_attention_num_buckets must be at least 2")
-        for name in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or not 0 <= value < self.vocab_size:
-                raise ValueError(f"T5Config.{name} must be a token id in [0, vocab_size={self.vocab_size}), "
-                                 f"got {value!r}")
-
-    @property
-    def is_gated_act(self):
-        return self.feed_forward_proj.startswith("gated-")
-
-    @property
-    def dense_act_fn(self):
-        """The activation's Hugging Face name: 'gated-gelu' means the tanh approximation, 'gelu_new'."""
-        act = self.feed_forward_proj.split("-")[-1]
-        return "gelu_new" if self.feed_forward_proj == "gated-gelu" else act
-
-    @classmethod
-    def preset(cls, name, **overrides):
-        """A named size (see T5_PRESETS), optionally with some fields changed."""
-        if name not in T5_PRESETS:
-            raise ValueError(f"unknown T5 preset {name!r}; known: {', '.join(T5_PRESETS)}")
-        return cls(**{**T5_PRESETS[name], **overrides})
-
-    @classmethod
-    def from_dict(cls, data):
-        """Read a Hugging Face config.json dict; unknown keys are ignored."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in fields}
-        if isinstance(kwargs.get("eos_token_id"), list):  # some configs list several
-            kwargs["eos_token_id"] = kwargs["eos_token_id"][0]
-        for key in ("pad_token_id", "decoder_start_token_id"):
-            if kwargs.get(key, 0) is None:
-                kwargs.pop(key)
-        config = cls(**kwargs)
-        for key in ("dense_act_fn", "is_gated_act"):
-            if key in data and data[key] != getattr(config, key) and not (
-                    key == "dense_act_fn" and {data[key], config.dense_act_fn} <= {"gelu", "gelu_new"}):
-                raise ValueError(f"config says {key}={data[key]!r} but feed_forward_proj="
-                                 f"{config.feed_forward_proj!r} means {getattr(config, key)!r}")
-        return config
-
-    def to_dict(self):
-        """A dict that Hugging Face's T5Config accepts (and that from_dict reads back)."""
-        data = dataclasses.asdict(self)
-        if data["scale_decoder_outputs"] == data["tie_word_embeddings"]:
-            del data["scale_decoder_outputs"]  # the common case: older readers know only tie_word_embeddings
-        data.update(architectures=["T5ForConditionalGeneration"], model_type="t5", is_encoder_decoder=True,
-                    dense_act_fn=self.dense_act_fn, is_gated_act=self.is_gated_act)
-        return dict(sorted(data.items()))
-
-    @classmethod
-    def from_json(cls, path):
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
-
-
-_V1_1 = dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False)
-T5_PRESETS = {
-    # the original T5 (Raffel et al., 2020)
-    "t5-small": dict(d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8),
-    "t5-base": dict(d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12),
-    "t5-large": dict(d_model=1024, d_kv=64, d_ff=4096, num_layers=24, num_heads=16),
-    # T5 v1.1: gated-GELU feed-forward, untied output head, no dropout in pretraining (0.1 for fine-tuning)
-    "t5-v1_1-small": dict(d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_heads=6, **_V1_1),
-    "t5-v1_1-base": dict(d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_heads=12, **_V1_1),
-    # small sizes that train on a laptop CPU (same vocabulary as T5's tokenizer)
-    "t5-tiny": dict(d_model=128, d_kv=32, d_ff=512, num_layers=2, num_heads=4),
-    "t5-mini": dict(d_model=256, d_kv=32, d_ff=1024, num_layers=4, num_heads=8),
-    "t5-v1_1-tiny": dict(d_model=128, d_kv=32, d_ff=320, num_layers=2, num_heads=4, **_V1_1),
-}
-
-
-# §4.2 RMS layer norm — chapters/04_encoder.ipynb, cell 11
+# §4.2 RMS layer norm — chapters/04_encoder.ipynb, cell 13
 class T5LayerNorm(nn.Module):
     """RMS normalisation: scale only, no mean subtraction, no bias; variance accumulated in float32."""
 
@@ -146,6 +22,7 @@ class T5LayerNorm(nn.Module):
         self.variance_epsilon = eps
 
     def forward(self, hidden_states):
+        """(..., hidden_size) -> the same shape, each vector divided by its root mean square, times `weight`."""
         variance = hidden_states.to(torch.float32).pow(2).mean(-1, keepdim=True)
         hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
         if self.weight.dtype in (torch.float16, torch.bfloat16):
@@ -153,7 +30,7 @@ class T5LayerNorm(nn.Module):
         return self.weight * hidden_states
 
 
-# §4.3 The feed-forward network — chapters/04_encoder.ipynb, cell 15
+# §4.3 The feed-forward network — chapters/04_encoder.ipynb, cell 17
 def gelu_new(x):
     """GELU, tanh approximation (Hugging Face's 'gelu_new'), as used by T5 v1.1's gated FFN."""
     return F.gelu(x, approximate="tanh")
@@ -173,6 +50,7 @@ class T5DenseActDense(nn.Module):
         self.act = ACTIVATIONS[config.dense_act_fn]
 
     def forward(self, hidden_states):
+        """(..., d_model) -> (..., d_model), each position on its own."""
         hidden_states = self.dropout(self.act(self.wi(hidden_states)))
         if hidden_states.dtype != self.wo.weight.dtype and not torch.is_autocast_enabled(hidden_states.device.type):
             hidden_states = hidden_states.to(self.wo.weight.dtype)  # a float32 `wo` in a half-precision model
@@ -191,13 +69,14 @@ class T5DenseGatedActDense(nn.Module):
         self.act = ACTIVATIONS[config.dense_act_fn]
 
     def forward(self, hidden_states):
+        """(..., d_model) -> (..., d_model), each position on its own."""
         hidden_states = self.dropout(self.act(self.wi_0(hidden_states)) * self.wi_1(hidden_states))
         if hidden_states.dtype != self.wo.weight.dtype and not torch.is_autocast_enabled(hidden_states.device.type):
             hidden_states = hidden_states.to(self.wo.weight.dtype)
         return self.wo(hidden_states)
 
 
-# §4.4 Pre-norm residual sub-layers — chapters/04_encoder.ipynb, cell 20
+# §4.4 Pre-norm residual sub-layers — chapters/04_encoder.ipynb, cell 25
 class T5LayerSelfAttention(nn.Module):
     """x + dropout(self_attention(norm(x))); the first layer of a stack owns the relative bias table."""
 
@@ -212,6 +91,7 @@ class T5LayerSelfAttention(nn.Module):
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, hidden_states, bias=None, cache=None):
+        """(batch, L, d_model) -> the same shape; `bias` is added to every attention score."""
         attended = self.SelfAttention(self.layer_norm(hidden_states), bias=bias, cache=cache)
         return hidden_states + self.dropout(attended)
 
@@ -226,6 +106,7 @@ class T5LayerFF(nn.Module):
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, hidden_states):
+        """(batch, L, d_model) -> the same shape."""
         return hidden_states + self.dropout(self.DenseReluDense(self.layer_norm(hidden_states)))
 
 
@@ -248,19 +129,33 @@ class T5EncoderBlock(nn.Module):
                                     T5LayerFF(config)])
 
     def forward(self, hidden_states, bias=None):
+        """(batch, L, d_model) -> the same shape; `bias` is the stack's shared attention bias."""
         hidden_states = clamp_fp16(self.layer[0](hidden_states, bias=bias))
         return clamp_fp16(self.layer[1](hidden_states))
 
 
-# §4.5 The encoder stack — chapters/04_encoder.ipynb, cell 24
+# §4.5 The encoder stack — chapters/04_encoder.ipynb, cell 29
 def check_token_ids(ids, vocab_size, name="input_ids"):
-    """Fail clearly when token ids fall outside [0, vocab_size)."""
+    """Fail clearly unless `ids` is a non-empty (batch, length) integer tensor with ids in [0, vocab_size)."""
     if ids.dtype.is_floating_point:
         raise TypeError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+    if ids.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D tensor (batch, length), got shape {tuple(ids.shape)}; "
+                         "for a single sequence add a batch dimension: ids[None]")
+    if ids.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(ids.shape)}): pass at least one sequence of "
+                         "at least one token")
+    if int(ids.min()) < 0 or int(ids.max()) >= vocab_size:
         bad = ids[(ids < 0) | (ids >= vocab_size)]
         raise ValueError(f"{name} contains token id {int(bad[0])} outside the vocabulary "
                          f"[0, {vocab_size}); is the tokenizer's vocabulary larger than the model's?")
+
+
+def check_attention_mask(mask, shape, name="attention_mask", of="input_ids"):
+    """Fail clearly when a padding mask's shape is not `shape`, the (batch, length) of what it masks."""
+    if mask is not None and tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(mask.shape)} but {of} has shape {tuple(shape)}; "
+                         "the mask needs one 1 (token) or 0 (padding) per token")
 
 
 class T5Encoder(nn.Module):
@@ -284,12 +179,14 @@ class T5Encoder(nn.Module):
         return bias
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None):
-        """input_ids (batch, L) -> hidden states (batch, L, d_model)."""
+        """input_ids (batch, L) -> hidden states (batch, L, d_model); attention_mask: 1 = token, 0 = pad."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             check_token_ids(input_ids, self.embed_tokens.num_embeddings)
             inputs_embeds = self.embed_tokens(input_ids)
+        check_attention_mask(attention_mask, inputs_embeds.shape[:2],
+                             of="input_ids" if input_ids is not None else "inputs_embeds (batch, length)")
         bias = self.attention_bias(inputs_embeds.shape[1], attention_mask)
         hidden_states = self.dropout(inputs_embeds)
         for block in self.block:
@@ -297,7 +194,7 @@ class T5Encoder(nn.Module):
         return self.dropout(self.final_layer_norm(hidden_states))
 
 
-# §4.6 Initialisation — chapters/04_encoder.ipynb, cell 26
+# §4.6 Initialisation — chapters/04_encoder.ipynb, cell 31
 @torch.no_grad()
 def init_t5_weights(module, config):
     """Initialise every T5 part inside `module` in place, with the standard deviations of T5."""
@@ -323,9 +220,6 @@ def init_t5_weights(module, config):
 
 __all__ = [
     'ACTIVATIONS',
-    'FEED_FORWARD_PROJ',
-    'T5_PRESETS',
-    'T5Config',
     'T5DenseActDense',
     'T5DenseGatedActDense',
     'T5Encoder',
@@ -333,6 +227,7 @@ __all__ = [
     'T5LayerFF',
     'T5LayerNorm',
     'T5LayerSelfAttention',
+    'check_attention_mask',
     'check_token_ids',
     'clamp_fp16',
     'gelu_new',
