@@ -70,11 +70,6 @@ class T5Config:
         """Read a Hugging Face config.json dict; unknown keys are ignored."""
         return config_from_dict(data, cls)
 
-    @classmethod
-    def from_json(cls, path):
-        """Read a config.json file; every problem is one ConfigError that names the file."""
-        return read_config(path, cls)
-
 
 # §4.1 The configuration — chapters/04_encoder.ipynb, cell 8
 FEED_FORWARD_PROJ = ("relu", "gated-gelu", "gelu", "gated-relu", "silu", "gated-silu")

@@ -22,7 +22,7 @@ class T5LayerNorm(nn.Module):
         self.variance_epsilon = eps
 
     def forward(self, hidden_states):
-        """(..., hidden_size) -> the same shape, each vector divided by its root mean square, times `weight`."""
+        """(..., hidden_size) -> the same shape: each vector over its root mean square, times `weight`."""
         variance = hidden_states.to(torch.float32).pow(2).mean(-1, keepdim=True)
         hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
         if self.weight.dtype in (torch.float16, torch.bfloat16):
@@ -39,6 +39,13 @@ def gelu_new(x):
 ACTIVATIONS = {"relu": F.relu, "gelu_new": gelu_new, "gelu": F.gelu, "silu": F.silu}
 
 
+def match_dtype(hidden_states, weight):
+    """Cast to the weight's dtype (a float32 `wo` kept in a half-precision model), except under autocast."""
+    if hidden_states.dtype != weight.dtype and not torch.is_autocast_enabled(hidden_states.device.type):
+        return hidden_states.to(weight.dtype)
+    return hidden_states
+
+
 class T5DenseActDense(nn.Module):
     """T5 v1.0 feed-forward: wo(dropout(act(wi(x)))), no biases."""
 
@@ -52,9 +59,7 @@ class T5DenseActDense(nn.Module):
     def forward(self, hidden_states):
         """(..., d_model) -> (..., d_model), each position on its own."""
         hidden_states = self.dropout(self.act(self.wi(hidden_states)))
-        if hidden_states.dtype != self.wo.weight.dtype and not torch.is_autocast_enabled(hidden_states.device.type):
-            hidden_states = hidden_states.to(self.wo.weight.dtype)  # a float32 `wo` in a half-precision model
-        return self.wo(hidden_states)
+        return self.wo(match_dtype(hidden_states, self.wo.weight))
 
 
 class T5DenseGatedActDense(nn.Module):
@@ -71,9 +76,7 @@ class T5DenseGatedActDense(nn.Module):
     def forward(self, hidden_states):
         """(..., d_model) -> (..., d_model), each position on its own."""
         hidden_states = self.dropout(self.act(self.wi_0(hidden_states)) * self.wi_1(hidden_states))
-        if hidden_states.dtype != self.wo.weight.dtype and not torch.is_autocast_enabled(hidden_states.device.type):
-            hidden_states = hidden_states.to(self.wo.weight.dtype)
-        return self.wo(hidden_states)
+        return self.wo(match_dtype(hidden_states, self.wo.weight))
 
 
 # §4.4 Pre-norm residual sub-layers — chapters/04_encoder.ipynb, cell 25
@@ -125,8 +128,10 @@ class T5EncoderBlock(nn.Module):
 
     def __init__(self, config, has_relative_attention_bias=False):
         super().__init__()
-        self.layer = nn.ModuleList([T5LayerSelfAttention(config, has_relative_attention_bias, bidirectional=True),
-                                    T5LayerFF(config)])
+        self.layer = nn.ModuleList([
+            T5LayerSelfAttention(config, has_relative_attention_bias, bidirectional=True),
+            T5LayerFF(config),
+        ])
 
     def forward(self, hidden_states, bias=None):
         """(batch, L, d_model) -> the same shape; `bias` is the stack's shared attention bias."""
@@ -232,4 +237,5 @@ __all__ = [
     'clamp_fp16',
     'gelu_new',
     'init_t5_weights',
+    'match_dtype',
 ]

@@ -3,10 +3,9 @@
 # Imports stay in the notebook cell that needs them, so they are not one sorted block:
 # ruff: noqa: I001
 
-# §5.3 The full model — chapters/05_decoder.ipynb, cell 11
+# §5.3 The full model — chapters/05_decoder.ipynb, cell 16
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -14,8 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from t5edu.attention import T5Attention
+from t5edu.config import T5Config, read_config
 from t5edu.decoder import T5Decoder
-from t5edu.encoder import T5Config, T5Encoder, init_t5_weights
+from t5edu.encoder import T5Encoder, check_attention_mask, init_t5_weights
+from t5edu.files import atomic_write
 
 
 def shift_right(labels, decoder_start_token_id=0, pad_token_id=0):
@@ -24,6 +25,14 @@ def shift_right(labels, decoder_start_token_id=0, pad_token_id=0):
     shifted[..., 1:] = labels[..., :-1]
     shifted[..., 0] = decoder_start_token_id
     return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+def check_labels(labels, vocab_size):
+    """Fail clearly on labels that are neither token ids in [0, vocab_size) nor -100 (ignored)."""
+    ok = (labels == -100) | ((labels >= 0) & (labels < vocab_size))
+    if not bool(ok.all()):
+        raise ValueError(f"labels must be token ids in [0, {vocab_size}) or -100 (ignored); "
+                         f"found {int(labels[~ok][0])}")
 
 
 @dataclasses.dataclass
@@ -36,18 +45,43 @@ class Seq2SeqOutput:
     cache: list | None = None
 
 
-# §5.3 The full model — chapters/05_decoder.ipynb, cell 13
-class CheckpointError(ValueError):
-    """A checkpoint does not fit the model: lists the missing, unexpected and mismatched tensors."""
+# §5.3 The full model — chapters/05_decoder.ipynb, cell 18
+class PretrainedModel(nn.Module):
+    """What every t5edu model shares: checkpoint folders (Section 5.8), generation, small utilities."""
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, dtype=None):
+        """Load a Hugging Face-format checkpoint folder (or a hub id, when huggingface_hub can fetch it)."""
+        return load_hf_folder(cls, name_or_path, dtype)
+
+    def save_pretrained(self, directory):
+        """Write config.json and model.safetensors in Hugging Face's format, each file atomically."""
+        return save_hf_folder(self, directory)
+
+    def load_checkpoint_state(self, state):
+        """Load a Hugging Face-named state dict; one CheckpointError lists every problem."""
+        return load_checkpoint_state(self, state)
+
+    def generate(self, input_ids, **options):
+        """Output token ids for `input_ids`: greedy, beam search or sampling (Chapter 08, t5edu.generate)."""
+        from t5edu.generate import generate  # Chapter 08 imports this module, so import it on first use
+
+        return generate(self, input_ids, **options)
+
+    def set_sdpa(self, enabled=True):
+        """Run every attention through PyTorch's fused kernel (True) or the explicit math (False, default)."""
+        for module in self.modules():
+            if isinstance(module, T5Attention):
+                module.use_sdpa = enabled
+        return self
+
+    def num_parameters(self):
+        """Trainable numbers, each shared tensor counted once."""
+        return sum(p.numel() for p in self.parameters())
 
 
-# Names that the checkpoint may omit or carry without harm: aliases of `shared`, and a table that a
-# few old checkpoints store in the first cross-attention although T5 never uses it.
-ALIASES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
-IGNORED = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",)
-
-
-class T5(nn.Module):
+# §5.3 The full model — chapters/05_decoder.ipynb, cell 19
+class T5(PretrainedModel):
     """The T5 encoder-decoder with a language-modelling head; state_dict names match Hugging Face's
     T5ForConditionalGeneration, so checkpoints load without any renaming."""
 
@@ -64,170 +98,213 @@ class T5(nn.Module):
 
     @torch.no_grad()
     def init_weights(self):
+        """T5's initialisation (Section 4.6); an untied head gets std d_model**-0.5."""
         init_t5_weights(self, self.config)
         if not self.config.tie_word_embeddings:
             self.lm_head.weight.normal_(0.0, self.config.initializer_factor * self.config.d_model ** -0.5)
-
-    def set_sdpa(self, enabled=True):
-        """Run every attention through PyTorch's fused kernel (True) or the explicit math (False, default)."""
-        for module in self.modules():
-            if isinstance(module, T5Attention):
-                module.use_sdpa = enabled
-        return self
-
-    def num_parameters(self):
-        """Trainable numbers, each shared tensor counted once."""
-        return sum(p.numel() for p in self.parameters())
 
     def encode(self, input_ids, attention_mask=None):
         """The encoder alone: (batch, L) -> (batch, L, d_model)."""
         return self.encoder(input_ids, attention_mask=attention_mask)
 
-    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
-                labels=None, encoder_hidden_states=None, cache=None):
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None,
+                decoder_attention_mask=None, labels=None, encoder_hidden_states=None, cache=None):
+        """Logits for every decoder position, and the mean loss over the labels when they are given.
+
+        input_ids, attention_mask: (batch, L_in), the input and its padding mask (1 = token, 0 = pad).
+        encoder_hidden_states: the output of `encode`, instead of input_ids (generation encodes once).
+        decoder_input_ids: (batch, L_out); derived from labels with shift_right when not given.
+        labels: (batch, L_out) target ids, -100 where the loss ignores a position.
+        cache: T5Decoder.new_cache(), filled as decoder_input_ids arrive one step at a time.
+        Returns a Seq2SeqOutput: logits (batch, L_out, vocab_size), loss, encoder states, cache.
+        """
+        config = self.config
         if encoder_hidden_states is None:
             if input_ids is None:
                 raise ValueError("pass input_ids (or encoder_hidden_states from T5.encode)")
             encoder_hidden_states = self.encode(input_ids, attention_mask)
+        else:
+            check_attention_mask(attention_mask, encoder_hidden_states.shape[:2], of="encoder_hidden_states")
         if labels is not None:
-            ok = (labels == -100) | ((labels >= 0) & (labels < self.config.vocab_size))
-            if not bool(ok.all()):
-                raise ValueError(f"labels must be token ids in [0, {self.config.vocab_size}) or -100 (ignored); "
-                                 f"found {int(labels[~ok][0])}")
+            check_labels(labels, config.vocab_size)
         if decoder_input_ids is None:
             if labels is None:
                 raise ValueError("pass decoder_input_ids, or labels to derive them with shift_right")
-            decoder_input_ids = shift_right(labels, self.config.decoder_start_token_id, self.config.pad_token_id)
+            decoder_input_ids = shift_right(labels, config.decoder_start_token_id, config.pad_token_id)
         hidden = self.decoder(decoder_input_ids, encoder_hidden_states, attention_mask=decoder_attention_mask,
                               encoder_attention_mask=attention_mask, cache=cache)
-        if self.config.scale_decoder_outputs:
-            hidden = hidden * self.config.d_model ** -0.5
+        if config.scale_decoder_outputs:
+            hidden = hidden * config.d_model ** -0.5
         logits = self.lm_head(hidden)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
-        return Seq2SeqOutput(logits=logits, loss=loss, encoder_last_hidden_state=encoder_hidden_states, cache=cache)
-
-    def generate(self, input_ids, **options):
-        """Output token ids for `input_ids`: greedy, beam search or sampling, with Hugging Face's
-        arguments (`max_length`, `max_new_tokens`, `num_beams`, `early_stopping`, ...). Chapter 08 builds
-        the decoding; `t5edu.generate.generate` documents every option."""
-        from t5edu.generate import generate  # Chapter 08 imports this module, so import it on first use
-
-        return generate(self, input_ids, **options)
-
-    # ----- checkpoints (Section 5.6) -----
-
-    def load_checkpoint_state(self, state):
-        """Load a Hugging Face-named state dict; one CheckpointError lists every problem."""
-        state = dict(state)
-        if "shared.weight" not in state:  # some checkpoints store the embedding under an alias only
-            for alias in ALIASES:
-                if alias in state:
-                    state["shared.weight"] = state[alias]
-                    break
-        tied = self.config.tie_word_embeddings
-        if tied and "lm_head.weight" in state and "shared.weight" in state and \
-                not torch.equal(state["lm_head.weight"], state["shared.weight"]):
-            # a separate head in the file wins (newer `transformers` write tie_word_embeddings=true even
-            # for untied T5 v1.1 models); keep the configured output scaling
-            self.config = dataclasses.replace(self.config, tie_word_embeddings=False,
-                                              scale_decoder_outputs=self.config.scale_decoder_outputs)
-            self.lm_head.weight = nn.Parameter(self.shared.weight.detach().clone())
-            tied = False
-        expected = self.state_dict()
-        optional = set(ALIASES) | ({"lm_head.weight"} if tied else set())
-        missing = [k for k in expected if k not in state and k not in optional]
-        unexpected = [k for k in state if k not in expected and k not in IGNORED]
-        mismatched = [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
-                      for k in state if k in expected and state[k].shape != expected[k].shape]
-        if missing or unexpected or mismatched:
-            lines = ["checkpoint does not match the model configuration:"]
-            for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
-                if items:
-                    shown = items[:10] + ([f"... and {len(items) - 10} more"] if len(items) > 10 else [])
-                    lines.append(f"  {title} ({len(items)}): " + "; ".join(shown))
-            raise CheckpointError("\n".join(lines))
-        skip = optional if tied else set(ALIASES)
-        self.load_state_dict({k: v for k, v in state.items() if k in expected and k not in skip}, strict=False)
-        return self
-
-    @classmethod
-    def from_pretrained(cls, name_or_path, dtype=None):
-        """Load an HF-format checkpoint: a directory with config.json and model.safetensors (or
-        pytorch_model.bin, read with weights_only=True), or a hub id when huggingface_hub is available."""
-        directory = resolve_checkpoint(name_or_path)
-        config = T5Config.from_json(directory / "config.json")
-        model = cls(config).load_checkpoint_state(read_state_dict(directory))
-        if dtype is not None:
-            model = model.to(dtype)
-        return model.eval()
-
-    def save_pretrained(self, directory):
-        """Write config.json and model.safetensors (HF format), each atomically: temporary file, then rename."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        skip = set(ALIASES) | ({"lm_head.weight"} if self.config.tie_word_embeddings else set())
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k not in skip}
-        _atomic_write(directory / "model.safetensors", lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-        text = json.dumps(self.config.to_dict(), indent=2) + "\n"
-        _atomic_write(directory / "config.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-        return directory
+            loss = F.cross_entropy(logits.flatten(0, -2), labels.flatten(), ignore_index=-100)
+        return Seq2SeqOutput(logits, loss, encoder_last_hidden_state=encoder_hidden_states, cache=cache)
 
 
-def _atomic_write(path, write):
-    """Call write(tmp_path), then rename over `path`: a crash never leaves a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+# §5.8 Under the hood: checkpoint files — chapters/05_decoder.ipynb, cell 39
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded: an unreadable file, or tensors that do not fit the model."""
+
+
+# Names that the checkpoint may omit or carry without harm: aliases of `shared`, and a table that a
+# few old checkpoints store in the first cross-attention although T5 never uses it.
+ALIASES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
+IGNORED = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",)
+
+
+def load_checkpoint_state(model, state):
+    """Load a Hugging Face-named state dict into `model` (a T5); one CheckpointError lists every problem."""
+    state = dict(state)
+    if "shared.weight" not in state:  # some checkpoints store the embedding under an alias only
+        alias = next((a for a in ALIASES if a in state), None)
+        if alias is not None:
+            state["shared.weight"] = state[alias]
+    tied = model.config.tie_word_embeddings
+    if tied and "lm_head.weight" in state and "shared.weight" in state and \
+            not torch.equal(state["lm_head.weight"], state["shared.weight"]):
+        # a separate head in the file wins (newer `transformers` write tie_word_embeddings=true even
+        # for untied T5 v1.1 models); keep the configured output scaling
+        model.config = dataclasses.replace(model.config, tie_word_embeddings=False,
+                                           scale_decoder_outputs=model.config.scale_decoder_outputs)
+        model.lm_head.weight = nn.Parameter(model.shared.weight.detach().clone())
+        tied = False
+    expected = model.state_dict()
+    optional = set(ALIASES) | ({"lm_head.weight"} if tied else set())
+    missing = [k for k in expected if k not in state and k not in optional]
+    unexpected = [k for k in state if k not in expected and k not in IGNORED]
+    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
+                  for k in state if k in expected and state[k].shape != expected[k].shape]
+    if missing or unexpected or mismatched:
+        lines = ["checkpoint does not match the model configuration:"]
+        for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
+            if items:
+                shown = items[:10] + ([f"... and {len(items) - 10} more"] if len(items) > 10 else [])
+                lines.append(f"  {title} ({len(items)}): " + "; ".join(shown))
+        raise CheckpointError("\n".join(lines))
+    skip = optional if tied else set(ALIASES)
+    model.load_state_dict({k: v for k, v in state.items() if k in expected and k not in skip}, strict=False)
+    return model
+
+
+# §5.8 Under the hood: checkpoint files — chapters/05_decoder.ipynb, cell 40
+def load_hf_folder(cls, name_or_path, dtype=None):
+    """`cls` (T5) from a checkpoint folder or hub id, in eval mode; see T5.from_pretrained."""
+    directory = resolve_checkpoint(name_or_path)
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(f"{directory} has no config.json, so it is not a T5 checkpoint folder "
+                                "(save_pretrained writes config.json and model.safetensors)")
+    model = cls(read_config(directory / "config.json", T5Config))
+    model.load_checkpoint_state(read_state_dict(directory))
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval()
+
+
+def save_hf_folder(model, directory):
+    """Write config.json and model.safetensors (Hugging Face's format) into `directory`, each atomically."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    skip = set(ALIASES) | ({"lm_head.weight"} if model.config.tie_word_embeddings else set())
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in skip}
+    atomic_write(directory / "model.safetensors", lambda tmp: save_file(state, tmp, {"format": "pt"}))
+    atomic_write(directory / "config.json", json.dumps(model.config.to_dict(), indent=2) + "\n")
+    return directory
+
+
+# §5.8 Under the hood: checkpoint files — chapters/05_decoder.ipynb, cell 42
+def _looks_like_path(text):
+    """True when `text` cannot be a hub id ('name' or 'owner/name'), or its first part is a local folder."""
+    import re
+
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", text) or text.startswith(".") or ".." in text:
+        return True
+    return "/" in text and Path(text.split("/")[0]).is_dir()
+
+
+def _missing_folder(path, why=""):
+    """FileNotFoundError for a checkpoint folder that does not exist, with the closest existing name."""
+    import difflib
+
+    parent = path.parent if str(path.parent) else Path(".")
+    names = [p.name for p in parent.iterdir() if p.is_dir()] if parent.is_dir() else []
+    close = difflib.get_close_matches(path.name, names, n=1)
+    hint = f"; did you mean {str(parent / close[0])!r}?" if close else ""
+    return FileNotFoundError(f"checkpoint folder {str(path)!r} does not exist{why}{hint}")
 
 
 def resolve_checkpoint(name_or_path):
-    """A local checkpoint directory, or a hub id downloaded (or found in the cache) by huggingface_hub."""
-    path = Path(name_or_path)
+    """A local checkpoint folder as a Path, or a hub id fetched (or found in the cache) by huggingface_hub."""
+    import os
+
+    path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
     if path.exists():
-        raise NotADirectoryError(f"{path} is a file; from_pretrained expects the checkpoint's directory")
+        raise NotADirectoryError(f"{path} is a file; from_pretrained expects the checkpoint's folder")
+    text = str(name_or_path)
+    if _looks_like_path(text):
+        raise _missing_folder(path)
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise FileNotFoundError(f"{name_or_path!r} is not a local directory, and huggingface_hub is not "
-                                "installed to fetch it from the hub (pip install huggingface_hub)") from None
+        raise _missing_folder(path, " (and huggingface_hub, which could fetch a hub id, is not installed: "
+                                    'pip install "t5edu[hub]")') from None
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     try:
-        local = Path(snapshot_download(str(name_or_path), allow_patterns=["*.json", "*.safetensors"]))
+        local = Path(snapshot_download(text, allow_patterns=["*.json", "*.safetensors"]))
         if not any(local.glob("*.safetensors")):
-            local = Path(snapshot_download(str(name_or_path), allow_patterns=["*.json", "pytorch_model.bin"]))
-    except Exception as err:  # noqa: BLE001 - offline, unknown id, no access: one clear message
+            local = Path(snapshot_download(text, allow_patterns=["*.json", "pytorch_model.bin"]))
+    except Exception as err:  # offline, unknown id, no access: one clear message
+        if offline:
+            why = " (offline, HF_HUB_OFFLINE=1: not in the local hub cache either)"
+            raise _missing_folder(path, why) from None
         raise FileNotFoundError(
-            f"{name_or_path!r} is not a local directory and could not be fetched from the Hugging Face hub "
-            f"({type(err).__name__}: {err}). Offline (HF_HUB_OFFLINE=1) only the local cache is used.") from None
+            f"{text!r} is not a local folder and could not be fetched from the Hugging Face hub "
+            f"({type(err).__name__}: {err})") from None
     return local
 
 
-def read_state_dict(directory):
-    """Tensors of an HF checkpoint: model.safetensors (possibly sharded) or pytorch_model.bin."""
+# §5.8 Under the hood: checkpoint files — chapters/05_decoder.ipynb, cell 44
+def _load_safetensors(file):
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: tensor file not found")
+    try:
+        return load_file(file)
+    except SafetensorError as err:
+        size = file.stat().st_size
+        raise CheckpointError(f"{file} is not a readable safetensors file ({size:,} bytes; {err}); it is "
+                              "probably empty or truncated: save or download it again") from None
+
+
+def read_state_dict(directory):
+    """Tensors of a Hugging Face checkpoint folder: model.safetensors, its shards, or pytorch_model.bin."""
     directory = Path(directory)
     if (directory / "model.safetensors").exists():
-        return load_file(directory / "model.safetensors")
+        return _load_safetensors(directory / "model.safetensors")
     index = directory / "model.safetensors.index.json"
     if index.exists():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (ValueError, KeyError, TypeError):
+            raise CheckpointError(f'{index} must be a JSON object with a "weight_map" from tensor names to '
+                                  "shard files; it is not (truncated, or not a safetensors index?)") from None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise CheckpointError(f'{index}: "weight_map" must map tensor names to shard file names')
         state = {}
-        for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
-            state.update(load_file(directory / shard))
+        for shard in sorted(set(weight_map.values())):
+            state.update(_load_safetensors(directory / shard))
         return state
     if (directory / "pytorch_model.bin").exists():
         # weights_only=True: tensors and plain containers only; a pickle cannot run code
         return torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"no model.safetensors, model.safetensors.index.json or pytorch_model.bin in {directory}")
+    raise FileNotFoundError(f"{directory} holds no model.safetensors, model.safetensors.index.json or "
+                            "pytorch_model.bin")
 
 
 __all__ = [
@@ -235,8 +312,13 @@ __all__ = [
     'IGNORED',
     'T5',
     'CheckpointError',
+    'PretrainedModel',
     'Seq2SeqOutput',
+    'check_labels',
+    'load_checkpoint_state',
+    'load_hf_folder',
     'read_state_dict',
     'resolve_checkpoint',
+    'save_hf_folder',
     'shift_right',
 ]
