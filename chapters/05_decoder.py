@@ -756,7 +756,7 @@ def save_hf_folder(model, directory):
 
 # %%
 #| export model
-def _looks_like_path(text):
+def looks_like_path(text):
     """True when `text` cannot be a hub id ('name' or 'owner/name'), or its first part is a local folder."""
     import re
 
@@ -786,7 +786,7 @@ def resolve_checkpoint(name_or_path):
     if path.exists():
         raise NotADirectoryError(f"{path} is a file; from_pretrained expects the checkpoint's folder")
     text = str(name_or_path)
-    if _looks_like_path(text):
+    if looks_like_path(text):
         raise _missing_folder(path)
     try:
         from huggingface_hub import snapshot_download

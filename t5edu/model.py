@@ -215,7 +215,7 @@ def save_hf_folder(model, directory):
 
 
 # §5.8 Under the hood: checkpoint files — chapters/05_decoder.ipynb, cell 42
-def _looks_like_path(text):
+def looks_like_path(text):
     """True when `text` cannot be a hub id ('name' or 'owner/name'), or its first part is a local folder."""
     import re
 
@@ -245,7 +245,7 @@ def resolve_checkpoint(name_or_path):
     if path.exists():
         raise NotADirectoryError(f"{path} is a file; from_pretrained expects the checkpoint's folder")
     text = str(name_or_path)
-    if _looks_like_path(text):
+    if looks_like_path(text):
         raise _missing_folder(path)
     try:
         from huggingface_hub import snapshot_download
@@ -317,6 +317,7 @@ __all__ = [
     'check_labels',
     'load_checkpoint_state',
     'load_hf_folder',
+    'looks_like_path',
     'read_state_dict',
     'resolve_checkpoint',
     'save_hf_folder',
