@@ -24,19 +24,27 @@
 # position bias of Chapter 03 instead of position embeddings.
 #
 # **What you will build**
-# - `T5Config`: every size of the model in one dataclass, with the names of Hugging Face's `config.json`;
+# - `T5Config`: every size of the model in one small dataclass, with the names of Hugging Face's `config.json`;
 # - `T5LayerNorm` (RMS norm) and the two feed-forward networks (ReLU for T5, gated GELU for T5 v1.1);
 # - the pre-norm residual sub-layers, the encoder block and `T5Encoder`, whose parameter names match
-#   the checkpoints; and `init_t5_weights`, T5's initialisation.
+#   the published checkpoints; and `init_t5_weights`, T5's initialisation.
+#
+# **Why T5 does it this way.** The T5 paper (Raffel et al., 2020, §2.1 "Model") keeps the 2017
+# encoder-decoder Transformer and changes three things: the layer normalisation only *rescales*
+# (no mean subtracted, no additive bias — what Zhang & Sennrich call RMSNorm), it is applied to the
+# *input* of each sub-layer with the residual connection around it ("pre-norm"), and positions enter
+# as a learned relative bias in attention. Its dense layers have no biases either. §3.2
+# ("Architectures") compares this encoder-decoder against decoder-only language models and prefix
+# LMs, and the encoder-decoder with a denoising objective comes out best — which is why the book
+# builds an encoder here and a decoder with cross-attention in Chapter 05. The later T5 v1.1 checkpoints
+# swap the ReLU feed-forward network for a gated GELU (Shazeer, 2020, "GLU Variants Improve
+# Transformer"), which Section 4.3 builds too.
 
 # %%
 #| default_exp encoder
 
 # %%
 #| export
-import dataclasses
-import json
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,9 +53,12 @@ from t5edu.attention import T5Attention, padding_bias
 from t5edu.relative_bias import RelativePositionBias
 
 # %%
+import dataclasses
 import math
+import tempfile
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import FancyBboxPatch
 
 _ = torch.manual_seed(0)
 
@@ -56,7 +67,8 @@ _ = torch.manual_seed(0)
 #
 # A T5 model is fully described by a dozen numbers. We keep them in a dataclass whose field names are
 # exactly those of Hugging Face's `T5Config`, so that a checkpoint's `config.json` can be read
-# directly:
+# directly. It gets a module of its own, `t5edu.config`, because the encoder, the decoder, the
+# trainer and the command line all need it. The fields that shape the network:
 #
 # | field | meaning | t5-small |
 # | --- | --- | --- |
@@ -66,127 +78,133 @@ _ = torch.manual_seed(0)
 # | `d_ff` | hidden width of the feed-forward network | 2048 |
 # | `num_layers` / `num_decoder_layers` | blocks in the encoder / decoder | 6 / 6 |
 # | `num_heads` | attention heads | 8 |
-# | `relative_attention_num_buckets` / `_max_distance` | Chapter 03 | 32 / 128 |
-# | `dropout_rate`, `layer_norm_epsilon` | | 0.1, 1e-6 |
 # | `feed_forward_proj` | `relu` (T5) or `gated-gelu` (T5 v1.1) | relu |
 # | `tie_word_embeddings` | output head shares the embedding matrix (Chapter 05) | True |
 #
-# `from_dict` accepts a real `config.json`: unknown keys (`architectures`, `model_type`,
-# `transformers_version`, …) are ignored, derived keys (`dense_act_fn`, `is_gated_act`) are checked
-# against `feed_forward_proj`. Recent `transformers` versions always write `tie_word_embeddings: true`
-# and record the output scaling separately as `scale_decoder_outputs`; we keep that field too
-# (`None` means "same as `tie_word_embeddings`"). Invalid values fail at once with a message that
-# names the field.
+# A bad value raises `ConfigError` (a `ValueError`) naming the field. Reading and writing real
+# `config.json` files (`from_dict`, `to_dict`, `read_config`) is plumbing; it lives in Section 4.7,
+# "Under the hood", at the end of the chapter.
 
 # %%
-#| export
-FEED_FORWARD_PROJ = ("relu", "gated-gelu", "gelu", "gated-relu", "silu", "gated-silu")
+#| export config
+import dataclasses
+import json
+from pathlib import Path
 
 
+class ConfigError(ValueError):
+    """A configuration value of the wrong type or out of range; the message names the field (and file)."""
+
+
+# %%
+#| export config
 @dataclasses.dataclass
 class T5Config:
-    """Sizes and options of a T5 model; field names follow Hugging Face's `T5Config` / `config.json`."""
+    """Sizes and options of a T5 model; the field names are those of Hugging Face's `config.json`."""
 
-    vocab_size: int = 32128
-    d_model: int = 512
-    d_kv: int = 64
-    d_ff: int = 2048
-    num_layers: int = 6
-    num_decoder_layers: int | None = None  # None: same as num_layers
-    num_heads: int = 8
-    relative_attention_num_buckets: int = 32
-    relative_attention_max_distance: int = 128
+    vocab_size: int = 32128                      # rows of the shared embedding
+    d_model: int = 512                           # width of the residual stream
+    d_kv: int = 64                               # width of one attention head
+    d_ff: int = 2048                             # hidden width of the feed-forward network
+    num_layers: int = 6                          # encoder blocks
+    num_decoder_layers: int | None = None        # decoder blocks; None: same as num_layers
+    num_heads: int = 8                           # attention heads
+    relative_attention_num_buckets: int = 32     # Chapter 03
+    relative_attention_max_distance: int = 128   # Chapter 03
     dropout_rate: float = 0.1
     layer_norm_epsilon: float = 1e-6
-    initializer_factor: float = 1.0
-    feed_forward_proj: str = "relu"
-    tie_word_embeddings: bool = True
-    scale_decoder_outputs: bool | None = None  # None: same as tie_word_embeddings
+    initializer_factor: float = 1.0              # scales every initial standard deviation (4.6)
+    feed_forward_proj: str = "relu"              # "relu" (T5) or "gated-gelu" (T5 v1.1)
+    tie_word_embeddings: bool = True             # output head = embedding matrix (Chapter 05)
+    scale_decoder_outputs: bool | None = None    # times d_model**-0.5 before the head; None: = tied
     pad_token_id: int = 0
     eos_token_id: int = 1
-    decoder_start_token_id: int = 0
+    decoder_start_token_id: int = 0              # the first decoder input (Chapter 05)
 
     def __post_init__(self):
         if self.num_decoder_layers is None:
             self.num_decoder_layers = self.num_layers
         if self.scale_decoder_outputs is None:
-            self.scale_decoder_outputs = bool(self.tie_word_embeddings)
-        self.validate()
-
-    def validate(self):
-        for name in ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads",
-                     "relative_attention_num_buckets", "relative_attention_max_distance"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"T5Config.{name} must be a positive integer, got {value!r}")
-        if not 0.0 <= self.dropout_rate < 1.0:
-            raise ValueError(f"T5Config.dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
-        if not self.layer_norm_epsilon > 0:
-            raise ValueError(f"T5Config.layer_norm_epsilon must be positive, got {self.layer_norm_epsilon!r}")
-        if self.feed_forward_proj not in FEED_FORWARD_PROJ:
-            raise ValueError(f"T5Config.feed_forward_proj must be one of {', '.join(FEED_FORWARD_PROJ)}; "
-                             f"got {self.feed_forward_proj!r}")
-        if self.relative_attention_num_buckets < 2:
-            raise ValueError("T5Config.relative_attention_num_buckets must be at least 2")
-        for name in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or not 0 <= value < self.vocab_size:
-                raise ValueError(f"T5Config.{name} must be a token id in [0, vocab_size={self.vocab_size}), "
-                                 f"got {value!r}")
+            self.scale_decoder_outputs = self.tie_word_embeddings
+        check_config(self)  # types and ranges, below
 
     @property
     def is_gated_act(self):
+        """True for the gated feed-forward network of T5 v1.1."""
         return self.feed_forward_proj.startswith("gated-")
 
     @property
     def dense_act_fn(self):
         """The activation's Hugging Face name: 'gated-gelu' means the tanh approximation, 'gelu_new'."""
-        act = self.feed_forward_proj.split("-")[-1]
-        return "gelu_new" if self.feed_forward_proj == "gated-gelu" else act
+        return "gelu_new" if self.feed_forward_proj == "gated-gelu" else self.feed_forward_proj.split("-")[-1]
 
     @classmethod
     def preset(cls, name, **overrides):
         """A named size (see T5_PRESETS), optionally with some fields changed."""
         if name not in T5_PRESETS:
-            raise ValueError(f"unknown T5 preset {name!r}; known: {', '.join(T5_PRESETS)}")
+            raise ConfigError(f"unknown T5 preset {name!r}; known: {', '.join(T5_PRESETS)}")
         return cls(**{**T5_PRESETS[name], **overrides})
+
+    def to_dict(self):
+        """A dict that Hugging Face's T5Config accepts (and that from_dict reads back)."""
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data):
         """Read a Hugging Face config.json dict; unknown keys are ignored."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in fields}
-        if isinstance(kwargs.get("eos_token_id"), list):  # some configs list several
-            kwargs["eos_token_id"] = kwargs["eos_token_id"][0]
-        for key in ("pad_token_id", "decoder_start_token_id"):
-            if kwargs.get(key, 0) is None:
-                kwargs.pop(key)
-        config = cls(**kwargs)
-        for key in ("dense_act_fn", "is_gated_act"):
-            if key in data and data[key] != getattr(config, key) and not (
-                    key == "dense_act_fn" and {data[key], config.dense_act_fn} <= {"gelu", "gelu_new"}):
-                raise ValueError(f"config says {key}={data[key]!r} but feed_forward_proj="
-                                 f"{config.feed_forward_proj!r} means {getattr(config, key)!r}")
-        return config
-
-    def to_dict(self):
-        """A dict that Hugging Face's T5Config accepts (and that from_dict reads back)."""
-        data = dataclasses.asdict(self)
-        if data["scale_decoder_outputs"] == data["tie_word_embeddings"]:
-            del data["scale_decoder_outputs"]  # the common case: older readers know only tie_word_embeddings
-        data.update(architectures=["T5ForConditionalGeneration"], model_type="t5", is_encoder_decoder=True,
-                    dense_act_fn=self.dense_act_fn, is_gated_act=self.is_gated_act)
-        return dict(sorted(data.items()))
-
-    @classmethod
-    def from_json(cls, path):
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        return config_from_dict(data, cls)
 
 
+# %% [markdown]
+# `check_config` runs on every new config, so a bad value fails at once with a message that names the
+# field instead of deep inside a matrix product later. The checks are plain code:
+
+# %%
+#| export config
+FEED_FORWARD_PROJ = ("relu", "gated-gelu", "gelu", "gated-relu", "silu", "gated-silu")
+SIZE_FIELDS = ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads",
+               "relative_attention_num_buckets", "relative_attention_max_distance")
+
+
+def check_config(config):
+    """Raise ConfigError naming the first field whose value has the wrong type or is out of range."""
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)  # True is an int in Python; not here
+
+    def is_number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def fail(name, expected):
+        raise ConfigError(f"T5Config.{name} must be {expected}, got {getattr(config, name)!r}")
+
+    for name in SIZE_FIELDS:
+        if not is_int(getattr(config, name)) or getattr(config, name) <= 0:
+            fail(name, "a positive integer")
+    if config.relative_attention_num_buckets < 2:
+        fail("relative_attention_num_buckets", "at least 2")
+    for name in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
+        if not is_int(getattr(config, name)) or not 0 <= getattr(config, name) < config.vocab_size:
+            fail(name, f"a token id in [0, vocab_size={config.vocab_size})")
+    if not is_number(config.dropout_rate) or not 0 <= config.dropout_rate < 1:
+        fail("dropout_rate", "a number in [0, 1)")
+    for name in ("layer_norm_epsilon", "initializer_factor"):
+        if not is_number(getattr(config, name)) or not getattr(config, name) > 0:
+            fail(name, "a positive number")
+    if not isinstance(config.feed_forward_proj, str) or config.feed_forward_proj not in FEED_FORWARD_PROJ:
+        fail("feed_forward_proj", "one of " + ", ".join(FEED_FORWARD_PROJ))
+    for name in ("tie_word_embeddings", "scale_decoder_outputs"):
+        if not isinstance(getattr(config, name), bool):
+            fail(name, "true or false")
+
+
+# %% [markdown]
+# The published sizes, and a few small ones that train on a laptop CPU:
+
+# %%
+#| export config
 _V1_1 = dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False)
 T5_PRESETS = {
-    # the original T5 (Raffel et al., 2020)
+    # the original T5 (Raffel et al., 2020, §3.7 "Putting it all together")
     "t5-small": dict(d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8),
     "t5-base": dict(d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12),
     "t5-large": dict(d_model=1024, d_kv=64, d_ff=4096, num_layers=24, num_heads=16),
@@ -199,41 +217,16 @@ T5_PRESETS = {
     "t5-v1_1-tiny": dict(d_model=128, d_kv=32, d_ff=320, num_layers=2, num_heads=4, **_V1_1),
 }
 
-# %% [markdown]
-# The presets, and what happens with a bad value:
-
 # %%
 for name in T5_PRESETS:
     c = T5Config.preset(name)
-    print(f"{name:14s} d_model={c.d_model:4d} layers={c.num_layers:2d}+{c.num_decoder_layers:<2d} heads={c.num_heads:2d} "
-          f"d_ff={c.d_ff:4d} {c.feed_forward_proj:10s} tied={c.tie_word_embeddings}")
-try:
-    T5Config(d_model=0)
-except ValueError as err:
-    print("ValueError:", err)
-try:
-    T5Config(feed_forward_proj="swiglu")
-except ValueError as err:
-    print("ValueError:", err)
-
-# %% [markdown]
-# A `config.json` as written for `google-t5/t5-small` (abridged, but with its unknown keys) reads
-# back into the preset, and `to_dict` → `from_dict` is lossless:
-
-# %%
-t5_small_json = {
-    "architectures": ["T5ForConditionalGeneration"], "d_ff": 2048, "d_kv": 64, "d_model": 512,
-    "decoder_start_token_id": 0, "dropout_rate": 0.1, "eos_token_id": 1, "initializer_factor": 1.0,
-    "is_encoder_decoder": True, "layer_norm_epsilon": 1e-06, "model_type": "t5", "n_positions": 512,
-    "num_heads": 8, "num_layers": 6, "output_past": True, "pad_token_id": 0,
-    "relative_attention_num_buckets": 32, "task_specific_params": {"translation_en_to_de": {}},
-    "vocab_size": 32128,
-}
-assert T5Config.from_dict(t5_small_json) == T5Config.preset("t5-small")
-v11 = T5Config.preset("t5-v1_1-small")
-assert T5Config.from_dict(v11.to_dict()) == v11
-print({k: v for k, v in v11.to_dict().items() if k in ("feed_forward_proj", "dense_act_fn", "is_gated_act",
-                                                          "tie_word_embeddings", "model_type")})
+    print(f"{name:14s} d_model={c.d_model:4d} layers={c.num_layers:2d}+{c.num_decoder_layers:<2d} "
+          f"heads={c.num_heads:2d} d_ff={c.d_ff:4d} {c.feed_forward_proj:10s} tied={c.tie_word_embeddings}")
+for bad in (dict(d_model=0), dict(feed_forward_proj="swiglu"), dict(dropout_rate="0.1")):
+    try:
+        T5Config(**bad)
+    except ConfigError as err:
+        print("ConfigError:", err)
 
 # %% [markdown]
 # ## 4.2 RMS layer norm
@@ -259,6 +252,7 @@ class T5LayerNorm(nn.Module):
         self.variance_epsilon = eps
 
     def forward(self, hidden_states):
+        """(..., hidden_size) -> the same shape: each vector over its root mean square, times `weight`."""
         variance = hidden_states.to(torch.float32).pow(2).mean(-1, keepdim=True)
         hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
         if self.weight.dtype in (torch.float16, torch.bfloat16):
@@ -297,6 +291,8 @@ assert torch.isfinite(T5LayerNorm(512).half()(big)).all()
 #   — two input projections `wi_0`, `wi_1`, one multiplied into the other. The GELU is the tanh
 #   approximation, $\tfrac{1}{2}x\big(1 + \tanh(\sqrt{2/\pi}(x + 0.044715 x^3))\big)$, which Hugging
 #   Face calls `gelu_new`; the exact GELU differs by up to 5·10⁻⁴, enough to break parity with a checkpoint.
+#   Shazeer's experiments found the gated variants (GEGLU among them) better than ReLU at equal
+#   parameter count, which is why v1.1 makes $d_{ff}$ smaller: three matrices instead of two.
 #
 # Dropout sits after the activation (inside the FFN); a second dropout is applied to the FFN's
 # output before it is added to the residual (Section 4.4). The attribute is called `DenseReluDense`
@@ -312,6 +308,13 @@ def gelu_new(x):
 ACTIVATIONS = {"relu": F.relu, "gelu_new": gelu_new, "gelu": F.gelu, "silu": F.silu}
 
 
+def match_dtype(hidden_states, weight):
+    """Cast to the weight's dtype (a float32 `wo` kept in a half-precision model), except under autocast."""
+    if hidden_states.dtype != weight.dtype and not torch.is_autocast_enabled(hidden_states.device.type):
+        return hidden_states.to(weight.dtype)
+    return hidden_states
+
+
 class T5DenseActDense(nn.Module):
     """T5 v1.0 feed-forward: wo(dropout(act(wi(x)))), no biases."""
 
@@ -323,10 +326,9 @@ class T5DenseActDense(nn.Module):
         self.act = ACTIVATIONS[config.dense_act_fn]
 
     def forward(self, hidden_states):
+        """(..., d_model) -> (..., d_model), each position on its own."""
         hidden_states = self.dropout(self.act(self.wi(hidden_states)))
-        if hidden_states.dtype != self.wo.weight.dtype and not torch.is_autocast_enabled(hidden_states.device.type):
-            hidden_states = hidden_states.to(self.wo.weight.dtype)  # a float32 `wo` in a half-precision model
-        return self.wo(hidden_states)
+        return self.wo(match_dtype(hidden_states, self.wo.weight))
 
 
 class T5DenseGatedActDense(nn.Module):
@@ -341,10 +343,9 @@ class T5DenseGatedActDense(nn.Module):
         self.act = ACTIVATIONS[config.dense_act_fn]
 
     def forward(self, hidden_states):
+        """(..., d_model) -> (..., d_model), each position on its own."""
         hidden_states = self.dropout(self.act(self.wi_0(hidden_states)) * self.wi_1(hidden_states))
-        if hidden_states.dtype != self.wo.weight.dtype and not torch.is_autocast_enabled(hidden_states.device.type):
-            hidden_states = hidden_states.to(self.wo.weight.dtype)
-        return self.wo(hidden_states)
+        return self.wo(match_dtype(hidden_states, self.wo.weight))
 
 
 # %% [markdown]
@@ -360,8 +361,14 @@ ax.plot(x, F.relu(x), label="ReLU (T5)")
 ax.plot(x, gelu_new(x), label="GELU, tanh approx. (T5 v1.1)")
 ax.axhline(0, color="gray", lw=0.5)
 ax.set_xlabel("x")
+ax.set_ylabel("activation(x)")
+ax.set_title("The two feed-forward non-linearities", fontsize=10)
 ax.legend()
 plt.show()
+
+# %% [markdown]
+# *Figure 4.1 — ReLU cuts negative inputs to exactly zero; GELU lets small negative values through
+# and is smooth at zero.*
 
 # %%
 tiny = T5Config(vocab_size=100, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4, dropout_rate=0.0)
@@ -380,9 +387,65 @@ assert torch.allclose(ffn(x), ffn.wo(gelu_new(ffn.wi_0(x)) * ffn.wi_1(x)))
 # $$x \leftarrow x + \text{Dropout}\big(\text{SubLayer}(\text{norm}(x))\big)$$
 #
 # The 2017 Transformer normalised *after* the addition ("post-norm"). With the norm inside the
-# branch ("pre-norm") the residual path from the input to the output is an untouched sum, which
-# keeps gradients healthy in deep stacks without a learning-rate warm-up trick. The price: the
-# residual stream is never normalised along the way, so the stack ends with a final norm (4.5).
+# branch ("pre-norm") the path from the input to the output is an untouched sum — the *residual
+# stream* — which keeps gradients healthy in deep stacks. The price: the residual stream is never
+# normalised along the way, so the stack ends with a final norm (4.5). The picture:
+
+# %%
+def draw_sublayer(ax, pre_norm):
+    """One residual sub-layer as boxes and arrows: the residual stream on the left, the branch on the right."""
+    def box(x, y, text, color):
+        ax.add_patch(FancyBboxPatch((x - 0.2, y - 0.05), 0.4, 0.1, boxstyle="round,pad=0.01",
+                                    facecolor=color, edgecolor="black"))
+        ax.text(x, y, text, ha="center", va="center", fontsize=9)
+
+    def arrow(start, end):
+        ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", lw=1.4, color="black"))
+
+    stream, branch, plus = 0.2, 0.68, 0.78
+    ax.plot([stream, stream], [0.02, plus - 0.03], color="tab:blue", lw=4, alpha=0.35)
+    ax.text(stream - 0.05, 0.42, "residual stream", rotation=90, ha="center", va="center",
+            fontsize=8, color="tab:blue")
+    ax.text(stream, 0.0, "x", ha="center", va="top", fontsize=11)
+    ax.plot([stream, branch], [0.1, 0.1], color="black", lw=1.4)
+    if pre_norm:
+        steps = [(0.25, "RMSNorm", "#fdd9a0"), (0.43, "sub-layer\n(attention or FFN)", "#b9d7f0"),
+                 (0.61, "dropout", "#e0e0e0")]
+        formula = "x + dropout(sub-layer(norm(x)))"
+    else:
+        steps = [(0.3, "sub-layer\n(attention or FFN)", "#b9d7f0"), (0.5, "dropout", "#e0e0e0")]
+        formula = "norm(x + dropout(sub-layer(x)))"
+    below = 0.1
+    for y, text, color in steps:
+        box(branch, y, text, color)
+        arrow((branch, below), (branch, y - 0.05))
+        below = y + 0.05
+    arrow((branch, below), (stream + 0.03, plus))
+    top = plus + 0.03
+    if not pre_norm:  # the normalisation sits on the stream itself
+        box(stream, 0.92, "LayerNorm", "#fdd9a0")
+        arrow((stream, top), (stream, 0.87))
+        top = 0.97
+    arrow((stream, top), (stream, 1.05))
+    ax.text(stream, 1.07, formula, fontsize=8, va="bottom", ha="left")
+    ax.text(stream, plus, "+", ha="center", va="center", fontsize=14, fontweight="bold",
+            bbox=dict(boxstyle="circle,pad=0.1", facecolor="white", edgecolor="black"))
+    ax.set_xlim(-0.05, 1.0)
+    ax.set_ylim(-0.08, 1.16)
+    ax.axis("off")
+
+
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+draw_sublayer(axes[0], pre_norm=False)
+axes[0].set_title("post-norm (2017 Transformer)", fontsize=10)
+draw_sublayer(axes[1], pre_norm=True)
+axes[1].set_title("pre-norm (T5): the stream is an untouched sum", fontsize=10)
+fig.suptitle("One residual sub-layer", fontsize=11)
+plt.show()
+
+# %% [markdown]
+# *Figure 4.2 — Post-norm puts the normalisation on the residual stream itself; pre-norm (T5) puts it
+# inside the branch, so every sub-layer only ever **adds** to the stream.*
 #
 # Names again follow the checkpoints: a block is a list `layer`; `layer[0]` is a
 # `T5LayerSelfAttention` holding `SelfAttention` and `layer_norm`, the last is a `T5LayerFF` holding
@@ -405,6 +468,7 @@ class T5LayerSelfAttention(nn.Module):
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, hidden_states, bias=None, cache=None):
+        """(batch, L, d_model) -> the same shape; `bias` is added to every attention score."""
         attended = self.SelfAttention(self.layer_norm(hidden_states), bias=bias, cache=cache)
         return hidden_states + self.dropout(attended)
 
@@ -419,6 +483,7 @@ class T5LayerFF(nn.Module):
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, hidden_states):
+        """(batch, L, d_model) -> the same shape."""
         return hidden_states + self.dropout(self.DenseReluDense(self.layer_norm(hidden_states)))
 
 
@@ -437,10 +502,13 @@ class T5EncoderBlock(nn.Module):
 
     def __init__(self, config, has_relative_attention_bias=False):
         super().__init__()
-        self.layer = nn.ModuleList([T5LayerSelfAttention(config, has_relative_attention_bias, bidirectional=True),
-                                    T5LayerFF(config)])
+        self.layer = nn.ModuleList([
+            T5LayerSelfAttention(config, has_relative_attention_bias, bidirectional=True),
+            T5LayerFF(config),
+        ])
 
     def forward(self, hidden_states, bias=None):
+        """(batch, L, d_model) -> the same shape; `bias` is the stack's shared attention bias."""
         hidden_states = clamp_fp16(self.layer[0](hidden_states, bias=bias))
         return clamp_fp16(self.layer[1](hidden_states))
 
@@ -464,19 +532,34 @@ print("zero output projection -> the sub-layer is the identity")
 # **once** from the first block's table, adds the padding mask to it (so that later layers do not
 # redo either), and hands the same `(batch or 1, H, L, L)` tensor to every block.
 #
-# A token id outside the vocabulary would fail deep inside the embedding with an unhelpful
-# `IndexError`; we check up front.
+# Wrong input would otherwise fail deep inside the embedding or the attention with an unhelpful
+# message — or, worse, not fail at all (a padding mask of the wrong batch size broadcasts silently).
+# Two small checks run first: token ids must be a non-empty `(batch, length)` tensor inside the
+# vocabulary, and the padding mask must have the same shape.
 
 # %%
 #| export
 def check_token_ids(ids, vocab_size, name="input_ids"):
-    """Fail clearly when token ids fall outside [0, vocab_size)."""
+    """Fail clearly unless `ids` is a non-empty (batch, length) integer tensor with ids in [0, vocab_size)."""
     if ids.dtype.is_floating_point:
         raise TypeError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+    if ids.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D tensor (batch, length), got shape {tuple(ids.shape)}; "
+                         "for a single sequence add a batch dimension: ids[None]")
+    if ids.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(ids.shape)}): pass at least one sequence of "
+                         "at least one token")
+    if int(ids.min()) < 0 or int(ids.max()) >= vocab_size:
         bad = ids[(ids < 0) | (ids >= vocab_size)]
         raise ValueError(f"{name} contains token id {int(bad[0])} outside the vocabulary "
                          f"[0, {vocab_size}); is the tokenizer's vocabulary larger than the model's?")
+
+
+def check_attention_mask(mask, shape, name="attention_mask", of="input_ids"):
+    """Fail clearly when a padding mask's shape is not `shape`, the (batch, length) of what it masks."""
+    if mask is not None and tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(mask.shape)} but {of} has shape {tuple(shape)}; "
+                         "the mask needs one 1 (token) or 0 (padding) per token")
 
 
 class T5Encoder(nn.Module):
@@ -500,12 +583,14 @@ class T5Encoder(nn.Module):
         return bias
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None):
-        """input_ids (batch, L) -> hidden states (batch, L, d_model)."""
+        """input_ids (batch, L) -> hidden states (batch, L, d_model); attention_mask: 1 = token, 0 = pad."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             check_token_ids(input_ids, self.embed_tokens.num_embeddings)
             inputs_embeds = self.embed_tokens(input_ids)
+        check_attention_mask(attention_mask, inputs_embeds.shape[:2],
+                             of="input_ids" if input_ids is not None else "inputs_embeds (batch, length)")
         bias = self.attention_bias(inputs_embeds.shape[1], attention_mask)
         hidden_states = self.dropout(inputs_embeds)
         for block in self.block:
@@ -590,13 +675,16 @@ assert torch.allclose(padded[0, :5], alone[0], atol=1e-5)
 assert torch.allclose(padded[1:], encoder(batch[1:]), atol=1e-5)
 
 # %% [markdown]
-# **Check: bad ids fail clearly.**
+# **Check: bad input fails clearly** — an id outside the vocabulary, a sequence without its batch
+# dimension, and a mask for the wrong batch (which would otherwise broadcast without a word):
 
 # %%
-try:
-    encoder(torch.tensor([[5, 100]]))
-except ValueError as err:
-    print("ValueError:", err)
+for bad in (dict(input_ids=torch.tensor([[5, 100]])), dict(input_ids=torch.tensor([5, 17, 42])),
+            dict(input_ids=batch, attention_mask=mask[:1])):
+    try:
+        encoder(**bad)
+    except ValueError as err:
+        print("ValueError:", err)
 
 # %% [markdown]
 # **What the residual stream does.** With pre-norm, nothing rescales the residual stream between
@@ -625,23 +713,146 @@ ax.plot(rms_trace, marker="o", label="residual stream")
 ax.axhline(final, color="C1", ls="--", label="after final RMS norm")
 ax.set_xlabel("sub-layer (0 = embeddings)")
 ax.set_ylabel("RMS")
+ax.set_title("The residual stream grows through a 6-block encoder", fontsize=10)
 ax.legend()
 plt.show()
-print(f"RMS: embeddings {rms_trace[0]:.1f}, after 12 sub-layers {rms_trace[-1]:.1f}, after the final norm {final:.1f}")
+print(f"RMS: embeddings {rms_trace[0]:.1f}, after 12 sub-layers {rms_trace[-1]:.1f}, "
+      f"after the final norm {final:.1f}")
 assert rms_trace[-1] > rms_trace[0] and abs(final - 1) < 0.1
 
 # %% [markdown]
-# ## 4.7 Summary
+# *Figure 4.3 — Each sub-layer adds to the residual stream, so its root mean square rises from block
+# to block; only the final RMS norm brings it back to 1.*
+
+# %% [markdown]
+# ## 4.7 Under the hood: reading and writing `config.json`
 #
-# - `T5Config` holds the sizes with Hugging Face's names and reads `config.json`.
-# - `T5LayerNorm` is RMS norm (float32 variance, no mean, no bias); the FFN is ReLU (T5) or gated
-#   GELU-tanh (v1.1); every sub-layer is pre-norm + residual; the stack ends with a final norm.
+# The main path is done: the encoder works. This section holds the plumbing that lets `T5Config` read
+# real checkpoints' `config.json` files — skip it on a first reading. A real file has keys we do not
+# use (`architectures`, `model_type`, `transformers_version`, `task_specific_params`, …): they are
+# ignored. It also has keys *derived* from ours (`dense_act_fn`, `is_gated_act`): they are checked
+# against `feed_forward_proj`. Recent `transformers` versions always write `tie_word_embeddings: true`
+# and record the output scaling separately as `scale_decoder_outputs`; we keep that field too.
+# Some configs list several end-of-sequence ids, or write `null` for the padding and start ids; we
+# take the first id, and the defaults. And a broken file — not JSON, not a JSON object, a number
+# written as a string — gives one `ConfigError` that names the file and the field.
+
+# %%
+#| export config
+def config_to_dict(config):
+    """A dict that Hugging Face's T5Config accepts (and that config_from_dict reads back)."""
+    data = dataclasses.asdict(config)
+    if data["scale_decoder_outputs"] == data["tie_word_embeddings"]:
+        del data["scale_decoder_outputs"]  # the common case: older readers know only tie_word_embeddings
+    data.update(architectures=["T5ForConditionalGeneration"], model_type="t5", is_encoder_decoder=True,
+                dense_act_fn=config.dense_act_fn, is_gated_act=config.is_gated_act)
+    return dict(sorted(data.items()))
+
+
+def config_from_dict(data, cls=None):
+    """Read a Hugging Face config.json dict into `cls` (T5Config); unknown keys are ignored."""
+    cls = cls or T5Config
+    if not isinstance(data, dict):
+        raise ConfigError(f"a T5 config must be a JSON object of fields, got {type(data).__name__}")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in data.items() if k in fields}
+    if isinstance(kwargs.get("eos_token_id"), list) and kwargs["eos_token_id"]:  # some configs list several
+        kwargs["eos_token_id"] = kwargs["eos_token_id"][0]
+    for key in ("pad_token_id", "decoder_start_token_id"):
+        if key in kwargs and kwargs[key] is None:  # Hugging Face allows null here: keep our default
+            kwargs.pop(key)
+    config = cls(**kwargs)
+    for key in ("dense_act_fn", "is_gated_act"):
+        if key in data and data[key] != getattr(config, key) and not (
+                key == "dense_act_fn" and {data[key], config.dense_act_fn} <= {"gelu", "gelu_new"}):
+            raise ConfigError(f"config says {key}={data[key]!r} but feed_forward_proj="
+                              f"{config.feed_forward_proj!r} means {getattr(config, key)!r}")
+    return config
+
+
+def read_config(path, cls=None):
+    """Read a config.json file; a missing, unreadable or invalid file raises one error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (a T5 checkpoint folder holds config.json)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file (not UTF-8); expected a JSON config") from None
+    if not text.strip():
+        raise ConfigError(f"{path} is empty; expected a JSON object of T5Config fields")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON: {err.msg} at line {err.lineno}, "
+                          f"column {err.colno}") from None
+    try:
+        return config_from_dict(data, cls)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+# %% [markdown]
+# A `config.json` as written for `google-t5/t5-small` (abridged, but with its unknown keys) reads
+# back into the preset, and `to_dict` → `from_dict` is lossless:
+
+# %%
+t5_small_json = {
+    "architectures": ["T5ForConditionalGeneration"], "d_ff": 2048, "d_kv": 64, "d_model": 512,
+    "decoder_start_token_id": 0, "dropout_rate": 0.1, "eos_token_id": 1, "initializer_factor": 1.0,
+    "is_encoder_decoder": True, "layer_norm_epsilon": 1e-06, "model_type": "t5", "n_positions": 512,
+    "num_heads": 8, "num_layers": 6, "output_past": True, "pad_token_id": 0,
+    "relative_attention_num_buckets": 32, "task_specific_params": {"translation_en_to_de": {}},
+    "vocab_size": 32128,
+}
+assert T5Config.from_dict(t5_small_json) == T5Config.preset("t5-small")
+v11 = T5Config.preset("t5-v1_1-small")
+assert T5Config.from_dict(v11.to_dict()) == v11
+print({k: v for k, v in v11.to_dict().items() if k in ("feed_forward_proj", "dense_act_fn", "is_gated_act",
+                                                          "tie_word_embeddings", "model_type")})
+
+# %% [markdown]
+# And broken files, each with one message that names the file and what is wrong:
+
+# %%
+with tempfile.TemporaryDirectory() as tmp:
+    path = Path(tmp) / "config.json"
+    for text in ('{"d_model": 512,', "[512, 8]", '{"dropout_rate": "0.1"}', '{"num_layers": null}'):
+        path.write_text(text)
+        try:
+            read_config(path)
+        except ConfigError as err:
+            print("ConfigError:", str(err).replace(tmp, "<tmp>"))
+
+# %% [markdown]
+# ## Summary
+#
+# - **Pre-norm residual sub-layers**: every sub-layer computes $x + \text{dropout}(f(\text{norm}(x)))$, so the
+#   residual stream is an untouched sum and one final RMS norm closes the stack (Figures 4.2, 4.3).
+# - **RMS norm** (float32 variance, no mean, no bias) and **no biases** anywhere (T5 paper, §2.1).
+# - **Feed-forward**: ReLU for T5, gated GELU-tanh for v1.1 (Shazeer, 2020) — three matrices instead of two.
 # - The relative bias is computed once per stack and shared with every block, padding mask included.
+# - Parameter names equal those of the published checkpoints; bad ids, shapes and masks fail with one
+#   clear message; `T5Config` validates every value when it is made.
 #
-# In the package now:
+# **What is in the package now**
 #
 # ```python
-# from t5edu.encoder import T5Config, T5LayerNorm, T5LayerFF, T5LayerSelfAttention, T5Encoder, init_t5_weights
+# from t5edu.config import T5Config, T5_PRESETS, ConfigError, read_config
+# from t5edu.encoder import T5LayerNorm, T5LayerFF, T5LayerSelfAttention, T5EncoderBlock, T5Encoder, init_t5_weights
 # ```
 #
-# Chapter 05 adds the decoder, the output head, and loads real checkpoints.
+# Previous: [Chapter 03 — Relative position bias](03_relative_bias.ipynb) ·
+# Next: [Chapter 05 — The decoder and the full model](05_decoder.ipynb) ·
+# Exercises: [Chapter 04 exercises](../exercises/ch04_encoder.ipynb)
+#
+# ## Further reading
+#
+# - Raffel et al. (2020), *Exploring the Limits of Transfer Learning with a Unified Text-to-Text
+#   Transformer*, JMLR — [arXiv:1910.10683](https://arxiv.org/abs/1910.10683); §2.1 describes the model,
+#   §3.2 compares architectures.
+# - Zhang & Sennrich (2019), *Root Mean Square Layer Normalization* —
+#   [arXiv:1910.07467](https://arxiv.org/abs/1910.07467).
+# - Shazeer (2020), *GLU Variants Improve Transformer* — [arXiv:2002.05202](https://arxiv.org/abs/2002.05202).
+# - Vaswani et al. (2017), *Attention Is All You Need* — [arXiv:1706.03762](https://arxiv.org/abs/1706.03762);
+#   the post-norm original.

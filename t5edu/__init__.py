@@ -12,13 +12,13 @@ __version__ = "0.1.0"
 # name -> module that defines it (each module is mirrored from its chapter notebook)
 _LAZY = {
     "Tokenizer": "t5edu.tokenizer",
-    "T5Config": "t5edu.encoder",
+    "T5Config": "t5edu.config",
     "T5": "t5edu.model",
     "TrainConfig": "t5edu.train",
     "greedy_decode": "t5edu.metrics",
 }
 
-__all__ = sorted(_LAZY)  # noqa: PLE0605 (the lazily imported names)
+__all__ = sorted(_LAZY)  # the lazily imported names
 
 
 def __getattr__(name):

@@ -6,7 +6,14 @@ import torch
 from torch import nn
 
 from t5edu.attention import T5Attention, mask_value, padding_bias
-from t5edu.encoder import T5LayerFF, T5LayerNorm, T5LayerSelfAttention, check_token_ids, clamp_fp16
+from t5edu.encoder import (
+    T5LayerFF,
+    T5LayerNorm,
+    T5LayerSelfAttention,
+    check_attention_mask,
+    check_token_ids,
+    clamp_fp16,
+)
 
 
 # §5.1 Cross-attention — chapters/05_decoder.ipynb, cell 5
@@ -20,6 +27,7 @@ class T5LayerCrossAttention(nn.Module):
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, hidden_states, key_value_states, bias=None, cache=None):
+        """Queries from `hidden_states` (batch, L, d_model), keys and values from `key_value_states`."""
         attended = self.EncDecAttention(self.layer_norm(hidden_states), key_value_states=key_value_states,
                                         bias=bias, cache=cache)
         return hidden_states + self.dropout(attended)
@@ -38,6 +46,7 @@ class T5DecoderBlock(nn.Module):
         ])
 
     def forward(self, hidden_states, encoder_hidden_states, self_bias=None, cross_bias=None, cache=None):
+        """(batch, L, d_model) -> the same shape; `cache` is this block's entry of T5Decoder.new_cache()."""
         hidden_states = clamp_fp16(self.layer[0](hidden_states, bias=self_bias,
                                                  cache=None if cache is None else cache["self"]))
         hidden_states = clamp_fp16(self.layer[1](hidden_states, encoder_hidden_states, bias=cross_bias,
@@ -45,6 +54,24 @@ class T5DecoderBlock(nn.Module):
         return clamp_fp16(self.layer[2](hidden_states))
 
 
+# §5.2 The decoder block and stack — chapters/05_decoder.ipynb, cell 9
+def check_decoder_masks(shape, attention_mask, encoder_hidden_states, encoder_attention_mask):
+    """Fail clearly when the decoder's masks or the encoder output do not fit the decoder input.
+
+    `shape` is (batch, cached + new positions); attention_mask must have it, and encoder_attention_mask
+    the (batch, length) of encoder_hidden_states."""
+    if encoder_hidden_states is None:
+        raise ValueError("the decoder needs encoder_hidden_states")
+    check_attention_mask(attention_mask, shape, "decoder_attention_mask",
+                         of="the decoder input (cached positions included)")
+    if encoder_hidden_states.shape[0] != shape[0]:
+        raise ValueError(f"decoder_input_ids has batch size {shape[0]} but encoder_hidden_states has "
+                         f"{encoder_hidden_states.shape[0]}; they must describe the same sequences")
+    check_attention_mask(encoder_attention_mask, encoder_hidden_states.shape[:2],
+                         "encoder_attention_mask", of="encoder_hidden_states (batch, length)")
+
+
+# §5.2 The decoder block and stack — chapters/05_decoder.ipynb, cell 10
 class T5Decoder(nn.Module):
     """Embedding (shared), decoder blocks, final RMS norm. Self-attention is causal."""
 
@@ -82,18 +109,16 @@ class T5Decoder(nn.Module):
 
     def forward(self, input_ids=None, encoder_hidden_states=None, attention_mask=None,
                 encoder_attention_mask=None, inputs_embeds=None, cache=None):
-        """input_ids (batch, L) + encoder output (batch, L_enc, d_model) -> (batch, L, d_model).
-
-        attention_mask: the decoder's padding mask, (batch, past + L); encoder_attention_mask: (batch, L_enc).
-        """
+        """(batch, L) ids + encoder output (batch, L_enc, d_model) -> (batch, L, d_model); mask 1 = token."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
-        if encoder_hidden_states is None:
-            raise ValueError("the decoder needs encoder_hidden_states")
         if inputs_embeds is None:
             check_token_ids(input_ids, self.embed_tokens.num_embeddings, "decoder_input_ids")
             inputs_embeds = self.embed_tokens(input_ids)
-        self_bias = self.self_attention_bias(inputs_embeds.shape[1], self.cache_length(cache), attention_mask)
+        (batch, length), past = inputs_embeds.shape[:2], self.cache_length(cache)
+        check_decoder_masks((batch, past + length), attention_mask,
+                            encoder_hidden_states, encoder_attention_mask)
+        self_bias = self.self_attention_bias(length, past, attention_mask)
         cross_bias = None
         if encoder_attention_mask is not None and not bool(encoder_attention_mask.all()):
             cross_bias = padding_bias(encoder_attention_mask, self_bias.dtype)
@@ -108,4 +133,5 @@ __all__ = [
     'T5Decoder',
     'T5DecoderBlock',
     'T5LayerCrossAttention',
+    'check_decoder_masks',
 ]

@@ -1,4 +1,4 @@
-"""Chapter 04: T5Config, RMS norm, feed-forward networks, encoder block and stack, initialisation."""
+"""Chapter 04: T5Config (t5edu.config), RMS norm, feed-forward networks, encoder block and stack, init."""
 
 import dataclasses
 import json
@@ -6,9 +6,8 @@ import json
 import pytest
 import torch
 
+from t5edu.config import T5_PRESETS, T5Config
 from t5edu.encoder import (
-    T5_PRESETS,
-    T5Config,
     T5DenseActDense,
     T5DenseGatedActDense,
     T5Encoder,
@@ -29,7 +28,8 @@ def tiny(**kw):
 
 def test_presets():
     small = T5Config.preset("t5-small")
-    assert (small.d_model, small.d_ff, small.num_layers, small.num_decoder_layers, small.num_heads) == (512, 2048, 6, 6, 8)
+    sizes = (small.d_model, small.d_ff, small.num_layers, small.num_decoder_layers, small.num_heads)
+    assert sizes == (512, 2048, 6, 6, 8)
     assert small.feed_forward_proj == "relu" and small.tie_word_embeddings and small.scale_decoder_outputs
     v11 = T5Config.preset("t5-v1_1-small")
     assert v11.is_gated_act and v11.dense_act_fn == "gelu_new" and not v11.tie_word_embeddings
@@ -154,7 +154,7 @@ def test_init_standard_deviations():
 # --- parity with transformers -----------------------------------------------------------------------------
 
 transformers = pytest.importorskip("transformers")
-from transformers.models.t5 import modeling_t5 as hf_t5
+hf_t5 = pytest.importorskip("transformers.models.t5.modeling_t5")
 
 
 def hf_config(cfg, **kw):

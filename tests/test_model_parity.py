@@ -27,7 +27,8 @@ def hf_model(config_dict, seed=0):
     cfg["decoder_start_token_id"] = 0
     torch.manual_seed(seed)
     model = transformers.T5ForConditionalGeneration(transformers.T5Config(**cfg, attn_implementation="eager"))
-    with torch.no_grad():  # make every tensor distinct (layer norms start at 1, the untied head is tied in HF 5)
+    # make every tensor distinct (layer norms start at 1, the untied head is tied in HF 5)
+    with torch.no_grad():
         if config_dict.get("tie_word_embeddings") is False:
             model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.shared.weight) * 0.3)
         for name, p in model.named_parameters():
