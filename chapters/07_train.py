@@ -226,7 +226,7 @@ print(f"loss per token {total.item() / count:.4f} over {count} target tokens")
 
 # %%
 from t5edu.data import TextToTextCollator, featurize, synthetic_mixture, synthetic_tokenizer_corpus
-from t5edu.encoder import T5Config
+from t5edu.config import T5Config
 from t5edu.model import T5
 from t5edu.tokenizer import Tokenizer
 

@@ -16,7 +16,7 @@ from t5edu import metrics as M
 from t5edu import train as T
 from t5edu.classroom.checks import ch07
 from t5edu.classroom.solutions import ch07 as solutions
-from t5edu.encoder import T5Config
+from t5edu.config import T5Config
 from t5edu.model import T5
 
 

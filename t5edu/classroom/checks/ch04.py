@@ -51,7 +51,8 @@ def exercise_2(gated_ffn):
 
 @exercise("4.3", "Counting encoder parameters")
 def exercise_3(encoder_param_count):
-    from t5edu.encoder import T5Config, T5Encoder
+    from t5edu.config import T5Config
+    from t5edu.encoder import T5Encoder
 
     configs = [T5Config.preset("t5-small"), T5Config.preset("t5-v1_1-small"),
                T5Config(vocab_size=100, d_model=24, d_kv=10, d_ff=40, num_layers=3, num_heads=3,
