@@ -153,6 +153,9 @@ def library_shortcuts(student, forbid):
     found, seen, todo = set(), set(), [f for f in student if callable(f)]
     while todo:
         fn = todo.pop()
+        if any(fn is obj for _, obj, _ in targets.values()):  # the library function itself, renamed
+            found.add(next(d for d, obj, _ in targets.values() if fn is obj))
+            continue
         code = getattr(fn, "__code__", None)
         if code is None or id(code) in seen or len(seen) > 500:
             continue

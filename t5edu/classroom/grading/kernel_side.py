@@ -162,6 +162,9 @@ class KernelGrader:
         wrapped = []
         for i, value in enumerate(args):
             if callable(value):
+                from t5edu.classroom.checks._core import library_shortcuts
+
+                session.used += library_shortcuts([value], self.config["forbidden"].get(name, ()))
                 out["args"].append({"callable": True})
                 wrapped.append(Recorder(session, i, value))
             else:
