@@ -71,7 +71,7 @@ def _equal(a, b):
     if type(a) is not type(b):
         return False
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in b)
     try:
@@ -203,7 +203,8 @@ def exercise(number, title, forbid=()):
                               "line with your solution, run that cell, then run this check again.")
             except Exception as err:
                 return Result(number, title, False,
-                              f"❌ {label}: your code raised {type(err).__name__}: {err}{_student_frame(err)}")
+                              f"❌ {label}: your code raised {type(err).__name__}: {err}"
+                              f"{_student_frame(err)}")
             return Result(number, title, True, f"✅ {label}: passed.")
 
         @functools.wraps(check)

@@ -53,10 +53,35 @@ from t5edu.classroom.grading.runner import Graded, Grader, Row, Settings, grade_
 ROOT = Path(__file__).resolve().parents[3]
 SOURCE_DIR = ROOT / "exercises" / "src"
 
-__all__ = ["CHAPTER_IN_NAME", "PUBLIC_CHECKS", "PUBLIC_SOLUTIONS", "SOURCE_DIR", "Chapter", "Exercise", "Graded",
-           "Grader", "Row", "Settings", "check_aliases", "check_calls", "configure", "detect_chapter",
-           "feedback_name", "find_submissions", "library_shortcuts", "main", "read_chapter", "read_chapters",
-           "run", "student_cells", "summary_table", "totals", "uses_solutions", "write_csv", "write_feedback"]
+__all__ = [
+    "CHAPTER_IN_NAME",
+    "PUBLIC_CHECKS",
+    "PUBLIC_SOLUTIONS",
+    "SOURCE_DIR",
+    "Chapter",
+    "Exercise",
+    "Graded",
+    "Grader",
+    "Row",
+    "Settings",
+    "check_aliases",
+    "check_calls",
+    "configure",
+    "detect_chapter",
+    "feedback_name",
+    "find_submissions",
+    "library_shortcuts",
+    "main",
+    "read_chapter",
+    "read_chapters",
+    "run",
+    "student_cells",
+    "summary_table",
+    "totals",
+    "uses_solutions",
+    "write_csv",
+    "write_feedback",
+]
 
 
 def find_submissions(paths):
@@ -116,9 +141,12 @@ def run(paths, out, feedback=None, settings=None, source_dir=SOURCE_DIR, stream=
 
     settings = settings or Settings()
     if settings.sandbox and not sandbox.bwrap():
-        print("t5edu grade: bubblewrap (bwrap) is not installed, and without it a submission could read its "
-              f"classmates' work or change the grades. Install it ({sandbox.INSTALL}, or your system's "
-              "package `bubblewrap`), or pass --unsafe-no-sandbox for a trusted, ungraded run.", file=sys.stderr)
+        print(
+            "t5edu grade: bubblewrap (bwrap) is not installed, and without it a submission could read its "
+            f"classmates' work or change the grades. Install it ({sandbox.INSTALL}, or your system's "
+            "package `bubblewrap`), or pass --unsafe-no-sandbox for a trusted, ungraded run.",
+            file=sys.stderr,
+        )
         return [], 2
     for p in settings.pythonpath:
         p = str(Path(p).resolve())
@@ -142,8 +170,12 @@ def run(paths, out, feedback=None, settings=None, source_dir=SOURCE_DIR, stream=
         done["n"] += 1
         got = sum(r.points for r in graded.rows)
         best = sum(r.max_points for r in graded.rows)
-        print(f"[{done['n']}/{len(submissions)}] {graded.student}: {graded.notebook} "
-              f"{got:g}/{best:g} ({graded.seconds:.1f} s)", file=stream, flush=True)
+        print(
+            f"[{done['n']}/{len(submissions)}] {graded.student}: {graded.notebook} "
+            f"{got:g}/{best:g} ({graded.seconds:.1f} s)",
+            file=stream,
+            flush=True,
+        )
 
     async def main():
         uids = None
@@ -157,8 +189,10 @@ def run(paths, out, feedback=None, settings=None, source_dir=SOURCE_DIR, stream=
     try:
         results = asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        print(f"t5edu grade: interrupted after {done['n']} of {len(submissions)} notebooks; "
-              "nothing written", file=sys.stderr)
+        print(
+            f"t5edu grade: interrupted after {done['n']} of {len(submissions)} notebooks; nothing written",
+            file=sys.stderr,
+        )
         return [], 130
     write_csv(results, out)
     if feedback:
@@ -166,53 +200,114 @@ def run(paths, out, feedback=None, settings=None, source_dir=SOURCE_DIR, stream=
     summary_table(results, time.monotonic() - started, out=stream)
     problems = sorted({g.problem for g in results if g.problem})
     if problems:
-        print("t5edu grade: some notebooks could not be graded because of the grader's setup: "
-              + "; ".join(problems[:3]), file=sys.stderr)
+        print(
+            "t5edu grade: some notebooks could not be graded because of the grader's setup: "
+            + "; ".join(problems[:3]),
+            file=sys.stderr,
+        )
         return results, 4
     return results, 0
 
 
 def configure(parser):
-    parser.add_argument("submissions", nargs="+", metavar="SUBMISSION",
-                        help="notebooks, or folders of notebooks / of one folder per student")
-    parser.add_argument("--out", default="grades.csv", help="CSV, one row per student and exercise; totals "
-                        "go to <out>_totals.csv (default: grades.csv)")
+    parser.add_argument(
+        "submissions",
+        nargs="+",
+        metavar="SUBMISSION",
+        help="notebooks, or folders of notebooks / of one folder per student",
+    )
+    parser.add_argument(
+        "--out",
+        default="grades.csv",
+        help="CSV, one row per student and exercise; totals go to <out>_totals.csv (default: grades.csv)",
+    )
     parser.add_argument("--feedback", metavar="DIR", help="write one Markdown feedback file per student here")
-    parser.add_argument("--timeout", type=float, default=60, help="seconds per cell and per check (default 60)")
-    parser.add_argument("--total-timeout", type=float, default=600,
-                        help="seconds per notebook, all cells together (default 600)")
-    parser.add_argument("--memory-mb", type=int, default=4096,
-                        help="address-space cap of each process of a submission in MiB (RLIMIT_AS; 0: none; "
-                             "default 4096)")
-    parser.add_argument("--max-processes", type=int, default=64,
-                        help="processes and threads one submission may run at once (default 64)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                        help="submissions graded in parallel (default: the number of CPU cores)")
-    parser.add_argument("--chapter", help="the assignment (ch01, ...): notebooks of other chapters get no credit")
-    parser.add_argument("--source", default=str(SOURCE_DIR),
-                        help="folder of exercise source notebooks (default: exercises/src of this checkout)")
-    parser.add_argument("--checks-package", default="t5edu.classroom.checks",
-                        help="package holding the chapters' checks (default t5edu.classroom.checks)")
-    parser.add_argument("--solutions-package", default="t5edu.classroom.solutions",
-                        help="package holding the reference solutions, hidden from the submissions")
-    parser.add_argument("--pythonpath", action="append", default=[], metavar="DIR",
-                        help="extra folder on the path of the grader and its kernels (private checks)")
-    parser.add_argument("--hide", action="append", default=[], metavar="DIR",
-                        help="another folder the submissions must not see (e.g. a copy of the solutions)")
-    parser.add_argument("--unsafe-no-sandbox", action="store_true",
-                        help="run the notebooks without bubblewrap: only for your own, trusted notebooks")
+    parser.add_argument(
+        "--timeout", type=float, default=60, help="seconds per cell and per check (default 60)"
+    )
+    parser.add_argument(
+        "--total-timeout",
+        type=float,
+        default=600,
+        help="seconds per notebook, all cells together (default 600)",
+    )
+    parser.add_argument(
+        "--memory-mb",
+        type=int,
+        default=4096,
+        help="address-space cap of each process of a submission in MiB (RLIMIT_AS; 0: none; default 4096)",
+    )
+    parser.add_argument(
+        "--max-processes",
+        type=int,
+        default=64,
+        help="processes and threads one submission may run at once (default 64)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="submissions graded in parallel (default: the number of CPU cores)",
+    )
+    parser.add_argument(
+        "--chapter", help="the assignment (ch01, ...): notebooks of other chapters get no credit"
+    )
+    parser.add_argument(
+        "--source",
+        default=str(SOURCE_DIR),
+        help="folder of exercise source notebooks (default: exercises/src of this checkout)",
+    )
+    parser.add_argument(
+        "--checks-package",
+        default="t5edu.classroom.checks",
+        help="package holding the chapters' checks (default t5edu.classroom.checks)",
+    )
+    parser.add_argument(
+        "--solutions-package",
+        default="t5edu.classroom.solutions",
+        help="package holding the reference solutions, hidden from the submissions",
+    )
+    parser.add_argument(
+        "--pythonpath",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="extra folder on the path of the grader and its kernels (private checks)",
+    )
+    parser.add_argument(
+        "--hide",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another folder the submissions must not see (e.g. a copy of the solutions)",
+    )
+    parser.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="run the notebooks without bubblewrap: only for your own, trusted notebooks",
+    )
 
 
 def main(args):
-    settings = Settings(timeout=args.timeout, total_timeout=args.total_timeout, memory_mb=args.memory_mb,
-                        max_processes=args.max_processes, jobs=max(1, args.jobs),
-                        chapter=args.chapter.lower() if args.chapter else None,
-                        checks_package=args.checks_package, solutions_package=args.solutions_package or None,
-                        pythonpath=tuple(args.pythonpath), hide=tuple(args.hide),
-                        sandbox=not args.unsafe_no_sandbox)
+    settings = Settings(
+        timeout=args.timeout,
+        total_timeout=args.total_timeout,
+        memory_mb=args.memory_mb,
+        max_processes=args.max_processes,
+        jobs=max(1, args.jobs),
+        chapter=args.chapter.lower() if args.chapter else None,
+        checks_package=args.checks_package,
+        solutions_package=args.solutions_package or None,
+        pythonpath=tuple(args.pythonpath),
+        hide=tuple(args.hide),
+        sandbox=not args.unsafe_no_sandbox,
+    )
     if not settings.sandbox:
-        print("t5edu grade: --unsafe-no-sandbox: the notebooks run with your permissions; do not use these "
-              "grades for credit.", file=sys.stderr)
+        print(
+            "t5edu grade: --unsafe-no-sandbox: the notebooks run with your permissions; do not use these "
+            "grades for credit.",
+            file=sys.stderr,
+        )
     try:
         _, status = run(args.submissions, args.out, args.feedback, settings, Path(args.source))
     except (FileNotFoundError, ValueError) as err:

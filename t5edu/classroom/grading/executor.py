@@ -31,7 +31,7 @@ def drop_privileges(uid):
 
 
 def limit(kind, value):
-    soft, hard = resource.getrlimit(kind)
+    _, hard = resource.getrlimit(kind)
     if hard != resource.RLIM_INFINITY:
         value = min(value, hard)
     resource.setrlimit(kind, (value, value))
@@ -54,8 +54,13 @@ def _client_class():
     class GradingKernelManager(AsyncKernelManager):
         def __init__(self, argv, **kwargs):
             super().__init__(**kwargs)
-            self._grading_spec = KernelSpec(argv=argv, display_name="t5edu grader", language="python",
-                                            interrupt_mode="signal", metadata={})
+            self._grading_spec = KernelSpec(
+                argv=argv,
+                display_name="t5edu grader",
+                language="python",
+                interrupt_mode="signal",
+                metadata={},
+            )
 
         @property
         def kernel_spec(self):
@@ -82,8 +87,10 @@ def _client_class():
             if kind == "stream":
                 self.printed[cell_index] = self.printed.get(cell_index, 0) + len(content.get("text", ""))
             elif kind == "error":
-                self.errors.setdefault(cell_index, (str(content.get("ename", "Error"))[:100],
-                                                    str(content.get("evalue", ""))[:300]))
+                self.errors.setdefault(
+                    cell_index,
+                    (str(content.get("ename", "Error"))[:100], str(content.get("evalue", ""))[:300]),
+                )
 
     return GradingKernelManager, GradingClient
 
@@ -118,9 +125,19 @@ async def execute(job, emit):
     quiet = logging.getLogger("t5edu.grading.executor")
     quiet.setLevel(logging.CRITICAL)
     km = KernelManager([sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"])
-    client = Client(nb, km=km, timeout=int(job["timeout"]), allow_errors=True, interrupt_on_timeout=False,
-                    shutdown_kernel="immediate", startup_timeout=120, iopub_timeout=4, log=quiet,
-                    record_timing=False, resources={"metadata": {"path": job["workdir"]}})
+    client = Client(
+        nb,
+        km=km,
+        timeout=int(job["timeout"]),
+        allow_errors=True,
+        interrupt_on_timeout=False,
+        shutdown_kernel="immediate",
+        startup_timeout=120,
+        iopub_timeout=4,
+        log=quiet,
+        record_timing=False,
+        resources={"metadata": {"path": job["workdir"]}},
+    )
     deadline = time.monotonic() + job["total_timeout"]
 
     async def exit_code():
@@ -129,23 +146,31 @@ async def execute(job, emit):
         except Exception:
             return None
 
-    async with client.async_setup_kernel(cleanup_kc=True, cwd=job["workdir"], stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL):
+    async with client.async_setup_kernel(
+        cleanup_kc=True, cwd=job["workdir"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ):
         for index, (kind, key, code) in enumerate(cells):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                emit("note", text=f"the whole notebook ran longer than {job['total_timeout']:g} s and was stopped")
+                emit(
+                    "note",
+                    text=f"the whole notebook ran longer than {job['total_timeout']:g} s and was stopped",
+                )
                 break
-            client.timeout = max(1, math.ceil(min(job["timeout"], remaining) if kind != "preamble"
-                                              else max(remaining, 60)))
+            client.timeout = max(
+                1, math.ceil(min(job["timeout"], remaining) if kind != "preamble" else max(remaining, 60))
+            )
             emit("start", cell=kind, key=key)
             try:
                 await client.async_execute_cell(nb.cells[index], index, store_history=False)
             except CellTimeoutError:
                 client.cancel_output_task()
                 if kind == "student":
-                    emit("note", text=f"cell {key} (`{_first_line(code)}`) ran longer than {client.timeout} s "
-                                      "and was interrupted")
+                    emit(
+                        "note",
+                        text=f"cell {key} (`{_first_line(code)}`) ran longer than {client.timeout} s "
+                        "and was interrupted",
+                    )
                 elif kind == "check":
                     emit("check_timeout", exercise=key, seconds=client.timeout)
                 else:
@@ -158,16 +183,29 @@ async def execute(job, emit):
                     await client.async_execute_cell(probe, index, store_history=False)
                 except (CellTimeoutError, DeadKernelError):
                     client.cancel_output_task()
-                    what = (f"cell {key} (`{_first_line(code)}`)" if kind == "student"
-                            else f"the check of {key}")
-                    emit("dead", text=f"{what} did not stop when interrupted, so its Python process was stopped")
+                    what = (
+                        f"cell {key} (`{_first_line(code)}`)" if kind == "student" else f"the check of {key}"
+                    )
+                    emit(
+                        "dead",
+                        text=f"{what} did not stop when interrupted, so its Python process was stopped",
+                    )
                     break
             except DeadKernelError:
                 code_ = await exit_code()
-                where = (f"while running cell {key} (`{_first_line(code)}`)" if kind == "student"
-                         else f"while {key} was being checked" if kind == "check" else "during the grader's setup")
-                emit("dead", text=f"your notebook's Python process stopped ({_signal_name(code_)}) {where}",
-                     cell=kind, key=key)
+                where = (
+                    f"while running cell {key} (`{_first_line(code)}`)"
+                    if kind == "student"
+                    else f"while {key} was being checked"
+                    if kind == "check"
+                    else "during the grader's setup"
+                )
+                emit(
+                    "dead",
+                    text=f"your notebook's Python process stopped ({_signal_name(code_)}) {where}",
+                    cell=kind,
+                    key=key,
+                )
                 break
             if kind == "preamble" and index in client.errors:
                 ename, evalue = client.errors[index]
@@ -179,8 +217,11 @@ async def execute(job, emit):
                     emit("note", text=f"cell {key} printed {printed / 1e6:.1f} MB of output (not kept)")
                 if index in client.errors:
                     ename, evalue = client.errors[index]
-                    emit("note", text=f"cell {key} (`{_first_line(code)}`) raised {ename}"
-                                      + (f": {evalue}" if evalue else ""))
+                    emit(
+                        "note",
+                        text=f"cell {key} (`{_first_line(code)}`) raised {ename}"
+                        + (f": {evalue}" if evalue else ""),
+                    )
             emit("end", cell=kind, key=key)
     emit("done")
 

@@ -26,8 +26,10 @@ def _after_state(value, encode):
     """How a call left an argument the student may change in place, as data; None if not such an argument."""
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.nn.Module):
-        params = [[n, encode(p.data), None if p.grad is None else encode(p.grad)]
-                  for n, p in value.named_parameters()]
+        params = [
+            [n, encode(p.data), None if p.grad is None else encode(p.grad)]
+            for n, p in value.named_parameters()
+        ]
         buffers = [[n, encode(b)] for n, b in value.named_buffers()]
         return {"module": {"params": params, "buffers": buffers}}
     if type(value) in MUTABLE or (torch is not None and isinstance(value, torch.Tensor)):
@@ -53,9 +55,12 @@ class Recorder:
             try:
                 value = self.function(*args, **kwargs)
             except Exception as err:
-                entry["raised"] = {"type": type(err).__name__, "message": _text(err, 500),
-                                   "builtin": getattr(builtins, type(err).__name__, None) is type(err),
-                                   "where": _where(err)}
+                entry["raised"] = {
+                    "type": type(err).__name__,
+                    "message": _text(err, 500),
+                    "builtin": getattr(builtins, type(err).__name__, None) is type(err),
+                    "where": _where(err),
+                }
                 raise
             except BaseException as err:  # KeyboardInterrupt (time limit), SystemExit: stops the check
                 entry["stopped"] = type(err).__name__
@@ -100,8 +105,9 @@ class Session:
             for mod in list(sys.modules.values()):
                 namespace = getattr(mod, "__dict__", None)
                 if isinstance(namespace, dict):
-                    self.places += [(namespace, k, original, dotted) for k, v in list(namespace.items())
-                                    if v is original]
+                    self.places += [
+                        (namespace, k, original, dotted) for k, v in list(namespace.items()) if v is original
+                    ]
 
     def refusing(self):
         session = self

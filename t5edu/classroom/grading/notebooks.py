@@ -20,14 +20,14 @@ log = logging.getLogger("t5edu.classroom.grading")
 
 @dataclass
 class Exercise:
-    name: str            # "exercise_2": the attribute of the checks module
-    args: str            # "(count_words, STOPWORDS)": the call's argument list, from the source notebook
+    name: str  # "exercise_2": the attribute of the checks module
+    args: str  # "(count_words, STOPWORDS)": the call's argument list, from the source notebook
     points: float = 1.0
 
 
 @dataclass
 class Chapter:
-    chapter: str         # "ch01"
+    chapter: str  # "ch01"
     source: Path
     exercises: list = field(default_factory=list)
 
@@ -58,8 +58,8 @@ def _python(source):
 def check_aliases(cells, checks_package):
     """Names that refer to a chapter's checks module: `from t5edu.classroom.checks import ch01 [as c]`.
 
-    `checks_package` may be a tuple: a private package and the public `t5edu.classroom.checks` that the students'
-    own copies import."""
+    `checks_package` may be a tuple: a private package and the public `t5edu.classroom.checks` that
+    the students' own copies import."""
     packages = (checks_package,) if isinstance(checks_package, str) else tuple(checks_package)
     aliases = {}
     for cell in cells:
@@ -87,18 +87,25 @@ def check_calls(source, aliases):
         return python, found
     for stmt in tree.body:
         call = stmt.value if isinstance(stmt, ast.Expr) else None
-        if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-                and isinstance(call.func.value, ast.Name) and call.func.value.id in aliases
-                and EXERCISE_ATTR.match(call.func.attr)):
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and isinstance(call.func.value, ast.Name)
+            and call.func.value.id in aliases
+            and EXERCISE_ATTR.match(call.func.attr)
+        ):
             found.append((stmt, aliases[call.func.value.id], call.func.attr))
     return python, found
 
 
 def _segment(text, node):
     lines = text.splitlines(True)
-    start = sum(len(line) for line in lines[: node.lineno - 1]) + _col(lines[node.lineno - 1], node.col_offset)
-    end = sum(len(line) for line in lines[: node.end_lineno - 1]) + _col(lines[node.end_lineno - 1],
-                                                                          node.end_col_offset)
+    start = sum(len(line) for line in lines[: node.lineno - 1]) + _col(
+        lines[node.lineno - 1], node.col_offset
+    )
+    end = sum(len(line) for line in lines[: node.end_lineno - 1]) + _col(
+        lines[node.end_lineno - 1], node.end_col_offset
+    )
     return start, end
 
 
@@ -128,8 +135,11 @@ def read_chapter(path, checks_package="t5edu.classroom.checks"):
             continue
         meta = cell.get("metadata", {})
         points = POINTS.search(source)
-        points = float(points.group(1)) if points else float(
-            (meta.get("t5edu") or {}).get("points", (meta.get("nbgrader") or {}).get("points", 1)))
+        points = (
+            float(points.group(1))
+            if points
+            else float((meta.get("t5edu") or {}).get("points", (meta.get("nbgrader") or {}).get("points", 1)))
+        )
         for stmt, chap, name in calls:
             if chap != chapter.chapter or name in seen:
                 continue
@@ -166,12 +176,14 @@ def _only_placeholders(source):
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return False
-    return all(isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and s.value.value is None
-               for s in tree.body)
+    return all(
+        isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and s.value.value is None
+        for s in tree.body
+    )
 
 
 def _solution_uses(sources, modules):
-    """Mentions of `modules` (e.g. "t5edu.classroom.solutions.ch01") in imports and attribute chains of the code."""
+    """Mentions of `modules` (e.g. "t5edu.classroom.solutions.ch01") in imports and attribute chains."""
     found = set()
     for source in sources:
         _, tree = _python(source)
@@ -184,8 +196,9 @@ def _solution_uses(sources, modules):
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 if node.module in modules:
                     found.add(node.module)
-                found.update(f"{node.module}.{a.name}" for a in node.names
-                             if f"{node.module}.{a.name}" in modules)
+                found.update(
+                    f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules
+                )
             elif isinstance(node, ast.Attribute):
                 parts, value = [node.attr], node.value
                 while isinstance(value, ast.Attribute):
@@ -229,7 +242,7 @@ def student_cells(nb, checks_package="t5edu.classroom.checks"):
         python, calls = check_calls(source, aliases)
         checked = []
         if calls:
-            for stmt, _, name in reversed(calls):  # back to front so offsets stay valid
+            for stmt, _, _name in reversed(calls):  # back to front so offsets stay valid
                 start, end = _segment(python, stmt)
                 python = python[:start] + "None" + python[end:]
             source = python
@@ -268,9 +281,19 @@ def library_shortcuts(nb, args, forbid):
         if tree is None:
             continue
         for node in ast.walk(tree):
-            if (isinstance(node, ast.ImportFrom) and node.module and any(
-                    node.module == m or m.startswith(node.module + ".") for m in modules)) or (isinstance(node, ast.Import) and any(a.name in modules for a in node.names)) or (isinstance(node, ast.Constant) and isinstance(node.value, str) and any(
-                    m in node.value for m in modules)):
+            if (
+                (
+                    isinstance(node, ast.ImportFrom)
+                    and node.module
+                    and any(node.module == m or m.startswith(node.module + ".") for m in modules)
+                )
+                or (isinstance(node, ast.Import) and any(a.name in modules for a in node.names))
+                or (
+                    isinstance(node, ast.Constant)
+                    and isinstance(node.value, str)
+                    and any(m in node.value for m in modules)
+                )
+            ):
                 imports_module = True
         for stmt in tree.body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

@@ -17,8 +17,19 @@ MAX_JSON_BYTES = 32 << 20
 MAX_TENSOR_BYTES = 256 << 20
 MAX_DEPTH = 32
 MAX_ITEMS = 2_000_000
-TAGS = ("$tensor", "$ndarray", "$npscalar", "$tuple", "$dict", "$set", "$frozenset", "$bytes", "$float",
-        "$opaque", "$arg")
+TAGS = (
+    "$tensor",
+    "$ndarray",
+    "$npscalar",
+    "$tuple",
+    "$dict",
+    "$set",
+    "$frozenset",
+    "$bytes",
+    "$float",
+    "$opaque",
+    "$arg",
+)
 
 
 class RecordError(ValueError):
@@ -67,7 +78,11 @@ class Encoder:
         if value is None or kind in (bool, int, str):
             return value
         if kind is float:
-            return value if value == value and value not in (float("inf"), float("-inf")) else {"$float": repr(value)}
+            return (
+                value
+                if value == value and value not in (float("inf"), float("-inf"))
+                else {"$float": repr(value)}
+            )
         if kind is list:
             return [self(v, depth + 1, args) for v in value]
         if kind is tuple:
@@ -85,7 +100,12 @@ class Encoder:
             if plain.layout == torch.strided and not plain.is_complex() and plain.device.type == "cpu":
                 return self.tensor(plain.contiguous().clone(), "$tensor")
         np = sys.modules.get("numpy")
-        if np is not None and isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and torch is not None:
+        if (
+            np is not None
+            and isinstance(value, np.ndarray)
+            and value.dtype.kind in "biuf"
+            and torch is not None
+        ):
             return self.tensor(torch.from_numpy(np.ascontiguousarray(value).copy()), "$ndarray")
         if np is not None and isinstance(value, np.generic) and value.dtype.kind in "biuf":
             return {"$npscalar": [str(value.dtype), value.item()]}
@@ -115,7 +135,7 @@ def decode(node, tensors, args=(), depth=0):
         return [decode(v, tensors, args, depth + 1) for v in node]
     if type(node) is not dict or len(node) != 1:
         raise RecordError("unexpected structure in the record")
-    (tag, body), = node.items()
+    ((tag, body),) = node.items()
     if tag == "$tuple":
         return tuple(decode(v, tensors, args, depth + 1) for v in _list(body))
     if tag == "$dict":
@@ -150,8 +170,20 @@ def decode(node, tensors, args=(), depth=0):
         import numpy as np
 
         dtype, value = _list(body)
-        if _str(dtype) not in {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                               "float16", "float32", "float64"}:
+        if _str(dtype) not in {
+            "bool",
+            "int8",
+            "int16",
+            "int32",
+            "int64",
+            "uint8",
+            "uint16",
+            "uint32",
+            "uint64",
+            "float16",
+            "float32",
+            "float64",
+        }:
             raise RecordError("unexpected numpy scalar in the record")
         return np.dtype(dtype).type(value)
     if tag == "$opaque":

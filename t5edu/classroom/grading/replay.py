@@ -44,7 +44,7 @@ class Replay:
         after = entry.get("after") or []
         if type(after) is not list or len(after) > len(args):
             raise record.RecordError("unexpected argument states in the record")
-        for value, state in zip(args, after):
+        for value, state in zip(args, after, strict=False):
             _apply(value, state, self.tensors)
         after_kw = entry.get("after_kw") or {}
         if type(after_kw) is not dict:
@@ -125,8 +125,10 @@ def verdict(check, data, label, timeout=None):
         missing = str(structure["missing"])[:300]
         if missing.startswith("getting your answer"):
             return False, f"❌ {label}: {missing}"
-        return False, (f"❌ {label}: {missing} in your notebook (did you rename or delete the cell that "
-                       "defines it, or not run it?).")
+        return False, (
+            f"❌ {label}: {missing} in your notebook (did you rename or delete the cell that "
+            "defines it, or not run it?)."
+        )
     refused = [str(x)[:80] for x in structure.get("refused") or [] if str(x) in getattr(check, "forbid", ())]
     if refused:
         return False, refusal(label, refused)
@@ -144,13 +146,17 @@ def verdict(check, data, label, timeout=None):
     except Stop as stop:
         why = structure.get("stopped") or stop.why
         if why == "time limit":
-            return False, (f"❌ {label}: your code ran longer than "
-                           f"{f'{timeout:g} s' if timeout else 'the time limit'} (an infinite loop?) and was stopped.")
+            return False, (
+                f"❌ {label}: your code ran longer than "
+                f"{f'{timeout:g} s' if timeout else 'the time limit'} (an infinite loop?) and was stopped."
+            )
         if str(why).startswith("sys.exit("):
             return False, f"❌ {label}: your code called {str(why)[:60]} while being checked."
         if why in ("end", "mismatch"):
-            return False, (f"❌ {label}: not graded: the check did not run to the end in your notebook "
-                           "(its Python process stopped, or the answers recorded there do not match).")
+            return False, (
+                f"❌ {label}: not graded: the check did not run to the end in your notebook "
+                "(its Python process stopped, or the answers recorded there do not match)."
+            )
         return False, f"❌ {label}: the check stopped in your notebook: {str(why)[:200]}"
     except record.RecordError as err:
         return False, f"❌ {label}: the answers recorded in your notebook cannot be used ({err})."
@@ -161,5 +167,7 @@ def verdict(check, data, label, timeout=None):
 
 def refusal(label, names):
     """The message for a solution that calls the library function it should re-implement."""
-    return (f"❌ {label}: your function uses {', '.join(sorted(set(names)))}, the library's own version of what "
-            "this exercise asks you to write. Use your own implementation (the point is to build it).")
+    return (
+        f"❌ {label}: your function uses {', '.join(sorted(set(names)))}, the library's own version of what "
+        "this exercise asks you to write. Use your own implementation (the point is to build it)."
+    )

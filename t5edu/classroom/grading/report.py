@@ -30,17 +30,28 @@ def cell(value):
 def totals(results):
     by_student = {}
     for graded in results:
-        t = by_student.setdefault(graded.student, {"student": graded.student, "notebooks": 0, "points": 0.0,
-                                                   "max_points": 0.0, "passed": 0, "exercises": 0,
-                                                   "notes": []})
+        t = by_student.setdefault(
+            graded.student,
+            {
+                "student": graded.student,
+                "notebooks": 0,
+                "points": 0.0,
+                "max_points": 0.0,
+                "passed": 0,
+                "exercises": 0,
+                "notes": [],
+            },
+        )
         t["notebooks"] += 1
         for row in graded.rows:
             t["points"] += row.points
             t["max_points"] += row.max_points
             t["passed"] += int(row.passed)
             t["exercises"] += int(row.exercise != "-")
-        if any(not r.passed and r.message.startswith(("❌ could not", "❌ wrong", "❌ cannot", "❌ not graded"))
-               for r in graded.rows):
+        if any(
+            not r.passed and r.message.startswith(("❌ could not", "❌ wrong", "❌ cannot", "❌ not graded"))
+            for r in graded.rows
+        ):
             t["notes"].append(f"{graded.notebook}: {graded.rows[0].message[2:80]}")
         elif graded.notes:
             t["notes"].append(f"{graded.notebook}: {len(graded.notes)} note(s) in feedback")
@@ -62,13 +73,31 @@ def write_csv(results, out):
     rows = [["student", "notebook", "exercise", "passed", "points", "max_points", "message"]]
     for graded in results:
         for r in graded.rows:
-            rows.append([r.student, r.notebook, r.exercise, "yes" if r.passed else "no",
-                         fmt_points(r.points), fmt_points(r.max_points), r.message])
+            rows.append(
+                [
+                    r.student,
+                    r.notebook,
+                    r.exercise,
+                    "yes" if r.passed else "no",
+                    fmt_points(r.points),
+                    fmt_points(r.max_points),
+                    r.message,
+                ]
+            )
     summary = out.with_name(out.stem + "_totals" + out.suffix)
     sums = [["student", "notebooks", "points", "max_points", "passed", "exercises", "notes"]]
     for t in totals(results):
-        sums.append([t["student"], t["notebooks"], fmt_points(t["points"]), fmt_points(t["max_points"]),
-                     t["passed"], t["exercises"], "; ".join(t["notes"])])
+        sums.append(
+            [
+                t["student"],
+                t["notebooks"],
+                fmt_points(t["points"]),
+                fmt_points(t["max_points"]),
+                t["passed"],
+                t["exercises"],
+                "; ".join(t["notes"]),
+            ]
+        )
     atomic_write(out, _csv(rows).encode("utf-8"))
     atomic_write(summary, _csv(sums).encode("utf-8"))
     return out, summary
@@ -90,8 +119,10 @@ def write_feedback(results, folder):
     folder.mkdir(parents=True, exist_ok=True)
     written, used = [], {}
     for t in totals(results):
-        total = (f"**Total: {fmt_points(t['points'])} / {fmt_points(t['max_points'])} points** "
-                 f"({t['passed']} of {t['exercises']} exercises passed)")
+        total = (
+            f"**Total: {fmt_points(t['points'])} / {fmt_points(t['max_points'])} points** "
+            f"({t['passed']} of {t['exercises']} exercises passed)"
+        )
         lines = [f"# Feedback for {t['student']}", "", total, ""]
         for graded in (g for g in results if g.student == t["student"]):
             lines += [f"## {graded.notebook}", ""]

@@ -20,20 +20,20 @@ from t5edu.classroom.grading import notebooks, record, replay, sandbox
 
 @dataclass
 class Settings:
-    timeout: float = 60.0            # per cell, seconds
-    total_timeout: float = 600.0     # per notebook, seconds
-    memory_mb: int = 4096            # RLIMIT_AS of every process of the submission
-    file_size_mb: int = 1024         # RLIMIT_FSIZE
-    max_processes: int = 64          # RLIMIT_NPROC of the sandbox: processes and threads
+    timeout: float = 60.0  # per cell, seconds
+    total_timeout: float = 600.0  # per notebook, seconds
+    memory_mb: int = 4096  # RLIMIT_AS of every process of the submission
+    file_size_mb: int = 1024  # RLIMIT_FSIZE
+    max_processes: int = 64  # RLIMIT_NPROC of the sandbox: processes and threads
     jobs: int = 1
-    chapter: str | None = None       # the assignment; notebooks of other chapters are refused
+    chapter: str | None = None  # the assignment; notebooks of other chapters are refused
     checks_package: str = "t5edu.classroom.checks"
     core_module: str = "t5edu.classroom.checks._core"
     solutions_package: str | None = "t5edu.classroom.solutions"
     pythonpath: tuple = ()
     probe_timeout: float = 5.0
-    sandbox: bool = True             # False only with --unsafe-no-sandbox
-    hide: tuple = ()                 # more folders the submissions must not see (private copies of solutions)
+    sandbox: bool = True  # False only with --unsafe-no-sandbox
+    hide: tuple = ()  # more folders the submissions must not see (private copies of solutions)
 
 
 @dataclass
@@ -87,11 +87,11 @@ class Grader:
         self.hide = list(hide)
         self.uids = uids
         s = settings
-        self.hide_after = [str(self.source_dir.resolve())] + list(s.hide)
+        self.hide_after = [str(self.source_dir.resolve()), *s.hide]
         for package in {s.solutions_package, notebooks.PUBLIC_SOLUTIONS} - {None}:
             self.hide_after += _package_dirs(package)
         self.hide_after += sandbox.git_dirs(Path(__file__).resolve().parents[3])
-        self.needed = sandbox.needed_paths(s.pythonpath)
+        self.needed = sandbox.needed_paths(s.pythonpath, self.hide)
         self.checks = {}
 
     def check_module(self, chapter):
@@ -102,8 +102,10 @@ class Grader:
     def _rows(self, student, notebook, chapter, message, passed=False):
         if chapter is None:
             return [Row(student, notebook, "-", False, 0.0, 0.0, message)]
-        return [Row(student, notebook, f"{chapter.chapter}.{e.name}", passed, 0.0, e.points, message)
-                for e in chapter.exercises]
+        return [
+            Row(student, notebook, f"{chapter.chapter}.{e.name}", passed, 0.0, e.points, message)
+            for e in chapter.exercises
+        ]
 
     async def grade(self, student, path, label):
         import nbformat
@@ -117,29 +119,70 @@ class Grader:
         except Exception as err:
             chapter = self.chapters.get(s.chapter) if s.chapter else None
             reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-            return Graded(student, label, s.chapter, self._rows(
-                student, label, chapter,
-                f"❌ could not read this notebook ({type(err).__name__}: {reason}); "
-                "is it a valid .ipynb file saved by Jupyter?"), [], time.monotonic() - started)
+            return Graded(
+                student,
+                label,
+                s.chapter,
+                self._rows(
+                    student,
+                    label,
+                    chapter,
+                    f"❌ could not read this notebook ({type(err).__name__}: {reason}); "
+                    "is it a valid .ipynb file saved by Jupyter?",
+                ),
+                [],
+                time.monotonic() - started,
+            )
         found = notebooks.detect_chapter(nb, path, (s.checks_package, notebooks.PUBLIC_CHECKS))
         if s.chapter and found != s.chapter:
             chapter = self.chapters.get(s.chapter)
             what = f"the notebook for {found}" if found else "not an exercise notebook of this course"
-            return Graded(student, label, s.chapter, self._rows(
-                student, label, chapter, f"❌ wrong notebook: this is {what}, but the assignment is {s.chapter}."),
-                [], time.monotonic() - started)
+            return Graded(
+                student,
+                label,
+                s.chapter,
+                self._rows(
+                    student,
+                    label,
+                    chapter,
+                    f"❌ wrong notebook: this is {what}, but the assignment is {s.chapter}.",
+                ),
+                [],
+                time.monotonic() - started,
+            )
         chapter = self.chapters.get(found)
         if chapter is None:
             known = ", ".join(sorted(self.chapters)) or "none"
-            return Graded(student, label, found, self._rows(
-                student, label, None, f"❌ cannot tell which exercises this is (chapter {found or 'unknown'}; "
-                f"chapters with exercises: {known})."), [], time.monotonic() - started)
+            return Graded(
+                student,
+                label,
+                found,
+                self._rows(
+                    student,
+                    label,
+                    None,
+                    f"❌ cannot tell which exercises this is (chapter {found or 'unknown'}; "
+                    f"chapters with exercises: {known}).",
+                ),
+                [],
+                time.monotonic() - started,
+            )
         uses = notebooks.uses_solutions(nb, chapter, (s.solutions_package, notebooks.PUBLIC_SOLUTIONS))
         if uses:
-            return Graded(student, label, chapter.chapter, self._rows(
-                student, label, chapter,
-                f"❌ not graded: your notebook imports the reference solutions ({uses}). Graded work must "
-                "be your own; talk to your instructor."), [f"cell code uses {uses}"], time.monotonic() - started)
+            return Graded(
+                student,
+                label,
+                chapter.chapter,
+                self._rows(
+                    student,
+                    label,
+                    chapter,
+                    f"❌ not graded: your notebook imports the reference solutions ({uses}). "
+                    "Graded work must be your own; talk to your instructor.",
+                ),
+                [f"cell code uses {uses}"],
+                time.monotonic() - started,
+            )
         graded = await self._run(student, label, nb, chapter)
         graded.seconds = time.monotonic() - started
         return graded
@@ -152,16 +195,29 @@ class Grader:
         if os.environ.get("PYTHONPATH"):
             paths.append(os.environ["PYTHONPATH"])
         threads = str(max(1, (os.cpu_count() or 1) // max(1, s.jobs)))
-        env.update({
-            "PYTHONPATH": os.pathsep.join(paths), "HOME": f"{home}/home", "TMPDIR": f"{home}/work",
-            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg",
-            "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-            "IPYTHONDIR": f"{home}/ipython", "JUPYTER_RUNTIME_DIR": f"{home}/runtime",
-            "JUPYTER_CONFIG_DIR": f"{home}/jupyter", "JUPYTER_DATA_DIR": f"{home}/jupyter",
-            "PYDEVD_DISABLE_FILE_VALIDATION": "1", "JUPYTER_PLATFORM_DIRS": "1",
-            "MPLCONFIGDIR": f"{home}/mpl",
-        })
+        env.update(
+            {
+                "PYTHONPATH": os.pathsep.join(paths),
+                "HOME": f"{home}/home",
+                "TMPDIR": f"{home}/work",
+                "HF_HUB_OFFLINE": "1",
+                "HF_DATASETS_OFFLINE": "1",
+                "MPLBACKEND": "Agg",
+                "TOKENIZERS_PARALLELISM": "false",
+                "PYTHONHASHSEED": "0",
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "OMP_NUM_THREADS": threads,
+                "MKL_NUM_THREADS": threads,
+                "OPENBLAS_NUM_THREADS": threads,
+                "IPYTHONDIR": f"{home}/ipython",
+                "JUPYTER_RUNTIME_DIR": f"{home}/runtime",
+                "JUPYTER_CONFIG_DIR": f"{home}/jupyter",
+                "JUPYTER_DATA_DIR": f"{home}/jupyter",
+                "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+                "JUPYTER_PLATFORM_DIRS": "1",
+                "MPLCONFIGDIR": f"{home}/mpl",
+            }
+        )
         return env
 
     def cells(self, nb, chapter, records):
@@ -169,14 +225,22 @@ class Grader:
         plan, present = notebooks.student_cells(nb, (s.checks_package, notebooks.PUBLIC_CHECKS))
         exercises = {e.name: e for e in chapter.exercises}
         checks = self.check_module(chapter.chapter)
-        config = {"checks_module": f"{s.checks_package}.{chapter.chapter}", "records": records,
-                  "forbidden": {e: list(getattr(getattr(checks, e, None), "forbid", ())) for e in exercises}}
-        preamble = ("import t5edu.classroom.grading.kernel_side as __t5k\n"
-                    f"__t5edu_grader__ = __t5k.install({config!r})\ndel __t5k")
+        config = {
+            "checks_module": f"{s.checks_package}.{chapter.chapter}",
+            "records": records,
+            "forbidden": {e: list(getattr(getattr(checks, e, None), "forbid", ())) for e in exercises},
+        }
+        preamble = (
+            "import t5edu.classroom.grading.kernel_side as __t5k\n"
+            f"__t5edu_grader__ = __t5k.install({config!r})\ndel __t5k"
+        )
 
         def check_cell(name):
-            return ["check", name, f"__t5edu_grader__.check({name!r}, lambda: __t5edu_grader__.pack"
-                                   f"{exercises[name].args})"]
+            return [
+                "check",
+                name,
+                f"__t5edu_grader__.check({name!r}, lambda: __t5edu_grader__.pack{exercises[name].args})",
+            ]
 
         cells = [["preamble", 0, preamble]]
         for item in plan:
@@ -192,13 +256,20 @@ class Grader:
         s = self.settings
         errors = private.parent / "bwrap.err"
         if s.sandbox:
-            argv = sandbox.command(private, self.hide, self.hide_after, self.needed, root=slot_uid is not None)
+            argv = sandbox.command(
+                private, self.hide, self.hide_after, self.needed, root=slot_uid is not None
+            )
         else:
             argv = [sys.executable, "-m", "t5edu.classroom.grading.executor", str(private / "job.json")]
         with open(errors, "wb") as err:
             process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err,
-                env=self.kernel_env(inside), start_new_session=True)
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=err,
+                env=self.kernel_env(inside),
+                start_new_session=True,
+            )
         try:
             await asyncio.wait_for(process.wait(), s.total_timeout + 120)
         except asyncio.TimeoutError:
@@ -224,10 +295,18 @@ class Grader:
             for sub in ("work", "home", "records", "runtime", "ipython", "jupyter", "mpl"):
                 (private / sub).mkdir(parents=True)
             cells, present = self.cells(nb, chapter, f"{inside}/records")
-            job = {"cells": cells, "timeout": s.timeout, "total_timeout": s.total_timeout,
-                   "probe_timeout": s.probe_timeout, "uid": uid, "workdir": f"{inside}/work",
-                   "events": f"{inside}/events.jsonl", "max_processes": s.max_processes if s.sandbox else 0,
-                   "memory": int(s.memory_mb) << 20, "file_size": int(s.file_size_mb) << 20}
+            job = {
+                "cells": cells,
+                "timeout": s.timeout,
+                "total_timeout": s.total_timeout,
+                "probe_timeout": s.probe_timeout,
+                "uid": uid,
+                "workdir": f"{inside}/work",
+                "events": f"{inside}/events.jsonl",
+                "max_processes": s.max_processes if s.sandbox else 0,
+                "memory": int(s.memory_mb) << 20,
+                "file_size": int(s.file_size_mb) << 20,
+            }
             (private / "job.json").write_text(json.dumps(job), encoding="utf-8")
             if uid is not None:
                 for p in [private, *private.rglob("*")]:
@@ -259,7 +338,11 @@ class Grader:
             try:
                 data = None if setup else record.read(records, e.name)
             except record.RecordError as err:
-                data, message, passed = None, f"❌ {title}: the answers recorded in your notebook cannot be used ({err}).", False
+                data, message, passed = (
+                    None,
+                    f"❌ {title}: the answers recorded in your notebook cannot be used ({err}).",
+                    False,
+                )
             else:
                 message, passed = "", False
             if used:
@@ -269,22 +352,36 @@ class Grader:
             elif data is not None:
                 passed, message = replay.verdict(check, data, title, s.timeout)
                 if e.name in timeouts and not passed and "ran longer" not in message:
-                    message = (f"❌ {title}: your code ran longer than {s.timeout:g} s (an infinite loop?) "
-                               "and was stopped.")
+                    message = (
+                        f"❌ {title}: your code ran longer than {s.timeout:g} s (an infinite loop?) "
+                        "and was stopped."
+                    )
                 if e.name not in present and passed:
                     message += " (The check cell was missing from your notebook; graded anyway.)"
             elif not message:
                 if e.name in timeouts:
-                    message = f"❌ {title}: your code ran longer than {s.timeout:g} s (an infinite loop?) and was stopped."
+                    message = (f"❌ {title}: your code ran longer than {s.timeout:g} s (an infinite loop?) "
+                               "and was stopped.")
                 else:
                     reason = dead or "the notebook ran out of time before this check"
                     message = f"❌ {title}: not graded: {reason}."
-            rows.append(Row(student, label, f"{chapter.chapter}.{e.name}", passed, e.points if passed else 0.0,
-                            e.points, message))
+            rows.append(
+                Row(
+                    student,
+                    label,
+                    f"{chapter.chapter}.{e.name}",
+                    passed,
+                    e.points if passed else 0.0,
+                    e.points,
+                    message,
+                )
+            )
         for e in chapter.exercises:
             if e.name not in present:
                 check = getattr(checks, e.name)
-                notes.append(f"the check cell of Exercise {check.number} ({check.title}) is missing from your notebook")
+                notes.append(
+                    f"the check cell of Exercise {check.number} ({check.title}) is missing from your notebook"
+                )
         if dead:
             notes.append(dead)
         return Graded(student, label, chapter.chapter, rows, notes, problem=setup)

@@ -55,15 +55,20 @@ def _under(path, parents):
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in parents)
 
 
-def needed_paths(extra=()):
-    """Folders the kernel must read: the Python installation, its packages, t5edu and extra paths."""
+def needed_paths(extra=(), hide=()):
+    """Folders the kernel must read: the Python installation and its packages, t5edu, the extra paths
+    (--pythonpath, $PYTHONPATH). Not the rest of sys.path: its first entry is the grader's working
+    folder, which may hold the submissions."""
     import t5edu
 
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(t5edu.__file__).resolve().parents[1])}
-    paths.update(p for p in sys.path if p and os.path.isdir(p))
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    paths = set(prefixes) | {str(Path(t5edu.__file__).resolve().parents[1])}
+    paths.update(p for p in sys.path if p and os.path.isdir(p) and _under(os.path.abspath(p), prefixes))
     paths.update(str(Path(p).resolve()) for p in extra)
+    paths.update(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)
     real = {r for r in map(_real, paths) if r and os.path.isdir(r)}
-    return sorted(real)
+    hidden = [r for r in map(_real, hide) if r]
+    return sorted(r for r in real if not _under(r, hidden))
 
 
 def command(private, hide=(), hide_after=(), needed=(), root=False, python=sys.executable):
@@ -92,13 +97,27 @@ def command(private, hide=(), hide_after=(), needed=(), root=False, python=sys.e
             argv += ["--ro-bind", path, path]
             made.add(path)
     hidden = []
-    for path in sorted({r for r in map(_real, hide_after) if r and os.path.isdir(r)}):
+    # The submissions and outputs again, in case a bound-back folder holds them (a checkout under /home).
+    again = [r for r in map(_real, hide) if r and _under(r, needed)]
+    for path in sorted({r for r in map(_real, [*hide_after, *again]) if r and os.path.isdir(r)}):
         if not _under(path, hidden):  # a folder inside one already hidden is hidden with it
             argv += ["--tmpfs", path, "--remount-ro", path]
             hidden.append(path)
-    argv += ["--bind", str(private), INSIDE, "--chdir", f"{INSIDE}/work",
-             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-             "--die-with-parent", "--new-session", "--as-pid-1"]
+    argv += [
+        "--bind",
+        str(private),
+        INSIDE,
+        "--chdir",
+        f"{INSIDE}/work",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--as-pid-1",
+    ]
     if root:
         # bwrap keeps CAP_SETUID/CAP_SETGID for the executor, which drops to its own user at once.
         argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
