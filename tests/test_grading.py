@@ -30,6 +30,7 @@ FIXTURE = ROOT / "tests" / "fixtures" / "grading"
 SOURCE = FIXTURE / "src" / "ch99_demo.ipynb"
 HOSTILE = FIXTURE / "hostile"
 NOT_DONE = "not done yet"
+OS_EXIT = "Python process stopped (exit code 1) while running cell 8"
 SOLVED = {  # exercise -> (marker of the stub line it replaces, a right answer)
     "add_one": "    return x + 1",
     "count_words": "    return len([w for w in text.split() if w.lower() not in stopwords])",
@@ -134,16 +135,19 @@ def build_submissions(folder):
     # The reference solution itself, imported in a way no text search finds: refused by identity.
     copied = solved("add_one", "count_words")
     i = cell_index(copied, "def row_means(")
-    copied.cells[i].source = "import importlib\nrow_means = importlib.import_module('gradefix.solu' + 'tions.ch99').row_means"
+    copied.cells[i].source = ("import importlib\n"
+                              "row_means = importlib.import_module('gradefix.solu' + 'tions.ch99').row_means")
     put("copied", copied)  # the sandbox hides the solutions: the import fails
     # The reference wrapped in a function of one's own: only the import gives it away.
     wrapped = solved("add_one", "count_words")
     i = cell_index(wrapped, "def row_means(")
-    wrapped.cells[i].source = "from gradefix.solutions.ch99 import row_means as ref\n\ndef row_means(t):\n    return ref(t)"
+    wrapped.cells[i].source = ("from gradefix.solutions.ch99 import row_means as ref\n\n"
+                               "def row_means(t):\n    return ref(t)")
     put("wrapped", wrapped)
     # Student code that calls the grader's own check from inside a check.
     nested = solved("count_words", "row_means")
-    solve(nested, "add_one", "    __t5edu_grader__.check('exercise_1', lambda: __t5edu_grader__.pack(lambda x: x + 1))\n"
+    solve(nested, "add_one", "    __t5edu_grader__.check('exercise_1',\n"
+                             "                           lambda: __t5edu_grader__.pack(lambda x: x + 1))\n"
                              "    return x + 1")
     put("nested_grader", nested)
 
@@ -199,24 +203,27 @@ def build_submissions(folder):
         "stubborn_loop": {1: (True, "passed"), 2: (False, "(`import signal`) did not stop when interrupted"),
                           3: (False, "did not stop when interrupted")},
         "sys_exit": {1: (True, "passed"), 2: (False, "sys.exit(3)"), 3: (True, "passed")},
-        "os_exit": {1: (True, "passed"), 2: (False, "Python process stopped (exit code 1) while running cell 8"),
-                    3: (False, "Python process stopped (exit code 1) while running cell 8")},
-        "crash": {n: (False, "Python process stopped (signal SIGSEGV) while running cell 3") for n in (1, 2, 3)},
+        "os_exit": {1: (True, "passed"), 2: (False, OS_EXIT), 3: (False, OS_EXIT)},
+        "crash": {n: (False, "Python process stopped (signal SIGSEGV) while running cell 3")
+                  for n in (1, 2, 3)},
         "flood": all_pass,
         "malformed": {n: (False, "could not read this notebook") for n in (1, 2, 3)},
         "other_chapter": {n: (False, "the notebook for ch98, but the assignment is ch99") for n in (1, 2, 3)},
         "missing": {1: (True, "passed."), 2: (True, "check cell was missing"),
                     3: (False, "name 'row_means' is not defined")},
-        "copied": {1: (True, "passed"), 2: (True, "passed"), 3: (False, "name 'row_means' is not defined")},
-        "wrapped": {n: (False, "imports the reference solutions (gradefix.solutions.ch99)") for n in (1, 2, 3)},
-        # Verdicts are made in the grader's process from the recorded answers: tampering with the kernel
-        # changes nothing but the answers, so each of these gets exactly the credit its answers earn.
+        "copied": {1: (True, "passed"), 2: (True, "passed"),
+                   3: (False, "name 'row_means' is not defined")},
+        "wrapped": {n: (False, "imports the reference solutions (gradefix.solutions.ch99)")
+                    for n in (1, 2, 3)},
+        # Verdicts are made in the grader's process from the recorded answers: tampering with the
+        # kernel changes nothing but the answers, so each of these gets exactly what its answers earn.
         "nested_grader": {1: (False, "check was called from the student's code"), 2: (True, "passed"),
                           3: (True, "passed")},
         "tamper_checks": {1: (False, "the check stopped in your notebook"),
                           2: (False, "did not run to the end"), 3: (False, NOT_DONE)},
         "tamper_core": not_done,
-        "tamper_solutions": {1: (True, "passed"), 2: (True, "passed"), 3: (False, "differs from the reference")},
+        "tamper_solutions": {1: (True, "passed"), 2: (True, "passed"),
+                             3: (False, "differs from the reference")},
         "tamper_hooks": all_pass,
         "tamper_builtins": {1: (True, "passed"), 2: (False, NOT_DONE), 3: (False, NOT_DONE)},
         "hostile_solutions_import": {n: (False, "is not defined") for n in (1, 2, 3)},
@@ -274,7 +281,8 @@ def test_every_submission_gets_the_expected_rows(graded):
                   and float(row["points"]) == (max_points if passed else 0)
                   and float(row["max_points"]) == max_points)
             if not ok:
-                problems.append(f"{student} exercise {n}: wanted passed={passed} with {fragment!r}, got {row}")
+                problems.append(f"{student} exercise {n}: wanted passed={passed} with {fragment!r}, "
+                                f"got {row}")
     assert not problems, "\n".join(problems) + "\n" + graded["output"]
 
 
@@ -305,7 +313,7 @@ def test_totals_feedback_and_summary(graded):
 
 
 def sandbox_processes():
-    """Processes of any sandbox: the executor, kernels started by it, and anything running as a sandbox user."""
+    """Processes of any sandbox: the executor, the kernels it starts, anything running as a sandbox user."""
     import psutil  # jupyter_server depends on it, so it is in the dev environment
 
     found = []
@@ -403,7 +411,8 @@ def test_records_are_data_and_replayed_in_the_grader(tmp_path):
         return record.read(tmp_path, name)
 
     data = recorded(ch08.exercise_4, S8.reorder_beam_cache, "exercise_4")  # in place, returns None
-    assert replay.verdict(ch08.exercise_4, data, "8.4") == (True, "✅ Exercise 8.4 (Reordering the cache): passed.")
+    assert replay.verdict(ch08.exercise_4, data, "8.4") == (
+        True, "✅ Exercise 8.4 (Reordering the cache): passed.")
     data = recorded(ch02.exercise_3, S2.heads_to_features, "exercise_3")
     assert replay.verdict(ch02.exercise_3, data, "2.3")[0] is True
     # The answers are data: a forged "passed" flag or a changed answer does not pass.
@@ -412,7 +421,8 @@ def test_records_are_data_and_replayed_in_the_grader(tmp_path):
     forged["calls"] = [dict(c, returned={"$tensor": "t0"}) for c in structure["calls"]]
     wrong = {k: torch.zeros_like(v) for k, v in tensors.items()}
     assert replay.verdict(ch02.exercise_3, (forged, wrong), "2.3")[0] is False
-    assert replay.verdict(ch02.exercise_3, ({"args": [{"callable": True}], "calls": []}, {}), "2.3")[0] is False
+    empty = {"args": [{"callable": True}], "calls": []}
+    assert replay.verdict(ch02.exercise_3, (empty, {}), "2.3")[0] is False
     # A library shortcut is refused, in the kernel's record and from the notebook's text.
     from t5edu.attention import merge_heads
 
@@ -480,7 +490,8 @@ def test_importing_the_reference_is_spotted_unless_the_source_does_it(tmp_path):
         nb = insert(solved(), 2, code)
         assert grading.uses_solutions(nb, chapter, packages) == "gradefix.solutions.ch99", code
     assert grading.uses_solutions(solved(), chapter, packages) == ""
-    assert grading.uses_solutions(insert(solved(), 2, "from gradefix.solutions import ch98"), chapter, packages) == ""
+    other = insert(solved(), 2, "from gradefix.solutions import ch98")
+    assert grading.uses_solutions(other, chapter, packages) == ""
     # An exercise source that tells students to use the reference (outside its solutions) is not flagged.
     given = source()
     insert(given, 2, "from gradefix.solutions.ch99 import add_one as helper")
@@ -603,9 +614,10 @@ def test_cli_entry_and_help():
     args = cli.build_parser("grade").parse_args(["grade", "subs", "--out", "g.csv", "--timeout", "3",
                                                 "--jobs", "2"])
     assert args.timeout == 3 and args.jobs == 2 and args.out == "g.csv"
-    args = cli.build_parser("exercises").parse_args(["exercises", "release", "out", "--chapters", "ch01", "--no-solutions"])
+    args = cli.build_parser("exercises").parse_args(["exercises", "release", "out", "--chapters", "ch01",
+                                                      "--no-solutions"])
     assert args.action == "release" and args.no_solutions and args.chapters == ["ch01"]
 
 
-if __name__ == "__main__":  # build the fixture submissions for a manual look: python tests/test_grading.py DIR
+if __name__ == "__main__":  # the fixture submissions, for a manual look: python tests/test_grading.py DIR
     print(json.dumps(build_submissions(Path(sys.argv[1])), indent=1))

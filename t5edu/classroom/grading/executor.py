@@ -4,15 +4,15 @@
 Started by `sandbox.py` as process 1 of the sandbox's own PID namespace, so signals its children send
 it (SIGKILL, SIGSTOP, SIGTERM, SIGINT, ...) are ignored, and when it ends every process of the
 submission ends with it. It lowers its limits (processes, address space, file size, core dumps),
-starts a Jupyter kernel with nbclient (over the sandbox's own loopback network), runs the student's
+starts a Jupyter kernel (over the sandbox's own loopback network), runs the student's
 cells and the check cells in order, and writes what happened as JSON lines to `events.jsonl` in the
-private folder. The answers themselves are written by `kernel_side`. Nothing written here is trusted by
+private folder. The answers themselves are written by `kernel_side`.
+It talks to the kernel with jupyter_client directly (nbclient/nbformat would cost seconds per
+notebook). Nothing written here is trusted by
 the grader: a note is only text for the student's feedback, and a verdict never comes from here.
 """
 
-import asyncio
 import json
-import logging
 import math
 import os
 import resource
@@ -46,53 +46,77 @@ class Events:
         self.file.flush()
 
 
-def _client_class():
+def _kernel_manager(argv):
+    """A jupyter_client kernel manager for `argv` (nbclient and nbformat are not imported here: they cost
+    seconds of CPU per notebook, and the executor needs neither)."""
     from jupyter_client.kernelspec import KernelSpec
-    from jupyter_client.manager import AsyncKernelManager
-    from nbclient import NotebookClient
+    from jupyter_client.manager import KernelManager
 
-    class GradingKernelManager(AsyncKernelManager):
-        def __init__(self, argv, **kwargs):
-            super().__init__(**kwargs)
-            self._grading_spec = KernelSpec(
-                argv=argv,
-                display_name="t5edu grader",
-                language="python",
-                interrupt_mode="signal",
-                metadata={},
-            )
-
+    class GradingKernelManager(KernelManager):
         @property
         def kernel_spec(self):
-            return self._grading_spec
+            return KernelSpec(argv=argv, display_name="t5edu grader", language="python",
+                              interrupt_mode="signal", metadata={})
 
-    class GradingClient(NotebookClient):
-        """Keeps nothing the student prints: counts it and remembers errors."""
+    return GradingKernelManager()
 
-        def __init__(self, nb, **kwargs):
-            super().__init__(nb, **kwargs)
-            self.printed, self.errors = {}, {}
 
-        async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
-            self.output_task = asyncio.current_task()
-            return await super()._async_poll_output_msg(parent_msg_id, cell, cell_index)
+class Kernel:
+    """One kernel and its client; `run(code, timeout)` -> (state, characters printed, first error)."""
 
-        def cancel_output_task(self):
-            task = getattr(self, "output_task", None)
-            if task is not None and not task.done():
-                task.cancel()
+    def __init__(self, workdir, startup_timeout):
+        import sys
 
-        def output(self, outs, msg, display_id, cell_index):
-            kind, content = msg["msg_type"], msg.get("content") or {}
+        launcher = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                    "from ipykernel.kernelapp import launch_new_instance\nlaunch_new_instance()")
+        self.km = _kernel_manager([sys.executable, "-c", launcher, "-f", "{connection_file}"])
+        self.km.start_kernel(cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=startup_timeout)
+
+    def alive(self):
+        return self.km.is_alive()
+
+    def exit_code(self):
+        process = getattr(self.km.provisioner, "process", None)
+        return process.poll() if process is not None else None
+
+    def run(self, code, timeout):
+        import queue
+
+        msg_id = self.kc.execute(code, silent=False, store_history=False, allow_stdin=False,
+                                 stop_on_error=False)
+        deadline = time.monotonic() + timeout
+        printed, error = 0, None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "timeout", printed, error
+            try:
+                msg = self.kc.get_iopub_msg(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                if not self.alive():
+                    return "dead", printed, error
+                continue
+            if (msg.get("parent_header") or {}).get("msg_id") != msg_id:
+                continue
+            kind, content = msg.get("msg_type"), msg.get("content") or {}
             if kind == "stream":
-                self.printed[cell_index] = self.printed.get(cell_index, 0) + len(content.get("text", ""))
-            elif kind == "error":
-                self.errors.setdefault(
-                    cell_index,
-                    (str(content.get("ename", "Error"))[:100], str(content.get("evalue", ""))[:300]),
-                )
+                printed += len(content.get("text", ""))
+            elif kind == "error" and error is None:
+                error = (str(content.get("ename", "Error"))[:100], str(content.get("evalue", ""))[:300])
+            elif kind == "status" and content.get("execution_state") == "idle":
+                return "ok", printed, error
 
-    return GradingKernelManager, GradingClient
+    def interrupt(self):
+        self.km.interrupt_kernel()
+
+    def stop(self):
+        try:
+            self.kc.stop_channels()
+        finally:
+            self.km.shutdown_kernel(now=True)
 
 
 def _first_line(code, limit=60):
@@ -114,116 +138,60 @@ def _signal_name(code):
     return f"exit code {code}"
 
 
-async def execute(job, emit):
-    import nbformat
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    KernelManager, Client = _client_class()
+def execute(job, emit):
     cells = job["cells"]
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(code) for _, _, code in cells]
-    quiet = logging.getLogger("t5edu.grading.executor")
-    quiet.setLevel(logging.CRITICAL)
-    km = KernelManager([sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"])
-    client = Client(
-        nb,
-        km=km,
-        timeout=int(job["timeout"]),
-        allow_errors=True,
-        interrupt_on_timeout=False,
-        shutdown_kernel="immediate",
-        startup_timeout=120,
-        iopub_timeout=4,
-        log=quiet,
-        record_timing=False,
-        resources={"metadata": {"path": job["workdir"]}},
-    )
     deadline = time.monotonic() + job["total_timeout"]
-
-    async def exit_code():
-        try:
-            return await km.provisioner.poll() if km.provisioner else None
-        except Exception:
-            return None
-
-    async with client.async_setup_kernel(
-        cleanup_kc=True, cwd=job["workdir"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    ):
-        for index, (kind, key, code) in enumerate(cells):
+    kernel = Kernel(job["workdir"], startup_timeout=120)
+    try:
+        for kind, key, code in cells:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                emit(
-                    "note",
-                    text=f"the whole notebook ran longer than {job['total_timeout']:g} s and was stopped",
-                )
+                emit("note", text=f"the whole notebook ran longer than {job['total_timeout']:g} s "
+                                  "and was stopped")
                 break
-            client.timeout = max(
-                1, math.ceil(min(job["timeout"], remaining) if kind != "preamble" else max(remaining, 60))
-            )
+            limit = math.ceil(min(job["timeout"], remaining)) if kind != "preamble" else max(remaining, 60)
             emit("start", cell=kind, key=key)
-            try:
-                await client.async_execute_cell(nb.cells[index], index, store_history=False)
-            except CellTimeoutError:
-                client.cancel_output_task()
+            state, printed, error = kernel.run(code, limit)
+            if state == "timeout":
                 if kind == "student":
-                    emit(
-                        "note",
-                        text=f"cell {key} (`{_first_line(code)}`) ran longer than {client.timeout} s "
-                        "and was interrupted",
-                    )
+                    emit("note", text=f"cell {key} (`{_first_line(code)}`) ran longer than {limit} s "
+                                      "and was interrupted")
                 elif kind == "check":
-                    emit("check_timeout", exercise=key, seconds=client.timeout)
+                    emit("check_timeout", exercise=key, seconds=limit)
                 else:
                     emit("setup_error", text="the grader's setup timed out")
                     break
-                await km.interrupt_kernel()
-                probe = nbformat.v4.new_code_cell("pass")
-                try:
-                    client.timeout = max(1, int(job["probe_timeout"]))
-                    await client.async_execute_cell(probe, index, store_history=False)
-                except (CellTimeoutError, DeadKernelError):
-                    client.cancel_output_task()
-                    what = (
-                        f"cell {key} (`{_first_line(code)}`)" if kind == "student" else f"the check of {key}"
-                    )
-                    emit(
-                        "dead",
-                        text=f"{what} did not stop when interrupted, so its Python process was stopped",
-                    )
+                kernel.interrupt()
+                if kernel.run("pass", max(1, job["probe_timeout"]))[0] != "ok":
+                    what = (f"cell {key} (`{_first_line(code)}`)" if kind == "student"
+                            else f"the check of {key}")
+                    emit("dead", text=f"{what} did not stop when interrupted, so its Python process "
+                                      "was stopped")
                     break
-            except DeadKernelError:
-                code_ = await exit_code()
-                where = (
-                    f"while running cell {key} (`{_first_line(code)}`)"
-                    if kind == "student"
-                    else f"while {key} was being checked"
-                    if kind == "check"
-                    else "during the grader's setup"
-                )
-                emit(
-                    "dead",
-                    text=f"your notebook's Python process stopped ({_signal_name(code_)}) {where}",
-                    cell=kind,
-                    key=key,
-                )
+                continue
+            if state == "dead":
+                where = (f"while running cell {key} (`{_first_line(code)}`)" if kind == "student"
+                         else f"while {key} was being checked" if kind == "check"
+                         else "during the grader's setup")
+                code_ = _signal_name(kernel.exit_code())
+                emit("dead", text=f"your notebook's Python process stopped ({code_}) "
+                                  f"{where}", cell=kind, key=key)
                 break
-            if kind == "preamble" and index in client.errors:
-                ename, evalue = client.errors[index]
-                emit("setup_error", text=f"the grader could not load the checks ({ename}: {evalue})")
+            if kind == "preamble" and error:
+                emit("setup_error", text=f"the grader could not load the checks ({error[0]}: {error[1]})")
                 break
             if kind == "student":
-                printed = client.printed.pop(index, 0)
                 if printed > 1_000_000:
                     emit("note", text=f"cell {key} printed {printed / 1e6:.1f} MB of output (not kept)")
-                if index in client.errors:
-                    ename, evalue = client.errors[index]
-                    emit(
-                        "note",
-                        text=f"cell {key} (`{_first_line(code)}`) raised {ename}"
-                        + (f": {evalue}" if evalue else ""),
-                    )
+                if error:
+                    emit("note", text=f"cell {key} (`{_first_line(code)}`) raised {error[0]}"
+                                      + (f": {error[1]}" if error[1] else ""))
             emit("end", cell=kind, key=key)
-    emit("done")
+    finally:
+        kernel.stop()
+    own, kernels = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    emit("done", cpu_seconds=round(own.ru_utime + own.ru_stime, 2),
+         kernel_cpu_seconds=round(kernels.ru_utime + kernels.ru_stime, 2))
 
 
 def _ignore(signum, frame):
@@ -249,7 +217,7 @@ def main(path):
     emit = Events(job["events"])
     emit("started")
     try:
-        asyncio.run(execute(job, emit))
+        execute(job, emit)
     except Exception as err:
         emit("setup_error", text=f"could not run the notebook: {type(err).__name__}: {str(err)[:300]}")
     os._exit(0)  # process 1 exits: the kernel and anything the student started die with the namespace

@@ -55,7 +55,6 @@ class Graded:
     rows: list
     notes: list
     seconds: float = 0.0
-    tampering: bool = False
     problem: str | None = None  # the grader's own failure (checks that do not import, ...): not the student's
 
 
@@ -313,6 +312,8 @@ class Grader:
                     os.chown(p, uid, uid)
             failure = await self._sandboxed(private, inside, uid)
             events = _events(private / "events.jsonl")
+            if os.environ.get("T5EDU_GRADE_DEBUG"):
+                print(student, [e for e in events if e.get("kind") == "done"], file=sys.stderr)
             return self._verdicts(student, label, nb, chapter, private / "records", events, present, failure)
         finally:
             if uid is not None:
@@ -325,6 +326,9 @@ class Grader:
         notes = [e["text"] for e in events if e.get("kind") == "note"][:50]
         dead = next((e["text"] for e in events if e.get("kind") == "dead"), None)
         setup = next((e["text"] for e in events if e.get("kind") == "setup_error"), None)
+        student_started = any(e.get("kind") == "start" and e.get("cell") == "student" for e in events)
+        if setup and student_started:  # after the student's code ran, it may be the student's doing
+            dead, setup = dead or setup, None
         timeouts = {e.get("exercise") for e in events if e.get("kind") == "check_timeout"}
         if failure:
             setup = f"the sandbox could not start ({failure[:300]})"
