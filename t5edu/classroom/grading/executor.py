@@ -74,6 +74,7 @@ class Kernel:
         self.kc = self.km.client()
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=startup_timeout)
+        self.result = ""
 
     def alive(self):
         return self.km.is_alive()
@@ -104,6 +105,8 @@ class Kernel:
             kind, content = msg.get("msg_type"), msg.get("content") or {}
             if kind == "stream":
                 printed += len(content.get("text", ""))
+            elif kind == "execute_result":
+                self.result = str((content.get("data") or {}).get("text/plain", ""))[:100]
             elif kind == "error" and error is None:
                 error = (str(content.get("ename", "Error"))[:100], str(content.get("evalue", ""))[:300])
             elif kind == "status" and content.get("execution_state") == "idle":
@@ -181,6 +184,9 @@ def execute(job, emit):
                 emit("setup_error", text=f"the grader could not load the checks ({error[0]}: {error[1]})")
                 break
             if kind == "student":
+                kernel.result = ""
+                if kernel.run("__t5edu_grader__.printed()", max(1, job["probe_timeout"]))[0] == "ok":
+                    printed += int(kernel.result) if kernel.result.isdigit() else 0
                 if printed > 1_000_000:
                     emit("note", text=f"cell {key} printed {printed / 1e6:.1f} MB of output (not kept)")
                 if error:

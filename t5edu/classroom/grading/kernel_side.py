@@ -131,6 +131,29 @@ class Session:
         return refuse
 
 
+class Sink:
+    """Stands for stdout/stderr: counts what the student's code prints and keeps none of it, so that a
+    notebook printing 100 MB costs neither the kernel's messages nor the executor's time."""
+
+    encoding, errors = "utf-8", "replace"
+
+    def __init__(self):
+        self.count = 0
+
+    def write(self, text):
+        self.count += len(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+
 class KernelGrader:
     """The `__t5edu_grader__` object of the kernel: `check(name, thunk)` records one exercise."""
 
@@ -138,6 +161,13 @@ class KernelGrader:
         self.config = config
         self.busy = False
         self.checks = __import__(config["checks_module"], fromlist=["_"])
+        self.sink = Sink()
+        sys.stdout = sys.stderr = self.sink
+
+    def printed(self):
+        """Characters printed since the last call (the executor asks after each student cell)."""
+        count, self.sink.count = self.sink.count, 0
+        return count
 
     def pack(self, *args, **kwargs):
         return args, kwargs
