@@ -8,6 +8,7 @@ The submissions are built here from the fixture's source notebook, so the fixtur
 
 import csv
 import io
+import itertools
 import json
 import os
 import re
@@ -451,6 +452,27 @@ def test_record_files_are_read_safely(tmp_path):
     assert record.read(tmp_path, "nothing") is None
     with pytest.raises(record.RecordError):
         record.decode({"$code": "import os"}, {})
+
+
+def test_sandbox_command_hides_what_it_must(tmp_path):
+    from t5edu.classroom.grading import sandbox
+
+    needed = sandbox.needed_paths()
+    repo = str(ROOT)
+    assert repo in needed
+    (tmp_path / "g.csv").write_text("x")
+    subs = str(ROOT / "tests" / "fixtures")  # a submissions folder inside a needed folder
+    argv = sandbox.command(tmp_path, hide=[repo, subs], hide_after=[str(ROOT / "exercises" / "src")],
+                           needed=needed, hide_files=[tmp_path / "g.csv"])
+    pairs = list(itertools.pairwise(argv))
+    assert ("--tmpfs", repo) not in pairs  # the output folder holds t5edu: only its files are covered
+    assert ("--tmpfs", subs) in pairs and ("--tmpfs", str(ROOT / "exercises" / "src")) in pairs
+    assert ("--ro-bind", "/dev/null") in pairs
+    assert argv[argv.index("/dev/null") + 1] == str(tmp_path / "g.csv")
+    assert all(("--tmpfs", p) in pairs for p in ("/tmp", "/home", "/root") if Path(p).is_dir())
+    for flag in ("--unshare-pid", "--unshare-net", "--die-with-parent", "--new-session", "--as-pid-1"):
+        assert flag in argv
+    assert argv[-3:] == ["-m", "t5edu.classroom.grading.executor", f"{sandbox.INSIDE}/job.json"]
 
 
 def test_grading_refuses_without_bubblewrap(tmp_path, monkeypatch, capsys):

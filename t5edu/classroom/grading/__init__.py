@@ -183,7 +183,9 @@ def run(paths, out, feedback=None, settings=None, source_dir=SOURCE_DIR, stream=
             uids = asyncio.Queue()
             for slot in range(max(1, settings.jobs)):
                 uids.put_nowait(sandbox.uid_for(slot))
-        grader = Grader(chapters, settings, source_dir, sorted(hide), uids)
+        out_path = Path(out).resolve()
+        files = [out_path, out_path.with_name(out_path.stem + "_totals" + out_path.suffix)]
+        grader = Grader(chapters, settings, source_dir, sorted(hide), uids, hide_files=files)
         return await _grade_until_stopped(submissions, grader, progress)
 
     try:

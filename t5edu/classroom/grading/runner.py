@@ -81,16 +81,17 @@ def _package_dirs(name):
 
 
 class Grader:
-    def __init__(self, chapters, settings, source_dir, hide=(), uids=None):
+    def __init__(self, chapters, settings, source_dir, hide=(), uids=None, hide_files=()):
         self.chapters, self.settings, self.source_dir = chapters, settings, Path(source_dir)
         self.hide = list(hide)
+        self.hide_files = list(hide_files)
         self.uids = uids
         s = settings
         self.hide_after = [str(self.source_dir.resolve()), *s.hide]
         for package in {s.solutions_package, notebooks.PUBLIC_SOLUTIONS} - {None}:
             self.hide_after += _package_dirs(package)
         self.hide_after += sandbox.git_dirs(Path(__file__).resolve().parents[3])
-        self.needed = sandbox.needed_paths(s.pythonpath, self.hide)
+        self.needed = sandbox.needed_paths(s.pythonpath)
         self.checks = {}
 
     def check_module(self, chapter):
@@ -255,9 +256,8 @@ class Grader:
         s = self.settings
         errors = private.parent / "bwrap.err"
         if s.sandbox:
-            argv = sandbox.command(
-                private, self.hide, self.hide_after, self.needed, root=slot_uid is not None
-            )
+            argv = sandbox.command(private, self.hide, self.hide_after, self.needed,
+                                   root=slot_uid is not None, hide_files=self.hide_files)
         else:
             argv = [sys.executable, "-m", "t5edu.classroom.grading.executor", str(private / "job.json")]
         with open(errors, "wb") as err:
@@ -364,8 +364,10 @@ class Grader:
                     message += " (The check cell was missing from your notebook; graded anyway.)"
             elif not message:
                 if e.name in timeouts:
-                    message = (f"❌ {title}: your code ran longer than {s.timeout:g} s (an infinite loop?) "
-                               "and was stopped.")
+                    message = (
+                        f"❌ {title}: your code ran longer than {s.timeout:g} s (an infinite loop?) "
+                        "and was stopped."
+                    )
                 else:
                     reason = dead or "the notebook ran out of time before this check"
                     message = f"❌ {title}: not graded: {reason}."

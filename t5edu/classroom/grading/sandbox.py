@@ -55,7 +55,7 @@ def _under(path, parents):
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in parents)
 
 
-def needed_paths(extra=(), hide=()):
+def needed_paths(extra=()):
     """Folders the kernel must read: the Python installation and its packages, t5edu, the extra paths
     (--pythonpath, $PYTHONPATH). Not the rest of sys.path: its first entry is the grader's working
     folder, which may hold the submissions."""
@@ -66,16 +66,16 @@ def needed_paths(extra=(), hide=()):
     paths.update(p for p in sys.path if p and os.path.isdir(p) and _under(os.path.abspath(p), prefixes))
     paths.update(str(Path(p).resolve()) for p in extra)
     paths.update(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)
-    real = {r for r in map(_real, paths) if r and os.path.isdir(r)}
-    hidden = [r for r in map(_real, hide) if r]
-    return sorted(r for r in real if not _under(r, hidden))
+    return sorted({r for r in map(_real, paths) if r and os.path.isdir(r)})
 
 
-def command(private, hide=(), hide_after=(), needed=(), root=False, python=sys.executable):
+def command(private, hide=(), hide_after=(), needed=(), root=False, python=sys.executable, hide_files=()):
     """The bwrap command line that runs the executor on `private`/job.json.
 
-    `hide`: folders replaced by an empty tmpfs before the needed paths are bound back (the submissions,
-    the outputs); `hide_after`: folders hidden even inside the needed paths (the reference solutions)."""
+    `hide`: folders (the submissions, the outputs) replaced by an empty tmpfs -- except a folder that
+    holds a needed path (grading from the checkout's root with `--out grades.csv`): there only
+    `hide_files` (the output files) are covered; `hide_after`: folders hidden even inside the needed
+    paths (the reference solutions, the exercise sources, .git)."""
     argv = [bwrap() or "bwrap", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
     covered = []
     for path in TMPFS:
@@ -83,7 +83,7 @@ def command(private, hide=(), hide_after=(), needed=(), root=False, python=sys.e
             argv += ["--tmpfs", path]
             covered.append(path)
     for path in sorted({r for r in map(_real, hide) if r and os.path.isdir(r)}):
-        if not _under(path, covered):
+        if not _under(path, covered) and not any(_under(n, [path]) for n in needed):
             argv += ["--tmpfs", path]
             covered.append(path)
     made = set()
@@ -98,11 +98,14 @@ def command(private, hide=(), hide_after=(), needed=(), root=False, python=sys.e
             made.add(path)
     hidden = []
     # The submissions and outputs again, in case a bound-back folder holds them (a checkout under /home).
-    again = [r for r in map(_real, hide) if r and _under(r, needed)]
+    again = [r for r in map(_real, hide)
+             if r and _under(r, needed) and not any(_under(n, [r]) for n in needed)]
     for path in sorted({r for r in map(_real, [*hide_after, *again]) if r and os.path.isdir(r)}):
         if not _under(path, hidden):  # a folder inside one already hidden is hidden with it
             argv += ["--tmpfs", path, "--remount-ro", path]
             hidden.append(path)
+    for path in sorted({r for r in map(_real, hide_files) if r and os.path.isfile(r)}):
+        argv += ["--ro-bind", "/dev/null", path]  # an output file in a folder the kernel must read
     argv += [
         "--bind",
         str(private),
