@@ -162,7 +162,6 @@ class KernelGrader:
         self.busy = False
         self.checks = __import__(config["checks_module"], fromlist=["_"])
         self.sink = Sink()
-        sys.stdout = sys.stderr = self.sink
 
     def printed(self):
         """Characters printed since the last call (the executor asks after each student cell)."""
@@ -219,4 +218,6 @@ class KernelGrader:
 
 def install(config):
     """Called by the first cell the grader runs in the kernel; returns the `__t5edu_grader__` object."""
-    return KernelGrader(config)
+    grader = KernelGrader(config)
+    sys.stdout = sys.stderr = grader.sink
+    return grader
