@@ -17,20 +17,6 @@ MAX_JSON_BYTES = 32 << 20
 MAX_TENSOR_BYTES = 256 << 20
 MAX_DEPTH = 32
 MAX_ITEMS = 2_000_000
-TAGS = (
-    "$tensor",
-    "$ndarray",
-    "$npscalar",
-    "$tuple",
-    "$dict",
-    "$set",
-    "$frozenset",
-    "$bytes",
-    "$float",
-    "$opaque",
-    "$arg",
-)
-
 
 class RecordError(ValueError):
     """A record that is missing, too large or not in the expected format."""
@@ -275,3 +261,25 @@ def read(folder, name):
         except Exception as err:
             raise RecordError("the tensors of the record cannot be read") from err
     return structure, tensors
+
+
+def read_events(path, limit=4 << 20):
+    """The executor's events (untrusted text), size-capped; a broken line ends the list."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return []
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return []
+        data = f.read(limit)
+    events = []
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if isinstance(event, dict) and isinstance(event.get("kind"), str):
+            event = {k: str(v)[:500] if k == "text" else v for k, v in event.items()}
+            events.append(event)
+    return events

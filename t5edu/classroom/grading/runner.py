@@ -4,11 +4,10 @@
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import json
 import os
-import shutil
 import signal
-import stat
 import sys
 import tempfile
 import time
@@ -56,16 +55,6 @@ class Graded:
     notes: list
     seconds: float = 0.0
     problem: str | None = None  # the grader's own failure (checks that do not import, ...): not the student's
-
-
-def _rmtree(path):
-    def retry(function, p, _):
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), stat.S_IRWXU)
-            os.chmod(p, stat.S_IRWXU)
-            function(p)
-
-    shutil.rmtree(path, onerror=retry)
 
 
 def _package_dirs(name):
@@ -311,14 +300,14 @@ class Grader:
                 for p in [private, *private.rglob("*")]:
                     os.chown(p, uid, uid)
             failure = await self._sandboxed(private, inside, uid)
-            events = _events(private / "events.jsonl")
+            events = record.read_events(private / "events.jsonl")
             if os.environ.get("T5EDU_GRADE_DEBUG"):
                 print(student, [e for e in events if e.get("kind") == "done"], file=sys.stderr)
             return self._verdicts(student, label, nb, chapter, private / "records", events, present, failure)
         finally:
             if uid is not None:
                 self.uids.put_nowait(uid)
-            _rmtree(outer)
+            sandbox.remove(outer)
 
     def _verdicts(self, student, label, nb, chapter, records, events, present, failure):
         s = self.settings
@@ -391,28 +380,6 @@ class Grader:
         if dead:
             notes.append(dead)
         return Graded(student, label, chapter.chapter, rows, notes, problem=setup)
-
-
-def _events(path, limit=4 << 20):
-    """The executor's events (untrusted text), size-capped; a broken line ends the list."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return []
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return []
-        data = f.read(limit)
-    events = []
-    for line in data.decode("utf-8", errors="replace").splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        if isinstance(event, dict) and isinstance(event.get("kind"), str):
-            event = {k: str(v)[:500] if k == "text" else v for k, v in event.items()}
-            events.append(event)
-    return events
 
 
 async def grade_all(submissions, grader, progress=None):
