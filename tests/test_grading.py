@@ -8,10 +8,13 @@ The submissions are built here from the fixture's source notebook, so the fixtur
 
 import csv
 import io
+import itertools
 import json
+import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,12 +23,15 @@ import pytest
 
 from t5edu.classroom import exercises, grading
 
-pytestmark = pytest.mark.slow  # `make test-fast` skips this file; `make test` (CI) runs it
+slow = pytest.mark.slow  # tests that run kernels: `make test-fast` skips them, `make test` (CI) runs them
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "grading"
 SOURCE = FIXTURE / "src" / "ch99_demo.ipynb"
+HOSTILE = FIXTURE / "hostile"
 NOT_DONE = "not done yet"
+OS_EXIT = "Python process stopped (exit code 1) while running cell 8"
 SOLVED = {  # exercise -> (marker of the stub line it replaces, a right answer)
     "add_one": "    return x + 1",
     "count_words": "    return len([w for w in text.split() if w.lower() not in stopwords])",
@@ -130,16 +136,19 @@ def build_submissions(folder):
     # The reference solution itself, imported in a way no text search finds: refused by identity.
     copied = solved("add_one", "count_words")
     i = cell_index(copied, "def row_means(")
-    copied.cells[i].source = "import importlib\nrow_means = importlib.import_module('gradefix.solu' + 'tions.ch99').row_means"
-    put("copied", copied)
+    copied.cells[i].source = ("import importlib\n"
+                              "row_means = importlib.import_module('gradefix.solu' + 'tions.ch99').row_means")
+    put("copied", copied)  # the sandbox hides the solutions: the import fails
     # The reference wrapped in a function of one's own: only the import gives it away.
     wrapped = solved("add_one", "count_words")
     i = cell_index(wrapped, "def row_means(")
-    wrapped.cells[i].source = "from gradefix.solutions.ch99 import row_means as ref\n\ndef row_means(t):\n    return ref(t)"
+    wrapped.cells[i].source = ("from gradefix.solutions.ch99 import row_means as ref\n\n"
+                               "def row_means(t):\n    return ref(t)")
     put("wrapped", wrapped)
     # Student code that calls the grader's own check from inside a check.
     nested = solved("count_words", "row_means")
-    solve(nested, "add_one", "    __t5edu_grader__.check('exercise_1', lambda: __t5edu_grader__.pack(lambda x: x + 1))\n"
+    solve(nested, "add_one", "    __t5edu_grader__.check('exercise_1',\n"
+                             "                           lambda: __t5edu_grader__.pack(lambda x: x + 1))\n"
                              "    return x + 1")
     put("nested_grader", nested)
 
@@ -173,11 +182,20 @@ def build_submissions(folder):
         "builtins.abs = lambda x: 0\n"
         "torch.allclose = lambda *a, **k: True")))
 
+    # The hostile submissions of tests/fixtures/grading/hostile: stubs plus one attack each, so any credit
+    # they get is credit the attack won. Graded in the same run as the honest ones above.
+    outputs = {"OUT": str(folder.parent / "grades.csv"), "SUBS": str(folder)}
+    for path in sorted(HOSTILE.glob("*.py")):
+        code = "".join(f"{k} = {v!r}\n" for k, v in outputs.items()) + path.read_text()
+        nb = stub()
+        if "add_one" in code:  # the attack supplies the answers: the stubs would overwrite them
+            nb.cells = [c for c in nb.cells if not c.source.startswith("#| export")]
+        put(f"hostile_{path.stem}", insert(nb, 2, code))
+
     all_pass = {1: (True, "passed"), 2: (True, "passed"), 3: (True, "passed")}
     not_done = {n: (False, NOT_DONE) for n in (1, 2, 3)}
 
-    def tamper(what):
-        return {1: (False, "tampering detected"), 2: (False, "tampering detected"), 3: (False, what)}
+    nothing = {n: (False, "") for n in (1, 2, 3)}
     subs.update({
         "reference": all_pass,
         "stub": not_done,
@@ -186,23 +204,40 @@ def build_submissions(folder):
         "stubborn_loop": {1: (True, "passed"), 2: (False, "(`import signal`) did not stop when interrupted"),
                           3: (False, "did not stop when interrupted")},
         "sys_exit": {1: (True, "passed"), 2: (False, "sys.exit(3)"), 3: (True, "passed")},
-        "os_exit": {1: (True, "passed"), 2: (False, "Python process stopped (exit code 1) while running cell 8"),
-                    3: (False, "Python process stopped (exit code 1) while running cell 8")},
-        "crash": {n: (False, "Python process stopped (signal SIGSEGV) while running cell 3") for n in (1, 2, 3)},
+        "os_exit": {1: (True, "passed"), 2: (False, OS_EXIT), 3: (False, OS_EXIT)},
+        "crash": {n: (False, "Python process stopped (signal SIGSEGV) while running cell 3")
+                  for n in (1, 2, 3)},
         "flood": all_pass,
         "malformed": {n: (False, "could not read this notebook") for n in (1, 2, 3)},
         "other_chapter": {n: (False, "the notebook for ch98, but the assignment is ch99") for n in (1, 2, 3)},
         "missing": {1: (True, "passed."), 2: (True, "check cell was missing"),
                     3: (False, "name 'row_means' is not defined")},
-        "copied": {1: (True, "passed"), 2: (True, "passed"), 3: (False, "published reference solution")},
-        "wrapped": {n: (False, "imports the reference solutions (gradefix.solutions.ch99)") for n in (1, 2, 3)},
-        "nested_grader": tamper("check was called from the student's code"),
-        "tamper_checks": tamper("gradefix.checks.ch99.exercise_1"),
-        "tamper_core": tamper("gradefix.checks.ch99.expect_close"),
-        "tamper_solutions": tamper("gradefix.solutions.ch99.row_means"),
-        "tamper_hooks": {1: (False, "t5edu.planted has no source file (a fake module?)"),
-                         2: (False, "sys.gettrace()"), 3: (False, "IPython input_transformers_post")},
-        "tamper_builtins": tamper("builtins.abs"),
+        "copied": {1: (True, "passed"), 2: (True, "passed"),
+                   3: (False, "name 'row_means' is not defined")},
+        "wrapped": {n: (False, "imports the reference solutions (gradefix.solutions.ch99)")
+                    for n in (1, 2, 3)},
+        # Verdicts are made in the grader's process from the recorded answers: tampering with the
+        # kernel changes nothing but the answers, so each of these gets exactly what its answers earn.
+        "nested_grader": {1: (False, "check was called from the student's code"), 2: (True, "passed"),
+                          3: (True, "passed")},
+        "tamper_checks": {1: (False, "the check stopped in your notebook"),
+                          2: (False, "did not run to the end"), 3: (False, NOT_DONE)},
+        "tamper_core": not_done,
+        "tamper_solutions": {1: (True, "passed"), 2: (True, "passed"),
+                             3: (False, "differs from the reference")},
+        "tamper_hooks": all_pass,
+        "tamper_builtins": {1: (True, "passed"), 2: (False, NOT_DONE), 3: (False, NOT_DONE)},
+        "hostile_solutions_import": {n: (False, "is not defined") for n in (1, 2, 3)},
+        "hostile_solutions_alias": {n: (False, "is not defined") for n in (1, 2, 3)},
+        "hostile_torch_mode": {1: (False, "expected: 2"), 2: (False, "is not defined"),
+                               3: (False, "differs from the reference")},
+        "hostile_rebind_grader": {n: (False, "not graded") for n in (1, 2, 3)},
+        "hostile_detached_child": not_done,
+        "hostile_read_classmates": nothing,
+        "hostile_kill_parent": not_done,
+        "hostile_stop_parent": not_done,
+        "hostile_interrupt_parent": not_done,
+        "hostile_fork_bomb": nothing,
     })
     return subs
 
@@ -214,19 +249,21 @@ def read_rows(path):
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap (bwrap) is not installed")
     tmp = tmp_path_factory.mktemp("grading")
     expected = build_submissions(tmp / "submissions")
     out = io.StringIO()
     started = time.monotonic()
-    for _ in range(2):
-        results, status = grading.run([tmp / "submissions"], tmp / "grades.csv", tmp / "feedback",
-                                      fixture_settings(chapter="ch99"), FIXTURE / "src", stream=out)
-        if status != 3:  # 3: files of the checks changed on disk mid-run. Grading then stops, as it must;
-            break        # in this shared checkout that happens when someone edits t5edu/__init__.py.
-    return {"tmp": tmp, "expected": expected, "results": results, "status": status,
+    results, status = grading.run([tmp / "submissions"], tmp / "grades.csv", tmp / "feedback",
+                                  fixture_settings(chapter="ch99"), FIXTURE / "src", stream=out)
+    snapshot = {p.name: p.read_bytes() for p in tmp.glob("grades*.csv")}
+    time.sleep(6)  # longer than the detached child of hostile_detached_child waits before it writes
+    return {"tmp": tmp, "expected": expected, "results": results, "status": status, "snapshot": snapshot,
             "output": out.getvalue(), "seconds": time.monotonic() - started}
 
 
+@slow
 def test_every_submission_gets_the_expected_rows(graded):
     assert graded["status"] == 0, graded["output"]
     rows = read_rows(graded["tmp"] / "grades.csv")
@@ -245,18 +282,22 @@ def test_every_submission_gets_the_expected_rows(graded):
                   and float(row["points"]) == (max_points if passed else 0)
                   and float(row["max_points"]) == max_points)
             if not ok:
-                problems.append(f"{student} exercise {n}: wanted passed={passed} with {fragment!r}, got {row}")
+                problems.append(f"{student} exercise {n}: wanted passed={passed} with {fragment!r}, "
+                                f"got {row}")
     assert not problems, "\n".join(problems) + "\n" + graded["output"]
 
 
+@slow
 def test_totals_feedback_and_summary(graded):
     totals = {r["student"]: r for r in read_rows(graded["tmp"] / "grades_totals.csv")}
     assert totals["reference"]["points"] == "6" and totals["reference"]["max_points"] == "6"
     assert totals["partial"]["points"] == "4" and totals["partial"]["passed"] == "2"
     assert totals["stub"]["points"] == "0"
-    assert "tampering detected" in totals["tamper_checks"]["notes"]
+    assert totals["tamper_checks"]["points"] == "0"
+    assert all(totals[s]["points"] == "0" for s in graded["expected"] if s.startswith("hostile_"))
     feedback = graded["tmp"] / "feedback"
-    assert sorted(p.stem for p in feedback.glob("*.md")) == sorted(graded["expected"])
+    assert sorted(p.name for p in feedback.glob("*.md")) == sorted(grading.feedback_name(s)
+                                                                   for s in graded["expected"])
     text = (feedback / "partial.md").read_text()
     assert "**Total: 4 / 6 points**" in text and "expected: 2" in text and "got:      3" in text
     flood = (feedback / "flood.md").read_text()
@@ -268,15 +309,178 @@ def test_totals_feedback_and_summary(graded):
     assert "check cell of Exercise 99.2 (Count words) is missing" in (feedback / "missing.md").read_text()
     for student in graded["expected"]:
         assert re.search(rf"^{student}\s+\d+ / \d+\s+\d/\d", graded["output"], re.MULTILINE), student
-    assert "graded 20 notebook(s) of 20 student(s)" in graded["output"]
+    n = len(graded["expected"])
+    assert f"graded {n} notebook(s) of {n} student(s)" in graded["output"]
 
 
-def test_no_kernel_is_left_running(graded):
+def sandbox_processes():
+    """Processes of any sandbox: the executor, the kernels it starts, anything running as a sandbox user."""
     import psutil  # jupyter_server depends on it, so it is in the dev environment
 
+    found = []
+    for p in psutil.process_iter(["cmdline", "uids"]):
+        cmdline = " ".join(p.info["cmdline"] or [])
+        uid = p.info["uids"].real if p.info["uids"] else -1
+        if "t5edu.classroom.grading.executor" in cmdline or 61000 <= uid < 62000:
+            found.append((p.pid, uid, cmdline[:100]))
+    return found
+
+
+@slow
+def test_no_process_is_left_and_nothing_escaped(graded):
+    import psutil
+
+    assert sandbox_processes() == []
     mine = psutil.Process()
-    kernels = [p for p in mine.children(recursive=True) if "launch_new_instance" in " ".join(p.cmdline())]
-    assert kernels == []
+    assert [p for p in mine.children(recursive=True) if "ipykernel" in " ".join(p.cmdline())] == []
+    # The detached child could not rewrite the grades (it died with its sandbox, and could not see them).
+    assert {p.name: p.read_bytes() for p in graded["tmp"].glob("grades*.csv")} == graded["snapshot"]
+    assert b"mallory" not in graded["snapshot"]["grades.csv"]
+    assert not Path("/root/t5edu-pwned").exists() and not (Path.home() / "pwned").exists()
+    leftovers = [p for p in Path(tempfile.gettempdir()).glob("t5edu-grade-*")]
+    assert leftovers == []
+
+
+@slow
+@needs_bwrap
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_instructor_interrupt_stops_cleanly(tmp_path, sig):
+    """Ctrl-C or SIGTERM while grading: exit 130, every sandbox gone, no CSV and no feedback written."""
+    import signal
+    import subprocess
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for i in range(3):
+        nbformat.write(insert(solved(), 2, "import time\ntime.sleep(60)"), subs / f"slow{i}.ipynb")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(FIXTURE)]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "t5edu", "grade", str(subs), "--out", str(tmp_path / "out" / "g.csv"),
+         "--feedback", str(tmp_path / "fb"), "--source", str(FIXTURE / "src"), "--chapter", "ch99",
+         "--checks-package", "gradefix.checks", "--solutions-package", "gradefix.solutions",
+         "--pythonpath", str(FIXTURE), "--jobs", "2", "--timeout", "120"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any("grading.executor" in c for _, _, c in sandbox_processes()):
+        time.sleep(0.5)
+    time.sleep(2)  # the kernels are running the student's cells now
+    process.send_signal(getattr(signal, sig))
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, (out, err)
+    assert "interrupted" in err and "nothing written" in err
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "fb").exists()
+    time.sleep(1)
+    assert sandbox_processes() == []
+
+
+def test_csv_cells_and_feedback_names(tmp_path):
+    rows = [grading.Row("=cmd|'/c calc'!A1", "nb.ipynb", "ch99.exercise_1", False, 0.0, 1.0, "+1 -2 @x"),
+            grading.Row("José", "a.ipynb", "ch99.exercise_1", True, 1.0, 1.0, "\tx\rz"),
+            grading.Row("Jos\u00e8", "b.ipynb", "ch99.exercise_1", True, 1.0, 1.0, "-"),
+            grading.Row("李雷", "c.ipynb", "ch99.exercise_1", True, 1.0, 1.0, "ok"),
+            grading.Row("韩梅梅", "d.ipynb", "ch99.exercise_1", True, 1.0, 1.0, "ok"),
+            grading.Row("Jose\u0301", "e.ipynb", "ch99.exercise_1", True, 1.0, 1.0, "ok")]
+    results = [grading.Graded(r.student, r.notebook, "ch99", [r], []) for r in rows]
+    out, totals_path = grading.write_csv(results, tmp_path / "g.csv")
+    got = read_rows(out)
+    assert got[0]["student"] == "'=cmd|'/c calc'!A1" and got[0]["message"] == "'+1 -2 @x"
+    assert got[1]["message"] == "'\tx\rz" and got[2]["message"] == "'-"
+    assert got[0]["points"] == "0" and read_rows(totals_path)[0]["student"].startswith("'")
+    written = grading.write_feedback(results, tmp_path / "fb")
+    assert len({p.name for p in written}) == len(rows) == len(list((tmp_path / "fb").iterdir()))
+    names = {grading.feedback_name(r.student) for r in rows}
+    assert len(names) == len(rows)
+    assert grading.feedback_name("alice") == "alice.md"
+    assert grading.feedback_name("José") == "José.md"  # readable when nothing had to change
+    assert grading.feedback_name("Jose\u0301").startswith("José-")  # NFC + a hash of the exact name
+
+
+def test_records_are_data_and_replayed_in_the_grader(tmp_path):
+    """What the kernel side records is rebuilt from JSON + safetensors; the check runs here."""
+    import torch
+
+    from t5edu.classroom.checks import ch02, ch08
+    from t5edu.classroom.grading import kernel_side, record, replay
+    from t5edu.classroom.solutions import ch02 as S2
+    from t5edu.classroom.solutions import ch08 as S8
+
+    def recorded(check, function, name):
+        kernel = kernel_side.KernelGrader({"checks_module": check.__module__, "records": str(tmp_path),
+                                          "forbidden": {name: list(getattr(check, "forbid", ()))}})
+        kernel.check(name, lambda: kernel.pack(function))
+        return record.read(tmp_path, name)
+
+    data = recorded(ch08.exercise_4, S8.reorder_beam_cache, "exercise_4")  # in place, returns None
+    assert replay.verdict(ch08.exercise_4, data, "8.4") == (
+        True, "✅ Exercise 8.4 (Reordering the cache): passed.")
+    data = recorded(ch02.exercise_3, S2.heads_to_features, "exercise_3")
+    assert replay.verdict(ch02.exercise_3, data, "2.3")[0] is True
+    # The answers are data: a forged "passed" flag or a changed answer does not pass.
+    structure, tensors = data
+    forged = dict(structure, passed=True, complete=True)
+    forged["calls"] = [dict(c, returned={"$tensor": "t0"}) for c in structure["calls"]]
+    wrong = {k: torch.zeros_like(v) for k, v in tensors.items()}
+    assert replay.verdict(ch02.exercise_3, (forged, wrong), "2.3")[0] is False
+    empty = {"args": [{"callable": True}], "calls": []}
+    assert replay.verdict(ch02.exercise_3, (empty, {}), "2.3")[0] is False
+    # A library shortcut is refused, in the kernel's record and from the notebook's text.
+    from t5edu.attention import merge_heads
+
+    data = recorded(ch02.exercise_3, lambda x: merge_heads(x), "exercise_3")
+    passed, message = replay.verdict(ch02.exercise_3, data, "2.3")
+    assert not passed and "t5edu.attention.merge_heads" in message and "your own implementation" in message
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from t5edu.attention import merge_heads as mh\n"
+                                          "def helper(x):\n    return mh(x)\n"
+                                          "def heads_to_features(x):\n    return helper(x)")]
+    assert grading.library_shortcuts(nb, "(heads_to_features)", ch02.exercise_3.forbid) == [
+        "t5edu.attention.merge_heads"]
+    nb.cells = [nbformat.v4.new_code_cell("def merge_heads(x):\n    return x.transpose(1, 2).flatten(2)\n"
+                                          "def heads_to_features(x):\n    return merge_heads(x)")]
+    assert grading.library_shortcuts(nb, "(heads_to_features)", ch02.exercise_3.forbid) == []
+    assert "t5edu.attention.merge_heads" in ch02.exercise_3.run(merge_heads).message
+
+
+def test_record_files_are_read_safely(tmp_path):
+    from t5edu.classroom.grading import record
+
+    (tmp_path / "x.json").symlink_to("/etc/passwd")
+    with pytest.raises(record.RecordError):
+        record.read(tmp_path, "x")
+    (tmp_path / "y.json").write_text('{"$opaque": 1}')
+    assert record.read(tmp_path, "nothing") is None
+    with pytest.raises(record.RecordError):
+        record.decode({"$code": "import os"}, {})
+
+
+def test_sandbox_command_hides_what_it_must(tmp_path):
+    from t5edu.classroom.grading import sandbox
+
+    needed = sandbox.needed_paths()
+    repo = str(ROOT)
+    assert repo in needed
+    (tmp_path / "g.csv").write_text("x")
+    subs = str(ROOT / "tests" / "fixtures")  # a submissions folder inside a needed folder
+    argv = sandbox.command(tmp_path, hide=[repo, subs], hide_after=[str(ROOT / "exercises" / "src")],
+                           needed=needed, hide_files=[tmp_path / "g.csv"])
+    pairs = list(itertools.pairwise(argv))
+    assert ("--tmpfs", repo) not in pairs  # the output folder holds t5edu: only its files are covered
+    assert ("--tmpfs", subs) in pairs and ("--tmpfs", str(ROOT / "exercises" / "src")) in pairs
+    assert ("--ro-bind", "/dev/null") in pairs
+    assert argv[argv.index("/dev/null") + 1] == str(tmp_path / "g.csv")
+    assert all(("--tmpfs", p) in pairs for p in ("/tmp", "/home", "/root") if Path(p).is_dir())
+    for flag in ("--unshare-pid", "--unshare-net", "--die-with-parent", "--new-session", "--as-pid-1"):
+        assert flag in argv
+    assert argv[-3:] == ["-m", "t5edu.classroom.grading.executor", f"{sandbox.INSIDE}/job.json"]
+
+
+def test_grading_refuses_without_bubblewrap(tmp_path, monkeypatch, capsys):
+    from t5edu.classroom.grading import sandbox
+
+    monkeypatch.setattr(sandbox, "bwrap", lambda: None)
+    assert grading.run([tmp_path], tmp_path / "g.csv", settings=grading.Settings()) == ([], 2)
+    assert "apt-get install bubblewrap" in capsys.readouterr().err
 
 
 def test_chapter_detection_and_check_cells():
@@ -308,7 +512,8 @@ def test_importing_the_reference_is_spotted_unless_the_source_does_it(tmp_path):
         nb = insert(solved(), 2, code)
         assert grading.uses_solutions(nb, chapter, packages) == "gradefix.solutions.ch99", code
     assert grading.uses_solutions(solved(), chapter, packages) == ""
-    assert grading.uses_solutions(insert(solved(), 2, "from gradefix.solutions import ch98"), chapter, packages) == ""
+    other = insert(solved(), 2, "from gradefix.solutions import ch98")
+    assert grading.uses_solutions(other, chapter, packages) == ""
     # An exercise source that tells students to use the reference (outside its solutions) is not flagged.
     given = source()
     insert(given, 2, "from gradefix.solutions.ch99 import add_one as helper")
@@ -383,6 +588,8 @@ def test_release_of_the_real_exercises_leaves_no_solution_text(tmp_path):
     assert leaks == []
 
 
+@slow
+@needs_bwrap
 def test_grade_a_real_chapter(tmp_path):
     """If a real chapter with exercises exists: its reference passes everything, its stub nothing."""
     chapters = grading.read_chapters(grading.SOURCE_DIR)
@@ -429,9 +636,10 @@ def test_cli_entry_and_help():
     args = cli.build_parser("grade").parse_args(["grade", "subs", "--out", "g.csv", "--timeout", "3",
                                                 "--jobs", "2"])
     assert args.timeout == 3 and args.jobs == 2 and args.out == "g.csv"
-    args = cli.build_parser("exercises").parse_args(["exercises", "release", "out", "--chapters", "ch01", "--no-solutions"])
+    args = cli.build_parser("exercises").parse_args(["exercises", "release", "out", "--chapters", "ch01",
+                                                      "--no-solutions"])
     assert args.action == "release" and args.no_solutions and args.chapters == ["ch01"]
 
 
-if __name__ == "__main__":  # build the fixture submissions for a manual look: python tests/test_grading.py DIR
+if __name__ == "__main__":  # the fixture submissions, for a manual look: python tests/test_grading.py DIR
     print(json.dumps(build_submissions(Path(sys.argv[1])), indent=1))

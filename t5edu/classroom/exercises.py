@@ -150,9 +150,10 @@ This folder holds your exercise notebooks:
 
 - Keep the names of the functions and classes you are asked to write, do not delete cells, and keep
   each check cell after the exercise it checks: the grader checks each exercise where its check cell is.
-- Do not modify, replace or monkeypatch anything in `t5edu` (the checks, their helpers, the reference
-  solutions) or Python's builtins: the grader re-runs your notebook from scratch in a fresh Python and
-  detects such changes; a notebook that makes them gets no points.
+- Write the exercises yourself: where the `t5edu` package already has the function an exercise asks
+  you to build, calling it gets no points. The grader runs your notebook from scratch in an isolated
+  Python, keeps only what your functions return, and judges those answers in its own process, so
+  changing the checks, `t5edu` or Python's builtins in your notebook changes nothing.
 - Your notebook must run from top to bottom in a fresh kernel: *Kernel → Restart & Run All* before you
   submit. Cells that never finish are stopped after a time limit.
 

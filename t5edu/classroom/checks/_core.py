@@ -7,6 +7,13 @@ the `expect_*` helpers) when something is off. `@exercise` turns it into what a 
     ch01.exercise_1(my_function)        # prints one friendly line, passed or not
     ch01.exercise_1.run(my_function)    # returns a Result, prints nothing (used by `t5edu grade`)
 
+`t5edu grade` runs each check twice: in the student's sandboxed kernel, where it only records what the
+student's functions return, and in the grader's own process against a replay of those answers, where
+the verdict is made (see t5edu/classroom/grading/). A check must therefore be deterministic (seed
+every generator) and see the student's code only through the calls it makes.
+`forbid=` names library functions that solve the exercise outright (`"t5edu.attention.merge_heads"`):
+a solution that calls one of them is refused with a message saying why.
+
 Whatever the student's code does — raise NotImplementedError, raise something else, return the
 wrong type — the learner sees one short explanation, never a traceback from deep inside.
 """
@@ -64,7 +71,7 @@ def _equal(a, b):
     if type(a) is not type(b):
         return False
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in b)
     try:
@@ -104,13 +111,16 @@ def expect_raises(error, call, what):
         call()
     except error:
         return
-    except Exception as err:  # noqa: BLE001 - report whatever the learner's code raised
+    except Exception as err:
         fail(f"{what} should raise {error.__name__}, but it raised {type(err).__name__}: {err}")
     fail(f"{what} should raise {error.__name__}, but it returned normally.")
 
 
 def _student_frame(err):
     """The last line of the learner's own code in a traceback (not the check, not torch)."""
+    where = getattr(err, "t5edu_where", None)  # set by the grader's replay: the line was found in the kernel
+    if isinstance(where, str):
+        return where
     frames = traceback.extract_tb(err.__traceback__)
     for frame in reversed(frames):
         name = frame.filename
@@ -120,12 +130,69 @@ def _student_frame(err):
     return ""
 
 
-def exercise(number, title):
-    """Decorate a check: `number` like "1.2", `title` a few words."""
+def refusal(names):
+    """Why a solution that calls the library's own version of the exercise gets no credit."""
+    return (f"your function uses {', '.join(sorted(set(names)))}, the library's own version of what this "
+            "exercise asks you to write. Use your own implementation (the point is to build it).")
+
+
+def library_shortcuts(student, forbid):
+    """The names in `forbid` that the student's functions (or the functions they call) refer to."""
+    if not forbid:
+        return []
+    import importlib
+
+    targets = {}
+    for dotted in forbid:
+        module, _, attr = dotted.rpartition(".")
+        try:
+            owner = importlib.import_module(module)
+            targets[attr] = (dotted, getattr(owner, attr), owner)
+        except (ImportError, AttributeError):
+            continue
+    found, seen, todo = set(), set(), [f for f in student if callable(f)]
+    while todo:
+        fn = todo.pop()
+        if any(fn is obj for _, obj, _ in targets.values()):  # the library function itself, renamed
+            found.add(next(d for d, obj, _ in targets.values() if fn is obj))
+            continue
+        code = getattr(fn, "__code__", None)
+        if code is None or id(code) in seen or len(seen) > 500:
+            continue
+        seen.add(id(code))
+        namespace = getattr(fn, "__globals__", {})
+        codes = [code]
+        while codes:
+            c = codes.pop()
+            codes += [k for k in c.co_consts if hasattr(k, "co_names")]
+            for name in c.co_names:
+                value = namespace.get(name)
+                if any(value is obj for _, obj, _ in targets.values()):
+                    found.add(next(d for d, obj, _ in targets.values() if value is obj))
+                elif name in targets and any(namespace.get(n) is targets[name][2] for n in c.co_names):
+                    found.add(targets[name][0])  # module.function, read as an attribute of the module
+                elif callable(value) and getattr(value, "__globals__", None) is namespace:
+                    todo.append(value)  # a helper of the student's own
+        for cell in getattr(fn, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:
+                continue
+            if any(value is obj for _, obj, _ in targets.values()):
+                found.add(next(d for d, obj, _ in targets.values() if value is obj))
+    return sorted(found)
+
+
+def exercise(number, title, forbid=()):
+    """Decorate a check: `number` like "1.2", `title` a few words, `forbid` the dotted names of library
+    functions the student's code must not call (they are the answer)."""
 
     def decorate(check):
         def run(*student):
             label = f"Exercise {number} ({title})"
+            used = library_shortcuts(student, forbid)
+            if used:
+                return Result(number, title, False, f"❌ {label}: {refusal(used)}")
             try:
                 check(*student)
             except CheckFailed as err:
@@ -134,9 +201,10 @@ def exercise(number, title):
                 return Result(number, title, False,
                               f"❌ {label}: not done yet — replace the `raise NotImplementedError` "
                               "line with your solution, run that cell, then run this check again.")
-            except Exception as err:  # noqa: BLE001 - any error in learner code becomes a message
+            except Exception as err:
                 return Result(number, title, False,
-                              f"❌ {label}: your code raised {type(err).__name__}: {err}{_student_frame(err)}")
+                              f"❌ {label}: your code raised {type(err).__name__}: {err}"
+                              f"{_student_frame(err)}")
             return Result(number, title, True, f"✅ {label}: passed.")
 
         @functools.wraps(check)
@@ -146,6 +214,7 @@ def exercise(number, title):
         call.run = run
         call.number = number
         call.title = title
+        call.forbid = tuple(forbid)
         return call
 
     return decorate

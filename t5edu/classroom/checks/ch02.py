@@ -12,7 +12,8 @@ import torch
 from t5edu.classroom.checks._core import exercise, expect_close, expect_equal, fail
 
 
-@exercise("2.1", "Causal mask as a bias")
+@exercise("2.1", "Causal mask as a bias",
+          forbid=("t5edu.attention.causal_mask", "t5edu.attention.mask_to_bias"))
 def exercise_1(causal_bias):
     low = torch.finfo(torch.float32).min
     for length in (1, 2, 4, 7):
@@ -29,7 +30,8 @@ def exercise_1(causal_bias):
         expect_equal(got, expected, what=f"causal_bias({length})")
 
 
-@exercise("2.2", "Attention weights")
+@exercise("2.2", "Attention weights",
+          forbid=("t5edu.attention.attention",))
 def exercise_2(attention_weights):
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(2, 3, 5, 8, generator=g), torch.randn(2, 3, 6, 8, generator=g)
@@ -48,7 +50,8 @@ def exercise_2(attention_weights):
                  what="attention_weights(q, k) without a bias")
 
 
-@exercise("2.3", "Merging heads")
+@exercise("2.3", "Merging heads",
+          forbid=("t5edu.attention.merge_heads",))
 def exercise_3(heads_to_features):
     x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)  # (B=2, H=3, L=4, d=5)
     got = heads_to_features(x)

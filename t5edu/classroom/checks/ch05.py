@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from t5edu.classroom.checks._core import exercise, expect_close, expect_equal, fail
 
 
-@exercise("5.1", "Shift right")
+@exercise("5.1", "Shift right",
+          forbid=("t5edu.model.shift_right",))
 def exercise_1(shift_labels_right):
     cases = [
         (torch.tensor([[11, 12, 13, 1]]), 0, 0, [[0, 11, 12, 13]]),
