@@ -59,6 +59,14 @@ def compare(hf, ours, data):
     return d_logits, d_loss
 
 
+def loss_agrees(d_loss, d_logits):
+    """The mean cross-entropy moves by at most 2 x the largest logit change (it is 2-Lipschitz in the max
+    norm), so identical losses cannot be asked of logits that agree to float32 noise only: on a loss of 11.3,
+    one float32 step is 1e-6, and the kernels' summation order alone moves t5-small's logits by ~5e-6. A loss
+    computed another way (counting the -100 positions, summing instead of averaging) is off by far more."""
+    return d_loss <= 1e-6 + 2 * d_logits
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_hf_to_t5edu(case, tmp_path):
     hf = hf_model(CASES[case])
@@ -67,11 +75,11 @@ def test_hf_to_t5edu(case, tmp_path):
     data = batch(ours.config.vocab_size)
     d_logits, d_loss = compare(hf, ours, data)
     assert d_logits <= 1e-5, d_logits
-    assert d_loss <= 1e-6, d_loss
+    assert loss_agrees(d_loss, d_logits), (d_loss, d_logits)
     # labels only: decoder inputs derived by shift_right, no decoder mask
     data = {k: data[k] for k in ("input_ids", "attention_mask", "labels")}
     d_logits, d_loss = compare(hf, ours, data)
-    assert d_logits <= 1e-5 and d_loss <= 1e-6
+    assert d_logits <= 1e-5 and loss_agrees(d_loss, d_logits)
 
 
 @pytest.mark.parametrize("case", ["v1.1 shape (gated-gelu, untied)", "num_heads * d_kv != d_model",
@@ -87,7 +95,7 @@ def test_t5edu_to_hf(case, tmp_path):
     ours.save_pretrained(tmp_path)
     hf = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path, attn_implementation="eager").eval()
     d_logits, d_loss = compare(hf, ours, batch(ours.config.vocab_size, seed=5))
-    assert d_logits <= 1e-5 and d_loss <= 1e-6
+    assert d_logits <= 1e-5 and loss_agrees(d_loss, d_logits)
     if not ours.config.tie_word_embeddings:
         assert torch.equal(hf.lm_head.weight, ours.lm_head.weight)
         assert not torch.equal(hf.lm_head.weight, hf.shared.weight)
