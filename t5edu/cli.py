@@ -36,7 +36,7 @@ COMMANDS = {
     "demo": ("t5edu.commands.train",
              "the main job: tokenizer + small T5 from scratch, evaluated, in minutes on a CPU"),
     "grade": ("t5edu.classroom.grading",
-              "grade student notebooks, each in its own kernel: CSV of points + feedback"),
+              "grade student notebooks, each in its own sandbox: CSV of points + feedback"),
     "generate": ("t5edu.commands.generate",
                  "decode text with a saved model: greedy, beam search or sampling (Chapter 08)"),
     "finetune": ("t5edu.commands.finetune",
