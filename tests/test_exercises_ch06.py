@@ -101,7 +101,7 @@ def test_calling_a_check_prints_one_line(capsys):
 
 
 def test_reference_solutions_agree_with_the_book():
-    from t5edu.data import compute_input_and_target_lengths, noise_span_to_unique_sentinel
+    from t5edu.span_corruption import compute_input_and_target_lengths, noise_span_to_unique_sentinel
 
     assert solutions.span_corruption_lengths(512) == compute_input_and_target_lengths(512) == (568, 114)
     mask = [True, True, False, False, True, False]

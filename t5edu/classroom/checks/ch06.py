@@ -68,11 +68,11 @@ def exercise_2(segment_lengths):
 
 
 @exercise("6.3", "Sentinels for noise spans",
-          forbid=("t5edu.data.noise_span_to_unique_sentinel",))
+          forbid=("t5edu.span_corruption.noise_span_to_unique_sentinel",))
 def exercise_3(replace_noise_spans):
     import numpy as np
 
-    from t5edu.data import noise_span_to_unique_sentinel, random_spans_noise_mask
+    from t5edu.span_corruption import noise_span_to_unique_sentinel, random_spans_noise_mask
 
     T, F = True, False
     cases = [
@@ -100,7 +100,7 @@ def exercise_3(replace_noise_spans):
 
 @exercise("6.4", "Raw tokens per example")
 def exercise_4(span_corruption_lengths):
-    from t5edu.data import compute_input_and_target_lengths
+    from t5edu.span_corruption import compute_input_and_target_lengths
 
     cases = [(512, 0.15, 3.0), (128, 0.15, 3.0), (64, 0.15, 3.0), (1024, 0.15, 3.0), (100, 0.3, 2.0),
              (256, 0.15, 8.0), (16, 0.15, 3.0)]
