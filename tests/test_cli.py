@@ -29,14 +29,14 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A folder with a tiny saved model and the damaged inputs the matrix points the commands at."""
-    from t5edu.commands import train as train_command
+    from t5edu import demo
     from t5edu.model import T5, T5Config
     from t5edu.tokenizer import Tokenizer
 
     work = tmp_path_factory.mktemp("cli")
     model = work / "model"
-    rows = train_command.mixture(64, 0, "train")
-    tokenizer = Tokenizer.train(train_command.tokenizer_corpus(rows), out_dir=model, vocab_size=235)
+    rows = demo.mixture(64, 0, "train")
+    tokenizer = Tokenizer.train(demo.tokenizer_corpus(rows), out_dir=model, vocab_size=235)
     config = T5Config(vocab_size=tokenizer.vocab_size, d_model=16, d_kv=4, d_ff=32, num_layers=1,
                       num_decoder_layers=1, num_heads=2, relative_attention_num_buckets=8,
                       relative_attention_max_distance=16)

@@ -17,6 +17,20 @@ import sys
 import time
 from dataclasses import replace
 
+from t5edu.errors import (
+    device,
+    json_object,
+    non_negative_float,
+    non_negative_int,
+    output_dir,
+    positive_float,
+    positive_int,
+    probability,
+    threads,
+    user_input,
+)
+from t5edu.rundir import claim_run_dir
+
 
 def _add_common(parser, default_recipe, default_out):
     from t5edu.demo import RECIPES
@@ -24,25 +38,32 @@ def _add_common(parser, default_recipe, default_out):
     parser.add_argument("--recipe", "--preset", dest="recipe", default=default_recipe,
                         choices=sorted(RECIPES),
                         help=f"model, data and loop settings (default: {default_recipe})")
-    parser.add_argument("--out", default=default_out, help=f"output directory (default: {default_out})")
+    parser.add_argument("--out", type=output_dir, default=default_out,
+                        help=f"output directory (default: {default_out})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="--out holds another run: move it aside (to OUT.old-DATE) and start again")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-steps", type=int, help="optimizer steps (default: the recipe's)")
-    parser.add_argument("--max-seconds", type=float, help="stop training after this many seconds")
-    parser.add_argument("--save-every", type=int, help="write a checkpoint every K steps")
-    parser.add_argument("--batch-size", type=int, help="examples per micro-batch, over all processes")
-    parser.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
-    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--max-steps", type=positive_int, help="optimizer steps (default: the recipe's)")
+    parser.add_argument("--max-seconds", type=positive_float, help="stop training after this many seconds")
+    parser.add_argument("--save-every", type=non_negative_int,
+                        help="write a checkpoint every K steps (0: never)")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help="examples per micro-batch, over all processes")
+    parser.add_argument("--grad-accum", type=positive_int, help="micro-batches per optimizer step")
+    parser.add_argument("--lr", type=positive_float, help="peak learning rate")
     parser.add_argument("--optimizer", choices=["adamw", "adafactor"])
     parser.add_argument("--schedule", choices=["inverse_sqrt", "linear", "cosine", "constant"])
-    parser.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    parser.add_argument("--device", type=device, help="cpu, cuda, mps (default: the best available)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--dropout", type=float, help="the model's dropout rate (default: the recipe's)")
-    parser.add_argument("--model", type=json.loads, metavar="JSON",
+    parser.add_argument("--dropout", type=probability,
+                        help="the model's dropout rate (default: the recipe's)")
+    parser.add_argument("--model", type=json_object, metavar="JSON",
                         help='change T5Config fields, e.g. \'{"d_model": 256, "num_layers": 4}\'')
-    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: the recipe's, or all)")
+    parser.add_argument("--threads", type=threads,
+                        help="CPU threads for PyTorch (default: the recipe's, or all)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     # For the tests only: sleep this long per micro-batch, so that a test can kill a run mid-way.
-    parser.add_argument("--step-delay", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--step-delay", type=non_negative_float, default=0.0, help=argparse.SUPPRESS)
 
 
 def configure(parser):
@@ -59,12 +80,15 @@ def configure(parser):
 
 
 def _recipe(args):
+    from t5edu.config import T5Config
     from t5edu.demo import RECIPES
 
     recipe = RECIPES[args.recipe]
     model = {**recipe.model, **(args.model or {})}
     if args.dropout is not None:
         model["dropout_rate"] = args.dropout
+    with user_input("--model"):  # T5Config checks every field: a bad one is the user's, said before training
+        T5Config(**{"vocab_size": recipe.vocab_size, **model})
     return replace(recipe, model=model, threads=args.threads if args.threads is not None else recipe.threads)
 
 
@@ -81,7 +105,9 @@ def main(args):
     from t5edu.checkpoint import ResumeError
 
     try:
-        return _main(args)
+        # --out is refused if it holds another run (unless --resume or --overwrite) and locked while we run
+        with claim_run_dir(args.out, resume=getattr(args, "resume", False), overwrite=args.overwrite):
+            return _main(args)
     except (FileExistsError, ResumeError, FloatingPointError) as err:
         print(f"t5edu {'demo' if args._demo else 'train'}: {err}", file=sys.stderr)
         return 1
