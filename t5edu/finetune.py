@@ -3,7 +3,8 @@
 # Imports stay in the notebook cell that needs them, so they are not one sorted block:
 # ruff: noqa: I001
 
-# §Chapter 09 — Fine-tuning a pretrained T5 on real tasks — chapters/09_finetune.ipynb, cell 2
+# §Chapter 09 — Pre-training, then fine-tuning — chapters/09_finetune.ipynb, cell 2
+import json
 import os
 import random
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from t5edu.tokenizer import SPIECE_FILENAME, Tokenizer
 from t5edu.train import bleu, exact_match, save_weights, train
 
 
-# §9.2 A pretrained checkpoint, online and offline — chapters/09_finetune.ipynb, cell 6
+# §9.8 A real pretrained checkpoint — chapters/09_finetune.ipynb, cell 33
 class ModelNotAvailable(FileNotFoundError):
     """A model that is neither a local checkpoint directory nor reachable on the hub (or in its cache)."""
 
@@ -70,10 +71,10 @@ def load_pretrained(name_or_path, dtype=None):
     return model, tokenizer
 
 
-# §9.3 The data: CNN/DailyMail, online and offline — chapters/09_finetune.ipynb, cell 11
+# §9.9 The data: CNN/DailyMail, online and offline — chapters/09_finetune.ipynb, cell 36
 @dataclass
 class FinetuneTask:
-    """One of the tasks the blog named: its dataset (a `t5edu.data.load_task` name), metrics and lengths."""
+    """One fine-tuning task: its dataset (a `t5edu.data.load_task` name), metrics and lengths."""
 
     name: str
     dataset: str
@@ -92,6 +93,7 @@ FINETUNE_TASKS = {
 }
 
 
+# §9.9 The data: CNN/DailyMail, online and offline — chapters/09_finetune.ipynb, cell 37
 def task_spec(task):
     if task not in FINETUNE_TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(FINETUNE_TASKS)}")
@@ -118,12 +120,38 @@ def hub_names(task):
     return {dataset, path, path.split("/")[-1], f"{path.split('/')[-1]}_{config}"}
 
 
+# §9.9 The data: CNN/DailyMail, online and offline — chapters/09_finetune.ipynb, cell 38
+def check_local_files(task, files):
+    """Fail early, with the file's name, on what the JSON reader reports badly: an empty file, and (for
+    classify) a label written as a float such as 1.0 (SST-2's labels are the integers 0 and 1)."""
+    for path in files:
+        if path.suffix.lower() not in (".json", ".jsonl"):
+            continue  # parquet and compressed files: the reader's own checks
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if not text.strip():
+            raise DataError(f"{path}: the file is empty; it needs one JSON object per line")
+        if task != "classify" or path.suffix.lower() != ".jsonl":
+            continue
+        for number, line in enumerate(text.splitlines()):
+            try:
+                label = json.loads(line).get("label") if line.strip() else None
+            except (ValueError, AttributeError):
+                continue  # the reader names bad JSON itself
+            if isinstance(label, float):
+                raise DataError(f"{path}: row {number}: label {label!r} is a float; SST-2 labels are the integers "
+                                "0 (negative) and 1 (positive)")
+
+
 def load_task_rows(task, data=None, split="train", limit=None):
     """Rows {task, inputs, targets} of one task: `data` is None or a hub name (Hugging Face hub), or a
     local file or directory in the hub's schema. A row or file lacking the task's fields raises a
     DataError that names the fields expected."""
     spec = task_spec(task)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive number of rows, got {limit!r}")
     files = None if data is None else local_data_files(data, split)
+    if files is not None:
+        check_local_files(task, files)
     if data is not None and files is None and str(data) not in hub_names(task):
         raise DataError(f"--data {str(data)!r} is neither a local file or directory nor the hub dataset of task "
                         f"{task!r} (one of {', '.join(sorted(hub_names(task)))})")
@@ -139,7 +167,7 @@ def load_task_rows(task, data=None, split="train", limit=None):
     return rows[:limit] if limit else rows
 
 
-# §9.4 Tokenize, truncate, and keep the padding out of the loss — chapters/09_finetune.ipynb, cell 15
+# §9.10 Tokenize, truncate, and keep the padding out of the loss — chapters/09_finetune.ipynb, cell 42
 def featurize(rows, tokenizer, max_input_length=512, max_target_length=128):
     """Token ids {task, input_ids, labels} of text-to-text rows, each sequence ending with </s>;
     longer ones are truncated (keeping </s> last)."""
@@ -153,7 +181,7 @@ def featurize(rows, tokenizer, max_input_length=512, max_target_length=128):
     return [{"task": r["task"], "input_ids": r["input_ids"], "labels": r["labels"]} for r in tokenized]
 
 
-# §9.5 Fine-tuning with AdamW and Chapter 07's loop — chapters/09_finetune.ipynb, cell 22
+# §9.11 Fine-tuning with AdamW and Chapter 07's loop — chapters/09_finetune.ipynb, cell 47
 def fine_tune(model, tokenizer, features, config, out_dir, *, resume=False, device=None):
     """Chapter 07's `train` on features {input_ids, labels}; returns its metrics history.
 
@@ -170,7 +198,7 @@ def fine_tune(model, tokenizer, features, config, out_dir, *, resume=False, devi
     return history
 
 
-# §9.6 Generating summaries: the blog's `generate` call, verbatim — chapters/09_finetune.ipynb, cell 27
+# §9.12 Generating summaries with beam search — chapters/09_finetune.ipynb, cell 52
 @torch.no_grad()
 def predict_texts(model, tokenizer, inputs, *, batch_size=16, max_input_length=512, **generate_kwargs):
     """Chapter 08's `generate` (what `model.generate` calls) on a list of input strings, decoded to
@@ -186,7 +214,7 @@ def predict_texts(model, tokenizer, inputs, *, batch_size=16, max_input_length=5
     return outputs
 
 
-# §9.7 Scoring: ROUGE, BLEU, accuracy — chapters/09_finetune.ipynb, cell 30
+# §9.13 Scoring: ROUGE, BLEU, accuracy — chapters/09_finetune.ipynb, cell 55
 def rouge_scores(predictions, references):
     """Mean ROUGE-1, ROUGE-2 and ROUGE-L F1, x100 (rouge-score with Porter stemming)."""
     from rouge_score import rouge_scorer
@@ -222,7 +250,7 @@ def evaluate_task(model, tokenizer, rows, task, *, batch_size=16, **generate_kwa
     return {**score_task(task, predictions, [r["targets"] for r in rows]), "predictions": predictions}
 
 
-# §9.8 Several tasks at once: prefixes and balanced sampling — chapters/09_finetune.ipynb, cell 34
+# §9.14 Several tasks at once: prefixes and balanced sampling — chapters/09_finetune.ipynb, cell 59
 def balanced_mixture(features_by_task, per_task=None, seed=0):
     """Task-balanced sampling: `per_task` examples of every task (default: as many as the largest task
     has), drawn in shuffled passes over each task's examples so the small tasks repeat; shuffled."""
@@ -248,6 +276,7 @@ __all__ = [
     'FinetuneTask',
     'ModelNotAvailable',
     'balanced_mixture',
+    'check_local_files',
     'evaluate_task',
     'featurize',
     'fine_tune',
