@@ -75,11 +75,13 @@ class PretrainRecipe:
         """The T5Config of this recipe (no dropout: the runs are short)."""
         return T5Config(vocab_size=self.vocab_size, d_model=self.d_model, d_kv=self.d_model // self.num_heads,
                         d_ff=self.d_ff, num_layers=self.num_layers, num_heads=self.num_heads,
-                        relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.0)
+                        relative_attention_num_buckets=32, relative_attention_max_distance=128,
+                        dropout_rate=0.0)
 
     def key(self):
         """A short hash of the recipe, Python's version (the docs are read from it) and torch's version."""
-        text = json.dumps([asdict(self), sys.version_info[:2], torch.__version__.split("+")[0]], sort_keys=True)
+        versions = [sys.version_info[:2], torch.__version__.split("+")[0]]
+        text = json.dumps([asdict(self), *versions], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -296,6 +296,7 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, tokenizer_dir, capsys, ca
     empty.write_text("")
     data = {"empty": empty, "float": write_sst2(tmp_path / "float.jsonl", 1.0)}.get(case, FIXTURES / "glue_sst2")
     extra = {"limit": ["--limit", "-3"], "batch": ["--batch-size", "0"], "steps": ["--max-steps", "0"]}.get(case, [])
+    capsys.readouterr()  # only what the command writes
     code = run_cli("--model", base, "--task", "classify", "--data", data, "--out", tmp_path / "out",
                    "--no-progress", *extra)
     err = capsys.readouterr().err.strip()
