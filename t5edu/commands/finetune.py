@@ -74,6 +74,9 @@ def main(args):
     )
     from t5edu.train import TrainConfig
 
+    problem = _bad_numbers(args)
+    if problem:
+        return _error(problem)
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     t_start = time.perf_counter()
     tasks = list(dict.fromkeys(args.task))
@@ -122,6 +125,22 @@ def main(args):
     if not args.quiet:
         print(json.dumps({k: v for k, v in summary.items() if k != "train_config"}))
     return 0
+
+
+def _bad_numbers(args):
+    """The first numeric option out of range, as a message; None when all are fine."""
+    positive = {"--max-steps": args.max_steps, "--batch-size": args.batch_size, "--grad-accum": args.grad_accum,
+                "--log-every": args.log_every, "--eval-limit": args.eval_limit, "--limit": args.limit,
+                "--max-input-length": args.max_input_length, "--max-target-length": args.max_target_length}
+    for name, value in positive.items():
+        if value is not None and value < 1:
+            what = "a number of rows" if name in ("--limit", "--eval-limit") else "a positive integer"
+            return f"{name} must be {what} (at least 1), got {value}"
+    if args.save_every < 0:
+        return f"--save-every must be 0 (only at the end) or a positive number of steps, got {args.save_every}"
+    if not args.lr > 0:
+        return f"--lr must be a positive learning rate, got {args.lr}"
+    return None
 
 
 def _scores(report):
