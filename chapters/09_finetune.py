@@ -44,11 +44,13 @@ from pathlib import Path
 
 import torch
 
-from t5edu.data import HUB_TASKS, DataError, TextToTextCollator, load_task, tokenize_dataset
+from t5edu.checkpoint import save_weights
+from t5edu.data import HUB_TASKS, DataError, TextToTextCollator, featurize, load_task
 from t5edu.generate import generate
-from t5edu.model import T5
+from t5edu.metrics import bleu, exact_match, rouge
+from t5edu.model import T5, looks_like_path
 from t5edu.tokenizer import SPIECE_FILENAME, Tokenizer
-from t5edu.train import bleu, exact_match, save_weights, train
+from t5edu.train import train
 
 # %%
 #| export pretrain
@@ -63,12 +65,14 @@ from pathlib import Path
 
 import torch
 
-from t5edu.data import TextToTextCollator, span_corruption_dataset
-from t5edu.encoder import T5Config
+from t5edu.config import T5Config
+from t5edu.data import TextToTextCollator
 from t5edu.files import atomic_write, make_temp_dir
+from t5edu.metrics import exact_match, generate_texts
 from t5edu.model import T5
+from t5edu.span_corruption import span_corruption_dataset
 from t5edu.tokenizer import Tokenizer
-from t5edu.train import exact_match, generate_texts, make_optimizer, make_scheduler, train_step
+from t5edu.train import make_optimizer, make_scheduler, train_step
 
 # %%
 import time
@@ -604,7 +608,7 @@ def _tokenizer_for(name_or_path):
 def load_pretrained(name_or_path, dtype=None):
     """(model, tokenizer) of a T5 checkpoint: a local Hugging Face-format directory, or a hub id
     (`t5-small`, `google/t5-v1_1-small`) when huggingface_hub is installed and the hub or its cache has it."""
-    local = Path(name_or_path).is_dir()
+    local = Path(name_or_path).is_dir() or looks_like_path(str(name_or_path))  # a typo: say so, not "hub"
     try:
         model = T5.from_pretrained(name_or_path, dtype=dtype)
         tokenizer = _tokenizer_for(name_or_path)
@@ -781,22 +785,7 @@ assert all(r["inputs"].startswith("summarize: ") for r in news_rows + news_valid
 #
 # Inputs are cut to 512 tokens and targets to 128, as in the T5 paper's CNN/DailyMail runs; a cut
 # sequence keeps its `</s>` last, so the model still sees where the text ends. Chapter 06's
-# `tokenize_dataset` does both; `featurize` keeps the task name next to the ids.
-
-# %%
-#| export
-def featurize(rows, tokenizer, max_input_length=512, max_target_length=128):
-    """Token ids {task, input_ids, labels} of text-to-text rows, each sequence ending with </s>;
-    longer ones are truncated (keeping </s> last)."""
-    import datasets
-
-    if not rows:
-        return []
-    table = datasets.Dataset.from_list([{"task": r["task"], "inputs": r["inputs"], "targets": r["targets"]}
-                                        for r in rows])
-    tokenized = tokenize_dataset(table, tokenizer, max_input_length, max_target_length)
-    return [{"task": r["task"], "input_ids": r["input_ids"], "labels": r["labels"]} for r in tokenized]
-
+# `featurize` does both.
 
 # %%
 spec = FINETUNE_TASKS["summarize"]
@@ -938,19 +927,6 @@ for row, text in zip(news_valid[:2] if ONLINE else [], texts):
 
 # %%
 #| export
-def rouge_scores(predictions, references):
-    """Mean ROUGE-1, ROUGE-2 and ROUGE-L F1, x100 (rouge-score with Porter stemming)."""
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    for prediction, reference in zip(predictions, references):
-        scores = scorer.score(reference, prediction)
-        for key in totals:
-            totals[key] += scores[key].fmeasure
-    return {key: 100 * value / max(len(references), 1) for key, value in totals.items()}
-
-
 def score_task(task, predictions, references):
     """The task's metrics on a 0-100 scale: ROUGE-1/2/L, BLEU or accuracy."""
     predictions, references = list(predictions), list(references)
@@ -961,7 +937,7 @@ def score_task(task, predictions, references):
         return {"bleu": bleu(predictions, references)}
     if metrics == ("accuracy",):
         return {"accuracy": 100 * exact_match(predictions, references)}
-    return rouge_scores(predictions, references)
+    return rouge(predictions, references)  # Chapter 07's metrics: ROUGE-1/2/L, 0-100
 
 
 def evaluate_task(model, tokenizer, rows, task, *, batch_size=16, **generate_kwargs):
@@ -979,7 +955,7 @@ def evaluate_task(model, tokenizer, rows, task, *, batch_size=16, **generate_kwa
 # subsequence has 5 words (ROUGE-L = 5/6). A perfect translation scores BLEU 100.
 
 # %%
-r = rouge_scores(["the cat sat on the mat"], ["the cat lay on the mat"])
+r = rouge(["the cat sat on the mat"], ["the cat lay on the mat"])
 print({k: round(v, 2) for k, v in r.items()})
 assert abs(r["rouge1"] - 500 / 6) < 1e-9 and abs(r["rouge2"] - 60) < 1e-9 and abs(r["rougeL"] - 500 / 6) < 1e-9
 assert round(score_task("translate", ["Das Haus ist klein."], ["Das Haus ist klein."])["bleu"], 6) == 100.0
@@ -1020,7 +996,8 @@ def balanced_mixture(features_by_task, per_task=None, seed=0):
 TASKS = ("summarize", "translate", "classify")
 rows = {t: load_task_rows(t, DATA[t], "train", LIMIT) for t in TASKS}
 valid = {t: load_task_rows(t, DATA[t], "validation", LIMIT and 100) for t in TASKS}
-features = {t: featurize(rows[t], tokenizer, FINETUNE_TASKS[t].max_input_length, FINETUNE_TASKS[t].max_target_length)
+features = {t: [{**f, "task": t} for f in featurize(rows[t], tokenizer, FINETUNE_TASKS[t].max_input_length,
+                                                     FINETUNE_TASKS[t].max_target_length)]
             for t in TASKS}
 mixture = balanced_mixture(features, seed=0)
 counts = {t: sum(f["task"] == t for f in mixture) for t in TASKS}
@@ -1125,7 +1102,7 @@ assert not (bad / "out").exists()
 #   `google-t5/t5-small` or a local Hugging Face-format directory; `load_task_rows` (prefixes, hub or
 #   local files in the hub's schema, checked), `featurize` (truncation to 512/128 keeping `</s>`),
 #   Chapter 06's collator (-100 label padding, `shift_right`), `fine_tune` (Chapter 07's loop,
-#   checkpoints, resume, output in HF format), `predict_texts`, `rouge_scores`, `score_task`,
+#   checkpoints, resume, output in HF format), `predict_texts`, `score_task`,
 #   `evaluate_task`, and `balanced_mixture` for multi-task fine-tuning.
 #
 # On the command line: `t5edu finetune --model DIR_OR_HUB_ID --task summarize --data cnn_dailymail --out DIR`.

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import torch
 
-from t5edu.data import HUB_TASKS, DataError, TextToTextCollator, load_task, tokenize_dataset
+from t5edu.checkpoint import save_weights
+from t5edu.data import HUB_TASKS, DataError, TextToTextCollator, featurize, load_task
 from t5edu.generate import generate
-from t5edu.model import T5
+from t5edu.metrics import bleu, exact_match, rouge
+from t5edu.model import T5, looks_like_path
 from t5edu.tokenizer import SPIECE_FILENAME, Tokenizer
-from t5edu.train import bleu, exact_match, save_weights, train
+from t5edu.train import train
 
 
 # §9.8 A real pretrained checkpoint — chapters/09_finetune.ipynb, cell 33
@@ -49,7 +51,7 @@ def _tokenizer_for(name_or_path):
 def load_pretrained(name_or_path, dtype=None):
     """(model, tokenizer) of a T5 checkpoint: a local Hugging Face-format directory, or a hub id
     (`t5-small`, `google/t5-v1_1-small`) when huggingface_hub is installed and the hub or its cache has it."""
-    local = Path(name_or_path).is_dir()
+    local = Path(name_or_path).is_dir() or looks_like_path(str(name_or_path))  # a typo: say so, not "hub"
     try:
         model = T5.from_pretrained(name_or_path, dtype=dtype)
         tokenizer = _tokenizer_for(name_or_path)
@@ -165,21 +167,7 @@ def load_task_rows(task, data=None, split="train", limit=None):
     return rows[:limit] if limit else rows
 
 
-# §9.10 Tokenize, truncate, and keep the padding out of the loss — chapters/09_finetune.ipynb, cell 42
-def featurize(rows, tokenizer, max_input_length=512, max_target_length=128):
-    """Token ids {task, input_ids, labels} of text-to-text rows, each sequence ending with </s>;
-    longer ones are truncated (keeping </s> last)."""
-    import datasets
-
-    if not rows:
-        return []
-    table = datasets.Dataset.from_list([{"task": r["task"], "inputs": r["inputs"], "targets": r["targets"]}
-                                        for r in rows])
-    tokenized = tokenize_dataset(table, tokenizer, max_input_length, max_target_length)
-    return [{"task": r["task"], "input_ids": r["input_ids"], "labels": r["labels"]} for r in tokenized]
-
-
-# §9.11 Fine-tuning with AdamW and Chapter 07's loop — chapters/09_finetune.ipynb, cell 47
+# §9.11 Fine-tuning with AdamW and Chapter 07's loop — chapters/09_finetune.ipynb, cell 46
 def fine_tune(model, tokenizer, features, config, out_dir, *, resume=False, device=None):
     """Chapter 07's `train` on features {input_ids, labels}; returns its metrics history.
 
@@ -196,7 +184,7 @@ def fine_tune(model, tokenizer, features, config, out_dir, *, resume=False, devi
     return history
 
 
-# §9.12 Generating summaries with beam search — chapters/09_finetune.ipynb, cell 52
+# §9.12 Generating summaries with beam search — chapters/09_finetune.ipynb, cell 51
 @torch.no_grad()
 def predict_texts(model, tokenizer, inputs, *, batch_size=16, max_input_length=512, **generate_kwargs):
     """Chapter 08's `generate` (what `model.generate` calls) on a list of input strings, decoded to
@@ -212,20 +200,7 @@ def predict_texts(model, tokenizer, inputs, *, batch_size=16, max_input_length=5
     return outputs
 
 
-# §9.13 Scoring: ROUGE, BLEU, accuracy — chapters/09_finetune.ipynb, cell 55
-def rouge_scores(predictions, references):
-    """Mean ROUGE-1, ROUGE-2 and ROUGE-L F1, x100 (rouge-score with Porter stemming)."""
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    for prediction, reference in zip(predictions, references):
-        scores = scorer.score(reference, prediction)
-        for key in totals:
-            totals[key] += scores[key].fmeasure
-    return {key: 100 * value / max(len(references), 1) for key, value in totals.items()}
-
-
+# §9.13 Scoring: ROUGE, BLEU, accuracy — chapters/09_finetune.ipynb, cell 54
 def score_task(task, predictions, references):
     """The task's metrics on a 0-100 scale: ROUGE-1/2/L, BLEU or accuracy."""
     predictions, references = list(predictions), list(references)
@@ -236,7 +211,7 @@ def score_task(task, predictions, references):
         return {"bleu": bleu(predictions, references)}
     if metrics == ("accuracy",):
         return {"accuracy": 100 * exact_match(predictions, references)}
-    return rouge_scores(predictions, references)
+    return rouge(predictions, references)  # Chapter 07's metrics: ROUGE-1/2/L, 0-100
 
 
 def evaluate_task(model, tokenizer, rows, task, *, batch_size=16, **generate_kwargs):
@@ -248,7 +223,7 @@ def evaluate_task(model, tokenizer, rows, task, *, batch_size=16, **generate_kwa
     return {**score_task(task, predictions, [r["targets"] for r in rows]), "predictions": predictions}
 
 
-# §9.14 Several tasks at once: prefixes and balanced sampling — chapters/09_finetune.ipynb, cell 59
+# §9.14 Several tasks at once: prefixes and balanced sampling — chapters/09_finetune.ipynb, cell 58
 def balanced_mixture(features_by_task, per_task=None, seed=0):
     """Task-balanced sampling: `per_task` examples of every task (default: as many as the largest task
     has), drawn in shuffled passes over each task's examples so the small tasks repeat; shuffled."""
@@ -276,7 +251,6 @@ __all__ = [
     'balanced_mixture',
     'check_local_files',
     'evaluate_task',
-    'featurize',
     'fine_tune',
     'hub_names',
     'hub_offline',
@@ -284,7 +258,6 @@ __all__ = [
     'load_task_rows',
     'local_data_files',
     'predict_texts',
-    'rouge_scores',
     'score_task',
     'task_spec',
 ]

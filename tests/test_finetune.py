@@ -8,18 +8,17 @@ import pytest
 import torch
 
 from t5edu import cli
-from t5edu.data import DataError
+from t5edu.data import DataError, featurize
 from t5edu.finetune import (
     FINETUNE_TASKS,
     ModelNotAvailable,
     balanced_mixture,
-    featurize,
     load_pretrained,
     load_task_rows,
     local_data_files,
-    rouge_scores,
     score_task,
 )
+from t5edu.metrics import rouge
 from t5edu.tokenizer import Tokenizer, pydoc_corpus
 
 transformers = pytest.importorskip("transformers")
@@ -257,7 +256,7 @@ def test_balanced_mixture():
 
 
 def test_scores():
-    r = rouge_scores(["the cat sat on the mat"], ["the cat lay on the mat"])
+    r = rouge(["the cat sat on the mat"], ["the cat lay on the mat"])
     assert r["rouge1"] == pytest.approx(500 / 6) and r["rouge2"] == pytest.approx(60) and r["rougeL"] == pytest.approx(500 / 6)
     assert score_task("summarize", ["a b"], ["c d"]) == {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
     assert score_task("translate", ["Das Haus ist klein."], ["Das Haus ist klein."])["bleu"] == pytest.approx(100)

@@ -61,13 +61,12 @@ def main(args):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import datasets
 
-    from t5edu.data import DataError
+    from t5edu.data import DataError, featurize
     from t5edu.finetune import (
         FINETUNE_TASKS,
         ModelNotAvailable,
         balanced_mixture,
         evaluate_task,
-        featurize,
         fine_tune,
         load_pretrained,
         load_task_rows,
@@ -99,8 +98,9 @@ def main(args):
     features = {}
     for task in tasks:
         spec = FINETUNE_TASKS[task]
-        features[task] = featurize(rows[task], tokenizer, args.max_input_length or spec.max_input_length,
-                                   args.max_target_length or spec.max_target_length)
+        features[task] = [{**f, "task": task} for f in featurize(
+            rows[task], tokenizer, args.max_input_length or spec.max_input_length,
+            args.max_target_length or spec.max_target_length)]
     examples = features[tasks[0]] if len(tasks) == 1 else balanced_mixture(features, seed=args.seed)
     config = TrainConfig(optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps,
                          max_steps=args.max_steps, batch_size=min(args.batch_size, len(examples)),
