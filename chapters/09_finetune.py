@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 
 from t5edu.checkpoint import save_weights
-from t5edu.data import HUB_TASKS, DataError, TextToTextCollator, featurize, load_task
+from t5edu.data import HUB_TASKS, DataError, TextToTextCollator, load_task
 from t5edu.generate import generate
 from t5edu.metrics import bleu, exact_match, rouge
 from t5edu.model import T5, looks_like_path
@@ -597,8 +597,9 @@ def _tokenizer_for(name_or_path):
     path = Path(name_or_path)
     if path.is_dir():
         if not (path / SPIECE_FILENAME).is_file():
-            raise FileNotFoundError(f"{path} has no {SPIECE_FILENAME}: a checkpoint directory for fine-tuning needs "
-                                    "the tokenizer's SentencePiece model next to config.json (Tokenizer.save writes it)")
+            raise FileNotFoundError(f"{path} has no {SPIECE_FILENAME}: a checkpoint folder for fine-tuning "
+                                    "needs the tokenizer's SentencePiece model next to config.json "
+                                    "(Tokenizer.save writes it)")
         return Tokenizer.load(path)
     from huggingface_hub import hf_hub_download
 
@@ -620,10 +621,12 @@ def load_pretrained(name_or_path, dtype=None):
                    "cache, and the cache does not hold it")
         else:
             why = f"it could not be fetched from the Hugging Face hub ({str(err).splitlines()[0][:200]})"
-        raise ModelNotAvailable(f"model {str(name_or_path)!r} is not a local directory, and as a hub id {why}. "
+        raise ModelNotAvailable(f"model {str(name_or_path)!r} is not a local directory, "
+                                f"and as a hub id {why}. "
                                 + HOW_TO_USE_A_LOCAL_MODEL) from None
     if tokenizer.vocab_size > model.config.vocab_size:
-        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} ids but the model only {model.config.vocab_size} "
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} ids but the model only "
+                         f"{model.config.vocab_size} "
                          "embeddings: they do not belong together")
     return model, tokenizer
 
@@ -693,7 +696,7 @@ def task_spec(task):
 
 
 def local_data_files(data, split="train"):
-    """The local files that `data` names: [the file], or a directory's `<split>.*` files; None if not local."""
+    """The local files `data` names: [the file], or a directory's `<split>.*` files; None if not local."""
     path = Path(data)
     if path.is_file():
         return [path]
@@ -731,7 +734,8 @@ def check_local_files(task, files):
             except (ValueError, AttributeError):
                 continue  # the reader names bad JSON itself
             if isinstance(label, float):
-                raise DataError(f"{path}: row {number}: label {label!r} is a float; SST-2 labels are the integers "
+                raise DataError(f"{path}: row {number}: label {label!r} is a float; "
+                                "SST-2 labels are the integers "
                                 "0 (negative) and 1 (positive)")
 
 
@@ -746,7 +750,8 @@ def load_task_rows(task, data=None, split="train", limit=None):
     if files is not None:
         check_local_files(task, files)
     if data is not None and files is None and str(data) not in hub_names(task):
-        raise DataError(f"--data {str(data)!r} is neither a local file or directory nor the hub dataset of task "
+        raise DataError(f"--data {str(data)!r} is neither a local file or directory "
+                        "nor the hub dataset of task "
                         f"{task!r} (one of {', '.join(sorted(hub_names(task)))})")
     if files is None and limit:
         split = f"{split}[:{int(limit)}]"
@@ -788,6 +793,8 @@ assert all(r["inputs"].startswith("summarize: ") for r in news_rows + news_valid
 # `featurize` does both.
 
 # %%
+from t5edu.data import featurize
+
 spec = FINETUNE_TASKS["summarize"]
 train_features = featurize(news_rows, tokenizer, spec.max_input_length, spec.max_target_length)
 lengths = [len(f["input_ids"]) for f in train_features]
@@ -847,7 +854,8 @@ def fine_tune(model, tokenizer, features, config, out_dir, *, resume=False, devi
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.save(out_dir)
-    collate = TextToTextCollator(pad_id=tokenizer.pad_id, decoder_start_token_id=model.config.decoder_start_token_id)
+    collate = TextToTextCollator(pad_id=tokenizer.pad_id,
+                                 decoder_start_token_id=model.config.decoder_start_token_id)
     rows = [{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features]
     history = train(model, rows, collate, config, out_dir, resume=resume, device=device)
     save_weights(model, out_dir)
@@ -902,7 +910,8 @@ def predict_texts(model, tokenizer, inputs, *, batch_size=16, max_input_length=5
     outputs = []
     for k in range(0, len(inputs), batch_size):
         batch = tokenizer.batch_encode(list(inputs[k:k + batch_size]), max_length=max_input_length)
-        ids = generate(model, batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+        ids = generate(model, batch["input_ids"].to(device),
+                       attention_mask=batch["attention_mask"].to(device),
                        **generate_kwargs)
         outputs += tokenizer.batch_decode(ids.cpu())
     return outputs
@@ -945,7 +954,8 @@ def evaluate_task(model, tokenizer, rows, task, *, batch_size=16, **generate_kwa
     {metric: value, ..., "predictions": [...]}."""
     spec = task_spec(task)
     predictions = predict_texts(model, tokenizer, [r["inputs"] for r in rows], batch_size=batch_size,
-                                max_input_length=spec.max_input_length, **{**spec.generate, **generate_kwargs})
+                                max_input_length=spec.max_input_length,
+                                **{**spec.generate, **generate_kwargs})
     return {**score_task(task, predictions, [r["targets"] for r in rows]), "predictions": predictions}
 
 

@@ -22,7 +22,6 @@ from t5edu.span_corruption import span_corruption_dataset
 from t5edu.tokenizer import Tokenizer
 from t5edu.train import make_optimizer, make_scheduler, train_step
 
-
 # §9.3 The unlabeled text and the labeled task — chapters/09_finetune.ipynb, cell 10
 FILL_WORDS = ("class", "object", "value", "method", "function", "statement", "exception", "expression",
               "name", "module", "list", "string", "instance", "type", "attribute", "argument", "sequence",

@@ -24,19 +24,31 @@ TASK_CHOICES = ("summarize", "translate", "classify")
 
 
 def configure(parser):
-    parser.add_argument("--model", required=True, help="checkpoint directory (HF format) or hub id, e.g. t5-small")
-    parser.add_argument("--task", nargs="+", required=True, choices=TASK_CHOICES,
-                        help="one task, or several for task-balanced multi-task fine-tuning")
-    parser.add_argument("--data", nargs="+",
-                        help="per task: a hub dataset name, a local file, or a directory with train.jsonl, "
-                             "validation.jsonl (default: the task's hub dataset)")
+    parser.add_argument(
+        "--model", required=True, help="checkpoint directory (HF format) or hub id, e.g. t5-small"
+    )
+    parser.add_argument(
+        "--task",
+        nargs="+",
+        required=True,
+        choices=TASK_CHOICES,
+        help="one task, or several for task-balanced multi-task fine-tuning",
+    )
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        help="per task: a hub dataset name, a local file, or a directory with train.jsonl, "
+        "validation.jsonl (default: the task's hub dataset)",
+    )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--max-steps", type=int, default=1000, help="optimizer steps (default 1000)")
     parser.add_argument("--batch-size", type=int, default=8, help="examples per micro-batch (default 8)")
     parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     parser.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4, AdamW)")
     parser.add_argument("--optimizer", choices=["adamw", "adafactor"], default="adamw")
-    parser.add_argument("--schedule", choices=["constant", "linear", "cosine", "inverse_sqrt"], default="constant")
+    parser.add_argument(
+        "--schedule", choices=["constant", "linear", "cosine", "inverse_sqrt"], default="constant"
+    )
     parser.add_argument("--warmup-steps", type=int, default=0)
     parser.add_argument("--max-input-length", type=int, help="truncate inputs (default: the task's, 512)")
     parser.add_argument("--max-target-length", type=int, help="truncate targets (default: the task's, 128)")
@@ -81,16 +93,20 @@ def main(args):
     tasks = list(dict.fromkeys(args.task))
     data = args.data or [None] * len(tasks)
     if len(data) != len(tasks):
-        return _error(f"--data names {len(data)} source(s) for {len(tasks)} task(s); give one per task, in order")
+        return _error(
+            f"--data names {len(data)} source(s) for {len(tasks)} task(s); give one per task, in order"
+        )
     if args.no_progress or args.quiet:
         datasets.disable_progress_bars()
     try:
         model, tokenizer = load_pretrained(args.model)
         rows, valid = {}, {}
-        for task, source in zip(tasks, data):
+        for task, source in zip(tasks, data, strict=False):
             rows[task] = load_task_rows(task, source, "train", args.limit)
             if not rows[task]:
-                return _error(f"no training rows for task {task!r} in {source or FINETUNE_TASKS[task].dataset}")
+                return _error(
+                    f"no training rows for task {task!r} in {source or FINETUNE_TASKS[task].dataset}"
+                )
             if args.eval:
                 valid[task] = load_task_rows(task, source, "validation", args.eval_limit)
     except (ModelNotAvailable, DataError, FileNotFoundError, ValueError) as err:
@@ -98,26 +114,53 @@ def main(args):
     features = {}
     for task in tasks:
         spec = FINETUNE_TASKS[task]
-        features[task] = [{**f, "task": task} for f in featurize(
-            rows[task], tokenizer, args.max_input_length or spec.max_input_length,
-            args.max_target_length or spec.max_target_length)]
+        features[task] = [
+            {**f, "task": task}
+            for f in featurize(
+                rows[task],
+                tokenizer,
+                args.max_input_length or spec.max_input_length,
+                args.max_target_length or spec.max_target_length,
+            )
+        ]
     examples = features[tasks[0]] if len(tasks) == 1 else balanced_mixture(features, seed=args.seed)
-    config = TrainConfig(optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps,
-                         max_steps=args.max_steps, batch_size=min(args.batch_size, len(examples)),
-                         grad_accum=args.grad_accum, seed=args.seed, save_every=args.save_every,
-                         log_every=args.log_every, progress=not (args.no_progress or args.quiet))
-    log(f"t5edu finetune: {args.model} ({model.num_parameters() / 1e6:.2f}M parameters) on "
-        + ", ".join(f"{t} ({len(rows[t])} rows)" for t in tasks) + f"; {config.max_steps} steps of {config.batch_size}")
-    summary = {"model": str(args.model), "tasks": tasks, "out": str(args.out), "train_rows": {t: len(rows[t]) for t in tasks}}
+    config = TrainConfig(
+        optimizer=args.optimizer,
+        lr=args.lr,
+        schedule=args.schedule,
+        warmup_steps=args.warmup_steps,
+        max_steps=args.max_steps,
+        batch_size=min(args.batch_size, len(examples)),
+        grad_accum=args.grad_accum,
+        seed=args.seed,
+        save_every=args.save_every,
+        log_every=args.log_every,
+        progress=not (args.no_progress or args.quiet),
+    )
+    log(
+        f"t5edu finetune: {args.model} ({model.num_parameters() / 1e6:.2f}M parameters) on "
+        + ", ".join(f"{t} ({len(rows[t])} rows)" for t in tasks)
+        + f"; {config.max_steps} steps of {config.batch_size}"
+    )
+    summary = {
+        "model": str(args.model),
+        "tasks": tasks,
+        "out": str(args.out),
+        "train_rows": {t: len(rows[t]) for t in tasks},
+    }
     import torch
 
     device = torch.device(args.device) if args.device else None
     if args.eval:
-        summary["before"] = {t: _scores(evaluate_task(model.to(device or "cpu"), tokenizer, valid[t], t))
-                             for t in tasks}
+        summary["before"] = {
+            t: _scores(evaluate_task(model.to(device or "cpu"), tokenizer, valid[t], t)) for t in tasks
+        }
     history = fine_tune(model, tokenizer, examples, config, args.out, resume=args.resume, device=device)
-    summary.update(steps=history[-1]["step"] if history else 0,
-                   final_loss=round(history[-1]["loss"], 4) if history else None, train_config=asdict(config))
+    summary.update(
+        steps=history[-1]["step"] if history else 0,
+        final_loss=round(history[-1]["loss"], 4) if history else None,
+        train_config=asdict(config),
+    )
     if args.eval:
         summary["after"] = {t: _scores(evaluate_task(model, tokenizer, valid[t], t)) for t in tasks}
     summary["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -129,15 +172,24 @@ def main(args):
 
 def _bad_numbers(args):
     """The first numeric option out of range, as a message; None when all are fine."""
-    positive = {"--max-steps": args.max_steps, "--batch-size": args.batch_size, "--grad-accum": args.grad_accum,
-                "--log-every": args.log_every, "--eval-limit": args.eval_limit, "--limit": args.limit,
-                "--max-input-length": args.max_input_length, "--max-target-length": args.max_target_length}
+    positive = {
+        "--max-steps": args.max_steps,
+        "--batch-size": args.batch_size,
+        "--grad-accum": args.grad_accum,
+        "--log-every": args.log_every,
+        "--eval-limit": args.eval_limit,
+        "--limit": args.limit,
+        "--max-input-length": args.max_input_length,
+        "--max-target-length": args.max_target_length,
+    }
     for name, value in positive.items():
         if value is not None and value < 1:
             what = "a number of rows" if name in ("--limit", "--eval-limit") else "a positive integer"
             return f"{name} must be {what} (at least 1), got {value}"
     if args.save_every < 0:
-        return f"--save-every must be 0 (only at the end) or a positive number of steps, got {args.save_every}"
+        return (
+            f"--save-every must be 0 (only at the end) or a positive number of steps, got {args.save_every}"
+        )
     if not args.lr > 0:
         return f"--lr must be a positive learning rate, got {args.lr}"
     return None

@@ -94,8 +94,8 @@ def exercise_4(spans_from_target):
         (tok.encode("<extra_id_0> a block <extra_id_1> of code"), {0: "a block", 1: "of code"}),
         (tok.encode("<extra_id_5> the <extra_id_17> list is empty") + [tok.pad_id] * 3,
          {5: "the", 17: "list is empty"}),
-        ([s(0)] + tok.encode("return", add_eos=False) + [tok.pad_id, tok.pad_id], {0: "return"}),
-        ([s(0), s(1)] + tok.encode("x", add_eos=False) + [tok.eos_id] + tok.encode("ignored"), {0: "", 1: "x"}),
+        ([s(0), *tok.encode("return", add_eos=False), tok.pad_id, tok.pad_id], {0: "return"}),
+        ([s(0), s(1), *tok.encode("x", add_eos=False), tok.eos_id, *tok.encode("ignored")], {0: "", 1: "x"}),
     ]
     for ids, expected in cases:
         got = spans_from_target(list(ids), tok)

@@ -93,7 +93,7 @@ def exercise_3(accumulate_gradients):
     model = _tiny_lm()
     got = accumulate_gradients(model, [dict(b) for b in micro])
     names = [n for n, _ in model.named_parameters()]
-    for name, p, g in zip(names, model.parameters(), expected_grads):
+    for name, p, g in zip(names, model.parameters(), expected_grads, strict=False):
         if p.grad is None:
             fail(f"after accumulate_gradients, parameter {name!r} has no .grad: call backward() on each "
                  "micro-batch's loss.")

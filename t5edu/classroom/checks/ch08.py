@@ -114,7 +114,7 @@ def exercise_4(reorder_beam_cache):
         what = f"the cache after reorder_beam_cache(cache, parents={parents.tolist()})"
         if result is not None and result is not cache:
             fail("reorder_beam_cache should change the cache in place (and return None).")
-        for i, (layer, exp) in enumerate(zip(cache, expected)):
+        for i, (layer, exp) in enumerate(zip(cache, expected, strict=False)):
             got_rows = layer["self"]["k"][:, 0, 0, 0] - 100 * i
             expect_equal(got_rows.long().tolist(), rows.tolist(),
                          what=f"{what}: the rows of layer {i}'s self-attention keys (as old row numbers)")
