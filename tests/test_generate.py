@@ -65,7 +65,7 @@ def test_decoder_step_equals_the_full_forward(model):
     prefix[:, 0] = 0
     with torch.no_grad():
         encoded = model.encode(ids, mask)
-        cache = DecoderCache(model, encoded, mask, max_length=5)  # shorter than the prefix: falls back
+        cache = DecoderCache(model, encoded, mask)
         for t in range(prefix.shape[1]):
             stepped = decoder_step(model, cache, prefix[:, t])
             full = last_logits(model, encoded, mask, prefix[:, :t + 1])
@@ -77,7 +77,7 @@ def test_reorder_follows_rows(model):
     ids, mask = batch()
     with torch.no_grad():
         encoded = model.encode(ids, mask)
-        cache = DecoderCache(model, encoded, mask, 8)
+        cache = DecoderCache(model, encoded, mask)
         decoder_step(model, cache, torch.zeros(3, dtype=torch.long))
         before = [layer["self"]["k"].clone() for layer in cache.layers]
         cache.reorder(torch.tensor([2, 2, 0]))
@@ -296,18 +296,105 @@ def test_bench_generate_runs(capsys):
         assert "same tokens: yes" in out
 
 
-# -- packed weights -------------------------------------------------------------------------------
+# -- the book's modules on the default path -------------------------------------------------------
+
+def test_a_hook_on_the_first_decoder_attention_changes_generate():
+    model = tiny(5, eos_boost=2.0)
+    ids, mask = batch()
+    attention = model.decoder.block[0].layer[0].SelfAttention
+    for kwargs in ({}, {"num_beams": 4}):
+        before = generate(model, ids, mask, max_new_tokens=8, **kwargs)
+        calls = []
+
+        def hook(module, args, output, calls=calls):
+            calls.append(args[0].shape)
+            return output * 3.0 + 1.0  # a different attention output
+
+        handle = attention.register_forward_hook(hook)
+        try:
+            hooked = generate(model, ids, mask, max_new_tokens=8, **kwargs)
+            fast = generate(model, ids, mask, max_new_tokens=8, fast=True, **kwargs)
+        finally:
+            handle.remove()
+        assert calls and all(shape[1] == 1 for shape in calls)  # one new position per cached step
+        assert not torch.equal(hooked, before), kwargs
+        assert torch.equal(fast, before)  # the opt-in fast path reads the weights, not the modules
+        assert torch.equal(generate(model, ids, mask, max_new_tokens=8, **kwargs), before)
+
+
+class Scaled(torch.nn.Module):
+    """Wraps a module and scales its output."""
+
+    def __init__(self, inner, factor):
+        super().__init__()
+        self.inner, self.factor = inner, factor
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs) * self.factor
+
+
+def test_a_replaced_feed_forward_changes_generate():
+    model = tiny(6, eos_boost=2.0)
+    ids, mask = batch()
+    layer = model.decoder.block[0].layer[2]
+    before = {beams: generate(model, ids, mask, max_new_tokens=8, num_beams=beams) for beams in (1, 4)}
+    original = layer.DenseReluDense
+    layer.DenseReluDense = Scaled(original, 25.0)
+    try:
+        for beams in (1, 4):
+            assert not torch.equal(generate(model, ids, mask, max_new_tokens=8, num_beams=beams), before[beams])
+    finally:
+        layer.DenseReluDense = original
+    assert torch.equal(generate(model, ids, mask, max_new_tokens=8), before[1])
+
+
+def test_bad_inputs_fail_with_one_clear_error(model):
+    ids, mask = batch()
+    with pytest.raises(ValueError, match="attention_mask has shape"):
+        generate(model, ids, mask[:2])
+    with pytest.raises(ValueError, match="attention_mask has shape"):
+        generate(model, ids, mask[:, :4])
+    with pytest.raises(ValueError, match="empty"):
+        generate(model, ids[:0])
+    with pytest.raises(ValueError, match="2-D.*ids\\[None\\]"):
+        generate(model, ids[0])
+
+
+def test_fast_is_for_the_cpu_only():
+    from t5edu.generate import fast_path_allowed
+
+    assert fast_path_allowed(True, torch.device("cpu")) and not fast_path_allowed(False, "cpu")
+    with pytest.warns(UserWarning, match="CPU path"):
+        assert not fast_path_allowed(True, torch.device("cuda"))
+
+
+# -- the opt-in fast path ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", ["t5-tiny", "t5-v1_1-tiny"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_gives_the_tokens_of_the_default_path(preset, seed):
+    torch.manual_seed(seed)
+    model = T5(T5Config.preset(preset, vocab_size=300, dropout_rate=0.0)).eval()
+    with torch.no_grad():
+        model.lm_head.weight[EOS] *= 2.0  # some rows finish early
+    ids = torch.randint(3, 300, (3, 9), generator=torch.Generator().manual_seed(seed))
+    ids[1, 6:] = PAD
+    for kwargs in ({}, {"num_beams": 4}, {"num_beams": 4, "num_return_sequences": 2, "length_penalty": 0.6}):
+        default = generate(model, ids, max_new_tokens=12, **kwargs)
+        assert torch.equal(generate(model, ids, max_new_tokens=12, fast=True, **kwargs), default), kwargs
+        assert torch.equal(model.generate(ids, max_new_tokens=12, fast=True, **kwargs), default), kwargs
+
 
 @pytest.mark.parametrize("ff", ["relu", "gated-gelu"])
-def test_packed_steps_equal_the_model_blocks(ff):
-    from t5edu.generate import packed_weights
+def test_fast_steps_equal_the_model_blocks(ff):
+    from t5edu.fast_generate import packed_weights
 
     model = tiny(4, eos_boost=3.0, feed_forward_proj=ff, tie_word_embeddings=False)
     ids, mask = batch()
     for kwargs in ({}, {"num_beams": 3, "num_return_sequences": 2}, {"do_sample": True}):
         gen = (lambda: {"generator": torch.Generator().manual_seed(0)}) if kwargs.get("do_sample") else dict
-        fast = generate(model, ids, mask, max_new_tokens=9, **kwargs, **gen())
-        plain = generate(model, ids, mask, max_new_tokens=9, packed=False, **kwargs, **gen())
+        fast = generate(model, ids, mask, max_new_tokens=9, fast=True, **kwargs, **gen())
+        plain = generate(model, ids, mask, max_new_tokens=9, **kwargs, **gen())
         assert torch.equal(fast, plain)
     first = packed_weights(model)
     assert packed_weights(model) is first
@@ -317,10 +404,22 @@ def test_packed_steps_equal_the_model_blocks(ff):
     assert torch.equal(packed_weights(model).lm_head, model.lm_head.weight.t())
 
 
+def test_fast_step_uses_chapter_02_attention(monkeypatch):
+    import t5edu.fast_generate as fast_generate
+
+    model = tiny(7)
+    ids, mask = batch()
+    calls = []
+    original = fast_generate.attention
+    monkeypatch.setattr(fast_generate, "attention", lambda *args: calls.append(1) or original(*args))
+    generate(model, ids, mask, max_new_tokens=3, min_new_tokens=3, fast=True)
+    assert len(calls) == 3 * 2 * model.config.num_decoder_layers  # self + cross, per block, per step
+
+
 @pytest.mark.parametrize("parts", [1, 2, 3, 4])
 @pytest.mark.parametrize("rows", [1, 4])
 def test_column_blocks_product_equals_linear(parts, rows):
-    from t5edu.generate import column_blocks, product
+    from t5edu.fast_generate import column_blocks, product
 
     torch.manual_seed(parts)
     weight, x = torch.randn(12, 5), torch.randn(rows, 5)
@@ -331,8 +430,8 @@ def test_column_blocks_product_equals_linear(parts, rows):
     assert column_blocks(torch.randn(10, 5), 4).shape == (5, 10)  # 4 does not divide 10: plain
 
 
-def test_packed_step_uses_blocks_and_matches_plain_with_one_thread():
-    from t5edu.generate import generate, packed_weights
+def test_fast_step_uses_blocks_and_matches_plain_with_one_thread():
+    from t5edu.fast_generate import packed_weights
 
     torch.manual_seed(0)
     model = T5(T5Config.preset("t5-tiny", vocab_size=300, dropout_rate=0.0)).eval()
@@ -343,8 +442,8 @@ def test_packed_step_uses_blocks_and_matches_plain_with_one_thread():
         for n in (1, 2):
             torch.set_num_threads(n)
             assert packed_weights(model).lm_head.dim() == (2 if n == 1 else 3)
-            outputs[n] = generate(model, ids, num_beams=3, max_new_tokens=8)
+            outputs[n] = generate(model, ids, num_beams=3, max_new_tokens=8, fast=True)
         assert torch.equal(outputs[1], outputs[2])
-        assert torch.equal(outputs[1], generate(model, ids, num_beams=3, max_new_tokens=8, packed=False))
+        assert torch.equal(outputs[1], generate(model, ids, num_beams=3, max_new_tokens=8))
     finally:
         torch.set_num_threads(threads)

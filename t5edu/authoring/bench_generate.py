@@ -69,7 +69,7 @@ def run_generate_bench(preset="t5-small", input_tokens=32, new_tokens=20, beams=
 
     import torch
 
-    from t5edu.authoring.bench import matrix_product_seconds
+    from t5edu.authoring.bench_common import matrix_product_seconds
     from t5edu.encoder import T5Config
     from t5edu.generate import generate
     from t5edu.model import T5
@@ -79,7 +79,7 @@ def run_generate_bench(preset="t5-small", input_tokens=32, new_tokens=20, beams=
     model = T5(T5Config.preset(preset, **overrides)).eval()
     hf = None
     if with_hf:
-        from t5edu.authoring.bench import _hf_available, _hf_twin
+        from t5edu.authoring.bench_common import _hf_available, _hf_twin
 
         if _hf_available():
             hf = _hf_twin(model).eval()
