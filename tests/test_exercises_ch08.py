@@ -74,7 +74,8 @@ def reorder_keys_only(cache, parents):
 
 
 CASES = [
-    (ch08.exercise_1, solutions.length_penalised_score, [score_counting_the_start_token, score_without_the_exponent]),
+    (ch08.exercise_1, solutions.length_penalised_score,
+     [score_counting_the_start_token, score_without_the_exponent]),
     (ch08.exercise_2, solutions.banned_next_tokens, [banned_every_ngram_end, banned_suffix_off_by_one]),
     (ch08.exercise_3, solutions.nucleus_filter, [nucleus_stops_before_crossing, nucleus_in_place]),
     (ch08.exercise_4, solutions.reorder_beam_cache, [reorder_without_batch_offset, reorder_cross_too,
