@@ -190,7 +190,8 @@ class DecoderCache:
         for layer in self.layers:
             cached = layer["self"]
             if "k" in cached:
-                cached["k"], cached["v"] = cached["k"].index_select(0, rows), cached["v"].index_select(0, rows)
+                cached["k"] = cached["k"].index_select(0, rows)
+                cached["v"] = cached["v"].index_select(0, rows)
 
 
 def decoder_step(model, cache, tokens):
@@ -202,7 +203,7 @@ def decoder_step(model, cache, tokens):
 
 
 def last_logits(model, encoder_hidden_states, attention_mask, decoder_input_ids):
-    """No cache: run the decoder over the whole prefix -> float32 logits of its last position (rows, vocab)."""
+    """No cache: the decoder over the whole prefix -> float32 logits of its last position (rows, vocab)."""
     logits = model(attention_mask=attention_mask, encoder_hidden_states=encoder_hidden_states,
                    decoder_input_ids=decoder_input_ids).logits
     return logits[:, -1].float()
@@ -318,7 +319,7 @@ print(f"total: no cache {sum(timings['no cache'][1]):.2f} s, cache {sum(timings[
 # %%
 #| export
 def no_repeat_ngram_mask(sequences, ngram_size, vocab_size):
-    """(rows, length) token ids -> bool (rows, vocab_size): True for each token that would repeat an n-gram."""
+    """(rows, length) token ids -> bool (rows, vocab_size): True for each token that repeats an n-gram."""
     rows, length = sequences.shape
     banned = torch.zeros(rows, vocab_size + 1, dtype=torch.bool, device=sequences.device)
     if ngram_size <= 0 or length < ngram_size:
@@ -332,7 +333,7 @@ def no_repeat_ngram_mask(sequences, ngram_size, vocab_size):
 
 
 def constrain_scores(scores, sequences, min_new_tokens=0, no_repeat_ngram_size=0, eos_token_id=1):
-    """Set to -inf the scores (rows, vocab) of tokens the rules forbid after `sequences` (start token included)."""
+    """Set to -inf the scores (rows, vocab) of tokens the rules forbid after `sequences` (start first)."""
     if no_repeat_ngram_size > 0:
         scores = scores.masked_fill(no_repeat_ngram_mask(sequences, no_repeat_ngram_size, scores.shape[-1]),
                                     -math.inf)
@@ -418,13 +419,16 @@ def sample_search(model, encoder_hidden_states, attention_mask, max_new_tokens, 
     device = encoder_hidden_states.device
     sequences = torch.full((rows, 1), config.decoder_start_token_id, dtype=torch.long, device=device)
     unfinished = torch.ones(rows, dtype=torch.bool, device=device)
-    cache = make_cache(model, encoder_hidden_states, attention_mask, 1 + max_new_tokens, fast) if use_cache else None
+    cache = None
+    if use_cache:
+        cache = make_cache(model, encoder_hidden_states, attention_mask, 1 + max_new_tokens, fast)
     for _ in range(max_new_tokens):
         if cache is not None:
             logits = cache.step(sequences[:, -1])
         else:
             logits = last_logits(model, encoder_hidden_states, attention_mask, sequences)
-        scores = constrain_scores(logits, sequences, min_new_tokens, no_repeat_ngram_size, config.eos_token_id)
+        scores = constrain_scores(logits, sequences, min_new_tokens, no_repeat_ngram_size,
+                                  config.eos_token_id)
         if do_sample:
             next_tokens = sample_next(scores, temperature, top_k, top_p, generator)
         else:
@@ -524,7 +528,7 @@ NEG = -1.0e9  # "minus infinity" that stays finite in sums, as in Hugging Face's
 
 
 def hypothesis_score(sum_logprobs, num_generated, length_penalty=1.0):
-    """The score of a finished hypothesis: sum of log-probs / (generated tokens incl. EOS) ** length_penalty."""
+    """A finished hypothesis's score: sum of log-probs / (generated tokens incl. EOS) ** length_penalty."""
     return sum_logprobs / (num_generated ** length_penalty)
 
 
@@ -535,9 +539,9 @@ def _gather(tensor, index):
     return torch.take_along_dim(tensor, index, dim=1)
 
 
-def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, num_beams, *, length_penalty=1.0,
-                early_stopping=False, num_return_sequences=1, min_new_tokens=0, no_repeat_ngram_size=0,
-                use_cache=True, fast=False, trace=None):
+def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, num_beams, *,
+                length_penalty=1.0, early_stopping=False, num_return_sequences=1, min_new_tokens=0,
+                no_repeat_ngram_size=0, use_cache=True, fast=False, trace=None):
     """Beam search with Hugging Face's semantics -> (sequences, scores).
 
     sequences: (batch * num_return_sequences, 1 + longest) ids, best first per input, pad after EOS;
@@ -573,7 +577,8 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
             logits = cache.step(flat[:, -1])
         else:
             logits = last_logits(model, encoder_hidden_states, attention_mask, flat)
-        log_probs = constrain_scores(F.log_softmax(logits, dim=-1), flat, min_new_tokens, no_repeat_ngram_size, eos)
+        log_probs = constrain_scores(F.log_softmax(logits, dim=-1), flat, min_new_tokens,
+                                     no_repeat_ngram_size, eos)
         vocab = log_probs.shape[-1]
         log_probs = (log_probs.view(batch, num_beams, vocab) + running_scores[:, :, None]).view(batch, -1)
 
@@ -592,7 +597,7 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
 
         # finished candidates among the first num_beams may enter the pool
         entering = ends & first_beams[None, :]
-        pool_scores = cand_scores / (cur_len ** length_penalty)  # cur_len = generated tokens incl. the new one
+        pool_scores = cand_scores / (cur_len ** length_penalty)  # cur_len: generated tokens incl. the new one
         pool_scores += (is_finished.all(-1, keepdim=True) & (early_stopping is True)).to(torch.float32) * NEG
         pool_scores += (~improvable).to(torch.float32) * NEG
         pool_scores += (~entering) * NEG
@@ -600,8 +605,8 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
         best = torch.topk(merged_scores, num_beams)[1]
         finished = _gather(torch.cat([finished, candidates], dim=1), best)
         finished_scores = _gather(merged_scores, best)
-        finished_lengths = _gather(torch.cat([finished_lengths, torch.full_like(ends, cur_len, dtype=torch.long)],
-                                             dim=1), best)
+        new_lengths = torch.full_like(ends, cur_len, dtype=torch.long)
+        finished_lengths = _gather(torch.cat([finished_lengths, new_lengths], dim=1), best)
         is_finished = _gather(torch.cat([is_finished, entering], dim=1), best)
         if trace is not None:
             trace.append(dict(step=cur_len, tokens=candidates[:, :, cur_len].clone(), parents=parents.clone(),
@@ -613,10 +618,8 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
         cur_len += 1
 
         # can any input still improve its pool?
-        if early_stopping == "never" and length_penalty > 0.0:
-            best_length = max_length - 1
-        else:
-            best_length = cur_len - 1
+        never = early_stopping == "never" and length_penalty > 0.0
+        best_length = max_length - 1 if never else cur_len - 1
         best_running = running_scores[:, :1] / (best_length ** length_penalty)
         worst_finished = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True)[0], NEG)
         improvable = improvable & (best_running > worst_finished).any(-1, keepdim=True)
@@ -906,9 +909,9 @@ def check_inputs(input_ids, attention_mask):
         raise ValueError(f"input_ids is empty, shape {tuple(input_ids.shape)}: nothing to generate from")
     if attention_mask is not None and (not isinstance(attention_mask, torch.Tensor)
                                        or attention_mask.shape != input_ids.shape):
-        shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask)
-        raise ValueError(f"attention_mask has shape {shape} but input_ids has shape {tuple(input_ids.shape)}: "
-                         "they must be the same (batch, length)")
+        shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else "(not a tensor)"
+        raise ValueError(f"attention_mask has shape {shape} but input_ids has shape "
+                         f"{tuple(input_ids.shape)}: they must be the same (batch, length)")
 
 
 def check_generate_args(max_new_tokens, max_length, num_beams, early_stopping, num_return_sequences,
@@ -919,7 +922,8 @@ def check_generate_args(max_new_tokens, max_length, num_beams, early_stopping, n
     if max_new_tokens is not None and (not _is_int(max_new_tokens) or max_new_tokens < 0):
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
     if max_length is not None and (not _is_int(max_length) or max_length < 1):
-        raise ValueError(f"max_length must be an integer >= 1 (it counts the start token), got {max_length!r}")
+        raise ValueError(f"max_length must be an integer >= 1 (it counts the start token), "
+                         f"got {max_length!r}")
     if not _is_int(num_return_sequences) or num_return_sequences < 1:
         raise ValueError(f"num_return_sequences must be an integer >= 1, got {num_return_sequences!r}")
     if not do_sample and num_return_sequences > num_beams:
@@ -950,16 +954,16 @@ def check_generate_args(max_new_tokens, max_length, num_beams, early_stopping, n
 def fast_path_allowed(fast, device):
     """Whether generate(fast=True) may use the fast path on `device`: on the CPU only; elsewhere a warning."""
     if fast and torch.device(device).type != "cpu":
-        warnings.warn(f"generate(fast=True) is a CPU path, measured no faster on {torch.device(device).type}: "
-                      "using the default path", stacklevel=3)
+        warnings.warn(f"generate(fast=True) is a CPU path, measured no faster on "
+                      f"{torch.device(device).type}: using the default path", stacklevel=3)
         return False
     return bool(fast)
 
 
 def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_length=None, num_beams=1,
-             length_penalty=1.0, early_stopping=False, num_return_sequences=1, do_sample=False, temperature=1.0,
-             top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0, generator=None,
-             output_scores=False, *, use_cache=True, fast=False):
+             length_penalty=1.0, early_stopping=False, num_return_sequences=1, do_sample=False,
+             temperature=1.0, top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0,
+             generator=None, output_scores=False, *, use_cache=True, fast=False):
     """Generate output token ids for `input_ids` (batch, length) with a T5 model.
 
     Greedy by default; `num_beams > 1` for beam search; `do_sample=True` for sampling (temperature,
@@ -974,8 +978,9 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_len
     for the CPU only: on another device, where it measured no gain, it warns and uses the default path.
     """
     check_inputs(input_ids, attention_mask)
-    new_tokens = check_generate_args(max_new_tokens, max_length, num_beams, early_stopping, num_return_sequences,
-                                     do_sample, temperature, top_k, top_p, min_new_tokens, no_repeat_ngram_size)
+    new_tokens = check_generate_args(max_new_tokens, max_length, num_beams, early_stopping,
+                                     num_return_sequences, do_sample, temperature, top_k, top_p,
+                                     min_new_tokens, no_repeat_ngram_size)
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     config = model.config
     fast = fast_path_allowed(fast, input_ids.device)
@@ -997,15 +1002,16 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_len
                     attention_mask = attention_mask.repeat_interleave(num_return_sequences, dim=0)
                 sequences = sample_search(model, encoded, attention_mask, new_tokens, do_sample=do_sample,
                                           temperature=temperature, top_k=top_k, top_p=top_p,
-                                          min_new_tokens=min_new_tokens, no_repeat_ngram_size=no_repeat_ngram_size,
-                                          generator=generator, use_cache=use_cache, fast=fast)
+                                          min_new_tokens=min_new_tokens,
+                                          no_repeat_ngram_size=no_repeat_ngram_size, generator=generator,
+                                          use_cache=use_cache, fast=fast)
             else:
                 sequences, scores = beam_search(model, encoded, attention_mask, new_tokens, num_beams,
                                                 length_penalty=length_penalty, early_stopping=early_stopping,
                                                 num_return_sequences=num_return_sequences,
                                                 min_new_tokens=min_new_tokens,
-                                                no_repeat_ngram_size=no_repeat_ngram_size, use_cache=use_cache,
-                                                fast=fast)
+                                                no_repeat_ngram_size=no_repeat_ngram_size,
+                                                use_cache=use_cache, fast=fast)
     finally:
         model.train(was_training)
     return GenerateOutput(sequences, scores) if output_scores else sequences
@@ -1175,7 +1181,9 @@ class FastCache(DecoderCache):
             layer["cross"]["k"] = split_heads(cross.k(encoder_hidden_states), cross.num_heads)
             layer["cross"]["v"] = split_heads(cross.v(encoder_hidden_states), cross.num_heads)
         self.cross_bias = None if self.attention_mask is None else padding_bias(self.attention_mask, dtype)
-        self.position_bias = _as(model.decoder.self_attention_bias(max_length, 0), dtype) if max_length else None
+        self.position_bias = None
+        if max_length:
+            self.position_bias = _as(model.decoder.self_attention_bias(max_length, 0), dtype)
 
     def self_bias(self, position):
         """(1, H, 1, position + 1): the bias of query `position` against keys 0 … position."""
@@ -1215,7 +1223,8 @@ def fast_step(model, cache, tokens):
         hidden = clamp_fp16(hidden + product(_attend(q, k, v, self_bias), w["o"]))
         q = product(w["norm1"](hidden), w["cross_q"]).view(rows, heads, 1, d_kv)
         cross = layer["cross"]
-        hidden = clamp_fp16(hidden + product(_attend(q, cross["k"], cross["v"], cache.cross_bias), w["cross_o"]))
+        attended = _attend(q, cross["k"], cross["v"], cache.cross_bias)
+        hidden = clamp_fp16(hidden + product(attended, w["cross_o"]))
         inner = product(w["norm2"](hidden), w["wi"])
         if w["gated"]:
             gate, linear = inner.chunk(2, dim=-1)

@@ -92,7 +92,9 @@ class FastCache(DecoderCache):
             layer["cross"]["k"] = split_heads(cross.k(encoder_hidden_states), cross.num_heads)
             layer["cross"]["v"] = split_heads(cross.v(encoder_hidden_states), cross.num_heads)
         self.cross_bias = None if self.attention_mask is None else padding_bias(self.attention_mask, dtype)
-        self.position_bias = _as(model.decoder.self_attention_bias(max_length, 0), dtype) if max_length else None
+        self.position_bias = None
+        if max_length:
+            self.position_bias = _as(model.decoder.self_attention_bias(max_length, 0), dtype)
 
     def self_bias(self, position):
         """(1, H, 1, position + 1): the bias of query `position` against keys 0 … position."""
@@ -132,7 +134,8 @@ def fast_step(model, cache, tokens):
         hidden = clamp_fp16(hidden + product(_attend(q, k, v, self_bias), w["o"]))
         q = product(w["norm1"](hidden), w["cross_q"]).view(rows, heads, 1, d_kv)
         cross = layer["cross"]
-        hidden = clamp_fp16(hidden + product(_attend(q, cross["k"], cross["v"], cache.cross_bias), w["cross_o"]))
+        attended = _attend(q, cross["k"], cross["v"], cache.cross_bias)
+        hidden = clamp_fp16(hidden + product(attended, w["cross_o"]))
         inner = product(w["norm2"](hidden), w["wi"])
         if w["gated"]:
             gate, linear = inner.chunk(2, dim=-1)
