@@ -623,6 +623,39 @@ def tokenize_dataset(dataset, tokenizer, max_input_length=None, max_target_lengt
               f"and {n_targets} targets to {max_target_length} ids")
     return mapped.remove_columns(["_cut"])
 
+# %% [markdown]
+# The training loop of Chapter 07 takes plain Python lists rather than a `Dataset`. `featurize` does
+# the same encoding for a list of `{"inputs", "targets"}` rows — the same ids, the same cut that keeps
+# `</s>` last — and returns a list of `{"input_ids", "labels"}`.
+
+# %%
+#| export
+def _truncate(ids, limit, eos_id):
+    """`ids` cut to `limit` ids, keeping EOS last (no limit: None)."""
+    if limit is not None and len(ids) > limit:
+        return ids[: limit - 1] + [eos_id]
+    return ids
+
+
+def featurize(rows, tokenizer, max_input_length=None, max_target_length=None):
+    """Token ids for the training loop: a list of {"input_ids", "labels"} (both ending with </s>) from
+    rows {"inputs", "targets"} (a list of dicts or a Dataset); longer sequences are cut, keeping </s>."""
+    for name, limit in (("max_input_length", max_input_length), ("max_target_length", max_target_length)):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {limit!r}")
+    features = []
+    for i, row in enumerate(rows):
+        for key in ("inputs", "targets"):
+            if not isinstance(row.get(key), str):
+                raise DataError(f"row {i} has no {key!r} text (it has {sorted(row)}); featurize needs "
+                                "rows with 'inputs' and 'targets' strings")
+        features.append({
+            "input_ids": _truncate(tokenizer.encode(row["inputs"]), max_input_length, tokenizer.eos_id),
+            "labels": _truncate(tokenizer.encode(row["targets"]), max_target_length, tokenizer.eos_id),
+        })
+    return features
+
+
 # %%
 train_ids = tokenize_dataset(train, tok)
 print(train_ids)
@@ -640,6 +673,8 @@ assert all(tok.decode(r["input_ids"]) == r["inputs"] and tok.decode(r["labels"])
            for r in train_ids.select(range(200)))
 assert all(r["input_ids"][-1] == tok.eos_id and r["labels"][-1] == tok.eos_id for r in train_ids)
 assert max(len(x) for x in cnn["input_ids"]) == 64 and all(x[-1] == tok.eos_id for x in cnn["input_ids"])
+features = featurize(list(cnn), tok, max_input_length=64, max_target_length=16)
+assert features == [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in cnn]
 
 # %% [markdown]
 # How long are the sequences? Inputs of the mixture have at most 9 ids and targets at most 5: tiny

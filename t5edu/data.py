@@ -352,7 +352,34 @@ def tokenize_dataset(dataset, tokenizer, max_input_length=None, max_target_lengt
     return mapped.remove_columns(["_cut"])
 
 
-# §6.6 Batches: dynamic padding, labels and `shift_right` — chapters/06_data.ipynb, cell 39
+# §6.5 Tokenizing with a batched `map` — chapters/06_data.ipynb, cell 34
+def _truncate(ids, limit, eos_id):
+    """`ids` cut to `limit` ids, keeping EOS last (no limit: None)."""
+    if limit is not None and len(ids) > limit:
+        return ids[: limit - 1] + [eos_id]
+    return ids
+
+
+def featurize(rows, tokenizer, max_input_length=None, max_target_length=None):
+    """Token ids for the training loop: a list of {"input_ids", "labels"} (both ending with </s>) from
+    rows {"inputs", "targets"} (a list of dicts or a Dataset); longer sequences are cut, keeping </s>."""
+    for name, limit in (("max_input_length", max_input_length), ("max_target_length", max_target_length)):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {limit!r}")
+    features = []
+    for i, row in enumerate(rows):
+        for key in ("inputs", "targets"):
+            if not isinstance(row.get(key), str):
+                raise DataError(f"row {i} has no {key!r} text (it has {sorted(row)}); featurize needs "
+                                "rows with 'inputs' and 'targets' strings")
+        features.append({
+            "input_ids": _truncate(tokenizer.encode(row["inputs"]), max_input_length, tokenizer.eos_id),
+            "labels": _truncate(tokenizer.encode(row["targets"]), max_target_length, tokenizer.eos_id),
+        })
+    return features
+
+
+# §6.6 Batches: dynamic padding, labels and `shift_right` — chapters/06_data.ipynb, cell 41
 class TextToTextCollator:
     """Collate rows with `input_ids` and `labels` (lists of ids) into a padded batch of tensors.
 
@@ -419,7 +446,7 @@ def make_loader(dataset, batch_size, shuffle=True, seed=0, collator=None, drop_l
                                        collate_fn=collator or TextToTextCollator(), drop_last=drop_last)
 
 
-# §6.7 Span corruption: how many raw tokens make one example? — chapters/06_data.ipynb, cell 44
+# §6.7 Span corruption: how many raw tokens make one example? — chapters/06_data.ipynb, cell 46
 def compute_input_and_target_lengths(inputs_length=512, noise_density=0.15, mean_noise_span_length=3.0):
     """(raw tokens per example, target length) such that span corruption gives `inputs_length` ids.
 
@@ -442,7 +469,7 @@ def compute_input_and_target_lengths(inputs_length=512, noise_density=0.15, mean
     return tokens_length, targets_length
 
 
-# §6.8 The noise mask — chapters/06_data.ipynb, cell 49
+# §6.8 The noise mask — chapters/06_data.ipynb, cell 51
 def _random_segmentation(num_items, num_segments, rng):
     """Lengths of a random split of `num_items` items into `num_segments` non-empty segments.
 
@@ -493,7 +520,7 @@ def random_spans_noise_mask(length, noise_density=0.15, mean_noise_span_length=3
     return is_noise[:orig_length]
 
 
-# §6.9 Sentinels, inputs and targets — chapters/06_data.ipynb, cell 56
+# §6.9 Sentinels, inputs and targets — chapters/06_data.ipynb, cell 58
 def noise_span_to_unique_sentinel(tokens, noise_mask, first_sentinel_id):
     """Replace each noise span of `tokens` by one sentinel, dropping the span's other tokens.
 
@@ -565,7 +592,7 @@ def reconstruct(inputs, targets, first_sentinel_id, eos_id=1, num_sentinels=100)
     return out
 
 
-# §6.10 A pre-training dataset — chapters/06_data.ipynb, cell 64
+# §6.10 A pre-training dataset — chapters/06_data.ipynb, cell 66
 def span_corruption_dataset(dataset, tokenizer, inputs_length=128, noise_density=0.15,
                             mean_noise_span_length=3.0, seed=0, text_column="text", batch_size=1000):
     """Pre-training rows (`input_ids`, `labels`) from documents, as T5 builds them.
@@ -620,6 +647,7 @@ __all__ = [
     'TextToTextCollator',
     'collate_fn',
     'compute_input_and_target_lengths',
+    'featurize',
     'is_heldout',
     'load_task',
     'make_loader',

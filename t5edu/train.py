@@ -5,23 +5,30 @@
 
 # §Chapter 07 — Training — chapters/07_train.ipynb, cell 2
 import contextlib
+import functools
 import json
 import math
 import os
-import random
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from t5edu.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+    unwrap,
+)
+from t5edu.files import atomic_write
 
 
-# §7.1 Where to train: device and precision — chapters/07_train.ipynb, cell 5
+# §7.1 Where to train: device and precision — chapters/07_train.ipynb, cell 7
 def pick_device(prefer=None):
     """The best device available: CUDA, then Apple's MPS, then the CPU (or `prefer`, if given)."""
     if prefer:
@@ -52,7 +59,7 @@ def enable_tf32():
     torch.backends.cudnn.allow_tf32 = True
 
 
-# §7.2 The loss: cross-entropy on the target tokens — chapters/07_train.ipynb, cell 8
+# §7.2 The loss: cross-entropy on the target tokens — chapters/07_train.ipynb, cell 12
 IGNORE_INDEX = -100
 
 
@@ -66,7 +73,7 @@ def token_loss_sum(logits, labels):
     return loss, int((labels != IGNORE_INDEX).sum())
 
 
-# §7.4 Optimizers: AdamW and Adafactor — chapters/07_train.ipynb, cell 14
+# §7.4 Optimizers: AdamW and Adafactor — chapters/07_train.ipynb, cell 18
 def make_optimizer(model, name="adamw", lr=1e-3, weight_decay=0.0):
     """AdamW or Adafactor over the model's parameters; weight decay only on matrices (not on norm scales)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -82,10 +89,10 @@ def make_optimizer(model, name="adamw", lr=1e-3, weight_decay=0.0):
     raise ValueError(f"unknown optimizer {name!r}: use 'adamw' or 'adafactor'")
 
 
-# §7.5 Learning-rate schedules — chapters/07_train.ipynb, cell 18
+# §7.5 Learning-rate schedules — chapters/07_train.ipynb, cell 22
 @dataclass
 class Schedule:
-    """The learning-rate multiplier after `step` optimizer steps (used with `torch.optim.lr_scheduler.LambdaLR`).
+    """The learning-rate multiplier after `step` optimizer steps (for `torch.optim.lr_scheduler.LambdaLR`).
 
     kind: "inverse_sqrt" (T5), "linear", "cosine" or "constant"; all warm up linearly over `warmup` steps.
     A dataclass, not a lambda, so that the scheduler's state_dict can save it."""
@@ -113,24 +120,33 @@ class Schedule:
 
 
 def make_scheduler(optimizer, kind="inverse_sqrt", warmup=100, total=1000, final_ratio=0.0):
+    """A LambdaLR scheduler following `Schedule(kind, warmup, total, final_ratio)` times each group's lr."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, Schedule(kind, warmup, total, final_ratio))
 
 
-# §7.6 One training step: accumulation and clipping — chapters/07_train.ipynb, cell 22
+# §7.6 One training step: accumulation and clipping — chapters/07_train.ipynb, cell 29
+def _count_tokens(micro_batches, world_size):
+    """Target tokens in the global batch: this process's micro-batches, summed over processes."""
+    device = micro_batches[0]["labels"].device
+    n = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in micro_batches)
+    n_tokens = torch.tensor(float(n), device=device)
+    if world_size > 1:
+        dist.all_reduce(n_tokens)
+    return n_tokens
+
+
 def train_step(model, micro_batches, optimizer, scheduler=None, *, clip_norm=1.0, autocast=None,
                world_size=1):
     """One optimizer step over `micro_batches` (this process's share of one global batch).
 
     The loss is normalised once, by the number of target tokens in the *whole* global batch, so that
     accumulating k micro-batches, or splitting the batch over n processes, gives the same gradient as
-    one big batch. Returns the batch's mean loss per token, its token count and the gradient norm."""
+    one big batch. Returns the batch's mean loss per token, its token count and the gradient norm.
+    Raises FloatingPointError, before the optimizer changes anything, if the loss or the gradient
+    is not finite."""
     autocast = autocast or contextlib.nullcontext
-    device = micro_batches[0]["labels"].device
-    n_tokens = torch.tensor(float(sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in micro_batches)),
-                            device=device)
-    if world_size > 1:
-        dist.all_reduce(n_tokens)  # tokens in the global batch, summed over processes
-    total = torch.zeros((), device=device)
+    n_tokens = _count_tokens(micro_batches, world_size)
+    total = torch.zeros((), device=n_tokens.device)
     for i, batch in enumerate(micro_batches):
         last = i == len(micro_batches) - 1
         # DDP all-reduces gradients on every backward; between micro-batches there is no need.
@@ -146,21 +162,24 @@ def train_step(model, micro_batches, optimizer, scheduler=None, *, clip_norm=1.0
     if world_size > 1:
         dist.all_reduce(total)
     params = [p for p in model.parameters() if p.grad is not None]
-    if clip_norm:
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip_norm)
+    if clip_norm:  # the norm before clipping
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip_norm))
     else:
-        grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        grad_norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])))
+    loss = (total / n_tokens).item()
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        optimizer.zero_grad(set_to_none=True)
+        raise FloatingPointError(f"the loss is {loss} and the gradient norm {grad_norm}")
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return {"loss": (total / n_tokens).item(), "target_tokens": int(n_tokens.item()),
-            "grad_norm": float(grad_norm)}
+    return {"loss": loss, "target_tokens": int(n_tokens.item()), "grad_norm": grad_norm}
 
 
-# §7.7 Data order you can resume — chapters/07_train.ipynb, cell 26
+# §7.7 Data order you can resume — chapters/07_train.ipynb, cell 35
 def epoch_order(num_examples, seed, epoch):
-    """The shuffled order of one epoch: a function of (seed, epoch) only, so it can be recomputed on resume."""
+    """The shuffled order of one epoch: a function of (seed, epoch) only, so resuming can recompute it."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(num_examples, generator=g).tolist()
 
@@ -193,273 +212,7 @@ def shard(rows, rank, world_size):
     return rows[rank * per:(rank + 1) * per]
 
 
-# §7.8 Checkpoints that survive a crash — chapters/07_train.ipynb, cell 30
-def rng_state():
-    """Every random number generator the loop touches, in a form torch.load(weights_only=True) accepts."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def set_rng_state(state):
-    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-# §7.8 Checkpoints that survive a crash — chapters/07_train.ipynb, cell 31
-def _fsync(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path, text):
-    """Write a small file so that readers see the old content or the new, never a mix."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync(path.parent)
-
-
-def save_weights(model, directory):
-    """config.json + model.safetensors via the model's save_pretrained, or the bare weights."""
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
-    if hasattr(model, "save_pretrained"):
-        model.save_pretrained(directory)
-    else:
-        from safetensors.torch import save_model
-
-        save_model(model, str(Path(directory) / "model.safetensors"))
-
-
-def load_weights(model, directory):
-    """Load model.safetensors into `model` in place (the optimizer keeps pointing at the same tensors)."""
-    from safetensors.torch import load_file, load_model
-
-    model = getattr(model, "module", model)
-    model = getattr(model, "_orig_mod", model)
-    file = str(Path(directory) / "model.safetensors")
-    if hasattr(model, "load_checkpoint_state"):  # t5edu.T5: knows its tied embeddings
-        model.load_checkpoint_state(load_file(file))
-    else:
-        load_model(model, file, strict=True)
-
-
-CHECKPOINT_PREFIX = "checkpoint-"
-
-
-def save_checkpoint(out_dir, step, model, optimizer=None, scheduler=None, extra=None, keep=2):
-    """Write checkpoint-STEP/ into `out_dir` atomically and point the file `latest` at it.
-
-    Everything goes into a fresh temporary directory next to its final place, is fsynced, and only
-    then renamed; a crash at any moment leaves either the old checkpoint or the new one, complete."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob(f"{CHECKPOINT_PREFIX}*.tmp-*"):  # leftovers of a crash during a write
-        shutil.rmtree(stale, ignore_errors=True)
-    final = out_dir / f"{CHECKPOINT_PREFIX}{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp-", dir=out_dir))
-    try:
-        save_weights(model, tmp)
-        state = {"step": step, "rng": rng_state(), **(extra or {})}
-        if optimizer is not None:
-            state["optimizer"] = optimizer.state_dict()
-        if scheduler is not None:
-            state["scheduler"] = scheduler.state_dict()
-        torch.save(state, tmp / "state.pt")
-        for f in tmp.iterdir():
-            _fsync(f)
-        _fsync(tmp)
-        if final.exists():  # the same step saved again: move the old copy aside first
-            old = out_dir / f"{final.name}.tmp-old"
-            os.replace(final, old)
-            shutil.rmtree(old)
-        os.replace(tmp, final)  # the atomic moment
-        _fsync(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    atomic_write_text(out_dir / "latest", final.name + "\n")
-    if keep:
-        for old in list_checkpoints(out_dir)[:-keep]:
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def list_checkpoints(out_dir):
-    """Complete checkpoint directories, oldest first (a directory is complete once it holds state.pt)."""
-    found = [p for p in Path(out_dir).glob(f"{CHECKPOINT_PREFIX}*")
-             if p.is_dir() and ".tmp-" not in p.name and (p / "state.pt").exists()]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
-
-
-def latest_checkpoint(out_dir):
-    """The checkpoint `latest` names, or the newest complete one if that file is missing or stale."""
-    out_dir = Path(out_dir)
-    pointer = out_dir / "latest"
-    if pointer.exists():
-        named = out_dir / pointer.read_text().strip()
-        if named.is_dir() and (named / "state.pt").exists():
-            return named
-    found = list_checkpoints(out_dir)
-    return found[-1] if found else None
-
-
-def load_checkpoint(path, model, optimizer=None, scheduler=None, restore_rng=True):
-    """Load a checkpoint into existing objects; returns the saved state (step, position, ...)."""
-    path = Path(path)
-    load_weights(model, path)
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    if restore_rng:
-        set_rng_state(state["rng"])
-    return state
-
-
-# §7.9 Greedy decoding and evaluation — chapters/07_train.ipynb, cell 36
-@torch.no_grad()
-def greedy_decode(model, input_ids, attention_mask=None, max_new_tokens=32, *, start_id=None, eos_id=None,
-                  pad_id=None):
-    """Generate up to `max_new_tokens` tokens per row, always taking the most likely next token.
-
-    Returns the generated ids (without the decoder start token); a row that has produced EOS is padded
-    with `pad_id` afterwards. The encoder runs once; if the model offers a key/value cache
-    (`model.decoder.new_cache()`), each step feeds only the newest token, else the whole prefix.
-    Chapter 08 explains the cache and adds beam search and sampling."""
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    config = getattr(model, "config", None)
-    start_id = getattr(config, "decoder_start_token_id", 0) if start_id is None else start_id
-    eos_id = getattr(config, "eos_token_id", 1) if eos_id is None else eos_id
-    pad_id = getattr(config, "pad_token_id", 0) if pad_id is None else pad_id
-    if attention_mask is None:
-        attention_mask = (input_ids != pad_id).long()
-    was_training = model.training
-    model.eval()
-    rows = input_ids.size(0)
-    out = torch.full((rows, 1), start_id, dtype=torch.long, device=input_ids.device)
-    done = torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
-    encoded = model.encode(input_ids, attention_mask) if hasattr(model, "encode") else None
-    decoder = getattr(model, "decoder", None)
-    cache = decoder.new_cache() if encoded is not None and hasattr(decoder, "new_cache") else None
-    for _ in range(max_new_tokens):
-        if encoded is None:
-            logits = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=out).logits
-        else:
-            logits = model(attention_mask=attention_mask, encoder_hidden_states=encoded, cache=cache,
-                           decoder_input_ids=out[:, -1:] if cache is not None else out).logits
-        next_id = logits[:, -1].argmax(-1)
-        next_id = torch.where(done, torch.full_like(next_id, pad_id), next_id)
-        out = torch.cat([out, next_id[:, None]], dim=1)
-        done |= next_id == eos_id
-        if done.all():
-            break
-    model.train(was_training)
-    return out[:, 1:]
-
-
-# §7.9 Greedy decoding and evaluation — chapters/07_train.ipynb, cell 37
-def normalize_answer(text):
-    return " ".join(text.strip().split())
-
-
-def exact_match(predictions, references):
-    """The fraction of predictions equal to their reference (after collapsing whitespace)."""
-    if not references:
-        return 0.0
-    return sum(normalize_answer(p) == normalize_answer(r) for p, r in zip(predictions, references)) / len(references)
-
-
-def rouge_l(predictions, references):
-    """Mean ROUGE-L F1 (Google's rouge-score package, with stemming), as used for summarization."""
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    scores = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)]
-    return sum(scores) / max(len(scores), 1)
-
-
-def bleu(predictions, references):
-    """Corpus BLEU (sacrebleu), as used for translation."""
-    import sacrebleu
-
-    return sacrebleu.corpus_bleu(list(predictions), [list(references)]).score
-
-
-def generate_texts(model, tokenizer, inputs, *, batch_size=64, max_new_tokens=32, device=None):
-    """Greedy outputs for a list of input strings, batched by length."""
-    device = device or next(getattr(model, "module", model).parameters()).device
-    encoded = [tokenizer.encode(text) for text in inputs]
-    order = sorted(range(len(inputs)), key=lambda i: len(encoded[i]))
-    outputs = [None] * len(inputs)
-    for k in range(0, len(order), batch_size):
-        chunk = order[k:k + batch_size]
-        width = max(len(encoded[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), tokenizer.pad_id, dtype=torch.long)
-        for row, i in enumerate(chunk):
-            ids[row, :len(encoded[i])] = torch.tensor(encoded[i])
-        ids = ids.to(device)
-        generated = greedy_decode(model, ids, (ids != tokenizer.pad_id).long(), max_new_tokens,
-                                  eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
-        for row, i in enumerate(chunk):
-            outputs[i] = tokenizer.decode(_until_eos(generated[row].tolist(), tokenizer.eos_id))
-    return outputs
-
-
-def _until_eos(ids, eos_id):
-    return ids[:ids.index(eos_id)] if eos_id in ids else ids
-
-
-def evaluate(model, tokenizer, examples, *, batch_size=64, max_new_tokens=32, metrics=("exact_match",)):
-    """Score greedy outputs on `examples` (dicts with task/inputs/targets), per task and overall.
-
-    Returns {"exact_match": ..., "per_task": {task: {metric: value}}, "predictions": [...]}."""
-    examples = list(examples)
-    predictions = generate_texts(model, tokenizer, [e["inputs"] for e in examples],
-                                 batch_size=batch_size, max_new_tokens=max_new_tokens)
-    scorers = {"exact_match": exact_match, "rouge_l": rouge_l, "bleu": bleu}
-    per_task = {}
-    for task in sorted({e["task"] for e in examples}):
-        rows = [i for i, e in enumerate(examples) if e["task"] == task]
-        preds, refs = [predictions[i] for i in rows], [examples[i]["targets"] for i in rows]
-        per_task[task] = {m: scorers[m](preds, refs) for m in metrics}
-        per_task[task]["n"] = len(rows)
-    refs = [e["targets"] for e in examples]
-    result = {m: scorers[m](predictions, refs) for m in metrics}
-    result.update(per_task=per_task, predictions=predictions)
-    return result
-
-
-# §7.10 The loop — chapters/07_train.ipynb, cell 41
+# §7.10 The loop — chapters/07_train.ipynb, cell 54
 def init_distributed():
     """(rank, world_size, local_rank) — and the process group, when launched by torchrun.
 
@@ -476,11 +229,11 @@ def init_distributed():
 
 
 def barrier():
+    """Wait for every process (a no-op without a process group)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
 
-# §7.10 The loop — chapters/07_train.ipynb, cell 42
 @dataclass
 class TrainConfig:
     """Everything the loop needs to know besides the model and the data."""
@@ -498,12 +251,14 @@ class TrainConfig:
     save_every: int = 0  # 0: save only at the end
     keep_checkpoints: int = 2
     log_every: int = 10
+    eval_every: int = 0  # call train(..., evaluate=fn) every this many steps (0: never)
     max_seconds: float = 0.0  # a time budget: stop after this many seconds of training (0: none)
     precision: str = "auto"  # "auto" (bf16 on a capable GPU), "bf16", "fp32"
     compile: bool = False
     progress: bool = True  # a tqdm bar on stderr
 
 
+# §7.10 The loop — chapters/07_train.ipynb, cell 55
 def _read_metrics(path, up_to_step):
     """Metrics lines already written, up to a step (a resumed run rewrites what came after)."""
     if not path.exists():
@@ -517,15 +272,28 @@ def _read_metrics(path, up_to_step):
     return rows
 
 
-def train(model, examples, collate, config, out_dir, *, resume=False, device=None):
-    """Train `model` on `examples` (a list of features) and return the metrics history.
+def _start(model, optimizer, scheduler, cfg, out_dir, resume, rank):
+    """(step, position, elapsed, history) to begin with: a checkpoint's when resuming, else zeros.
+    metrics.jsonl is rewritten to hold the history up to that step."""
+    checkpoint = latest_checkpoint(out_dir) if resume else None
+    if not resume and list(out_dir.glob("checkpoint-*")):
+        raise FileExistsError(f"{out_dir} already holds the checkpoints of a run: resume it "
+                              "(resume=True, --resume) or choose another folder")
+    state, history = {"step": 0, "position": 0}, []
+    if checkpoint is None:
+        seed_everything(cfg.seed)
+    else:
+        state = load_checkpoint(checkpoint, model, optimizer, scheduler)  # also restores the RNGs
+        # The schedule's shape comes from this run's config (a resumed run may be given more steps).
+        schedule = Schedule(cfg.schedule, cfg.warmup_steps, cfg.max_steps)
+        scheduler.lr_lambdas = [schedule] * len(optimizer.param_groups)
+        history = _read_metrics(out_dir / "metrics.jsonl", state["step"])
+    if rank == 0:
+        atomic_write(out_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+    return state["step"], state["position"], state.get("elapsed", 0.0), history
 
-    `collate(list_of_features)` pads a list of examples into a dict of tensors with input_ids,
-    attention_mask and labels (-100 on padding). Checkpoints, `metrics.jsonl` and `latest` go to `out_dir`.
-    Run it under torchrun and it trains with DistributedDataParallel, one process per device."""
-    cfg = config
-    out_dir = Path(out_dir)
-    rank, world_size, local_rank = init_distributed()
+
+def _device_for(device, local_rank):
     if device is None:
         device = pick_device()
         if device.type == "cuda":
@@ -533,138 +301,153 @@ def train(model, examples, collate, config, out_dir, *, resume=False, device=Non
     device = torch.device(device)
     if device.type == "cuda":
         enable_tf32()
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    model.to(device)
-    model.train()
-    optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay)
-    scheduler = make_scheduler(optimizer, cfg.schedule, cfg.warmup_steps, cfg.max_steps)
-    step, position, elapsed = 0, 0, 0.0
-    checkpoint = latest_checkpoint(out_dir) if resume else None
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, model, optimizer, scheduler)  # also restores the RNGs
-        step, position, elapsed = state["step"], state["position"], state.get("elapsed", 0.0)
-        # The schedule's shape comes from this run's config (a resumed run may be given more steps).
-        schedule = Schedule(cfg.schedule, cfg.warmup_steps, cfg.max_steps)
-        scheduler.lr_lambdas = [schedule] * len(optimizer.param_groups)
-    else:
-        seed_everything(cfg.seed)
-    metrics_path = out_dir / "metrics.jsonl"
-    history = _read_metrics(metrics_path, step) if checkpoint is not None else []
-    if rank == 0:
-        atomic_write_text(metrics_path, "".join(json.dumps(row) + "\n" for row in history))
+    return device
+
+
+def _wrap(model, cfg, world_size, local_rank, device):
     net = model
     if world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[local_rank] if device.type == "cuda" else None)
-    if cfg.compile:
-        net = torch.compile(net)
-    def autocast():
-        return autocast_for(device, cfg.precision)
+    return torch.compile(net) if cfg.compile else net
 
+
+# §7.10 The loop — chapters/07_train.ipynb, cell 56
+def _aim_at_budget(scheduler, step, start_step, elapsed, start_elapsed, cfg, device, world_size):
+    """With a time budget (max_seconds), decaying schedules end where the time will run out, at the speed
+    so far; returns that step."""
+    per_step = (elapsed - start_elapsed) / max(step - start_step, 1)
+    fit = torch.tensor([step + (cfg.max_seconds - elapsed) / max(per_step, 1e-9)], device=device)
+    if world_size > 1:  # every process must use the same schedule
+        dist.all_reduce(fit, op=dist.ReduceOp.MIN)
+    horizon = int(min(cfg.max_steps, max(step + 1, fit.item())))
+    for schedule in scheduler.lr_lambdas:  # one per parameter group (the same object)
+        schedule.total = horizon
+    return horizon
+
+
+def _all_agree(flag, device, world_size):
+    if world_size > 1:  # every process must agree to stop
+        flag = torch.tensor(float(flag), device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag)
+
+
+class _Window:
+    """Loss, tokens and seconds since the last metrics line."""
+
+    def __init__(self):
+        self.loss, self.steps, self.tokens, self.seconds = 0.0, 0, 0, 0.0
+
+    def add(self, loss, seconds):
+        self.loss, self.steps, self.seconds = self.loss + loss, self.steps + 1, self.seconds + seconds
+
+    def row(self, step, scheduler, stats, elapsed):
+        return {"step": step, "loss": self.loss / max(self.steps, 1), "lr": scheduler.get_last_lr()[0],
+                "grad_norm": stats["grad_norm"], "tokens_per_s": self.tokens / max(self.seconds, 1e-9),
+                "elapsed": elapsed}
+
+
+def _next_micro_batches(batches, examples, collate, cfg, rank, world_size, device, window):
+    micro = []
+    for _ in range(cfg.grad_accum):
+        position, indices = next(batches)
+        batch = collate([examples[i] for i in indices])  # the same padding on every process
+        window.tokens += int(batch["attention_mask"].sum()) + int((batch["labels"] != IGNORE_INDEX).sum())
+        micro.append({k: v.to(device) for k, v in shard(batch, rank, world_size).items()})
+    return micro, position + 1  # the next micro-batch to read
+
+
+def _stopped(step, err, last_saved):
+    kept = f"the last checkpoint is step {last_saved}" if last_saved > 0 else "nothing was saved"
+    return FloatingPointError(f"training stopped at step {step}: {err}; {kept}")
+
+
+def _save(out_dir, step, model, optimizer, scheduler, cfg, position, elapsed, rank, world_size, last_saved):
+    """Checkpoint the run, never with weights that are not finite numbers."""
+    bad = [name for name, p in unwrap(model).named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise _stopped(step, f"{len(bad)} weight tensors are not finite (first {bad[0]})", last_saved)
+    extra = {"position": position, "elapsed": elapsed, "world_size": world_size, "train_config": asdict(cfg)}
+    if rank == 0:
+        save_checkpoint(out_dir, step, model, optimizer, scheduler, extra, keep=cfg.keep_checkpoints)
+    barrier()
+
+
+# §7.10 The loop — chapters/07_train.ipynb, cell 57
+def train(model, examples, collate, config, out_dir, *, resume=False, device=None, evaluate=None):
+    """Train `model` on `examples` (a list of features) and return the metrics history.
+
+    `collate(features)` pads examples into a dict of tensors with input_ids, attention_mask and labels
+    (-100 on padding). Checkpoints, `metrics.jsonl` and `latest` go to `out_dir`. `evaluate(model)`
+    returns numbers added to the metrics every `config.eval_every` steps. Under torchrun: DDP."""
+    cfg, out_dir = config, Path(out_dir)
+    rank, world_size, local_rank = init_distributed()
+    device = _device_for(device, local_rank)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.to(device).train()
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg.schedule, cfg.warmup_steps, cfg.max_steps)
+    step, position, elapsed, history = _start(model, optimizer, scheduler, cfg, out_dir, resume, rank)
+    net = _wrap(model, cfg, world_size, local_rank, device)
+    autocast = functools.partial(autocast_for, device, cfg.precision)
     batches = global_batches(len(examples), cfg.batch_size, cfg.seed, start=position)
-
-    def save():
-        extra = {"position": position, "elapsed": elapsed, "world_size": world_size,
-                 "train_config": asdict(cfg)}
-        if rank == 0:
-            save_checkpoint(out_dir, step, model, optimizer, scheduler, extra, keep=cfg.keep_checkpoints)
-        barrier()
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (cfg.progress and rank == 0),
-               dynamic_ncols=True, desc="train")
-    window = {"loss": 0.0, "steps": 0, "tokens": 0, "seconds": 0.0}
-    last_saved = step if checkpoint is not None else -1
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (cfg.progress and rank == 0), desc="train")
+    window, last_saved = _Window(), step if resume and step else -1
     start_step, start_elapsed, loop_start = step, elapsed, time.perf_counter()
-    with open(metrics_path, "a") if rank == 0 else contextlib.nullcontext() as log:
+    with open(out_dir / "metrics.jsonl", "a") if rank == 0 else contextlib.nullcontext() as log:
         while step < cfg.max_steps:
             t0 = time.perf_counter()
-            micro = []
-            for _ in range(cfg.grad_accum):
-                position, indices = next(batches)
-                batch = collate([examples[i] for i in indices])  # the same padding on every process
-                window["tokens"] += int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
-                micro.append({k: v.to(device) for k, v in shard(batch, rank, world_size).items()})
-            position += 1  # the next micro-batch to read
-            stats = train_step(net, micro, optimizer, scheduler, clip_norm=cfg.clip_norm, autocast=autocast,
-                               world_size=world_size)
+            micro, position = _next_micro_batches(batches, examples, collate, cfg, rank, world_size, device,
+                                                  window)
+            try:
+                stats = train_step(net, micro, optimizer, scheduler, clip_norm=cfg.clip_norm,
+                                   autocast=autocast, world_size=world_size)
+            except FloatingPointError as err:
+                raise _stopped(step + 1, err, last_saved) from None
             step += 1
-            seconds = time.perf_counter() - t0
+            window.add(stats["loss"], time.perf_counter() - t0)
             elapsed = start_elapsed + (time.perf_counter() - loop_start)
-            window["loss"] += stats["loss"]
-            window["steps"] += 1
-            window["seconds"] += seconds
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                row = {"step": step, "loss": window["loss"] / window["steps"],
-                       "lr": scheduler.get_last_lr()[0], "grad_norm": stats["grad_norm"],
-                       "tokens_per_s": window["tokens"] / max(window["seconds"], 1e-9), "elapsed": elapsed}
+            evaluating = bool(evaluate and cfg.eval_every and step % cfg.eval_every == 0)
+            if step % cfg.log_every == 0 or step == cfg.max_steps or evaluating:
+                row = window.row(step, scheduler, stats, elapsed)
+                row.update(evaluate(unwrap(model)) if evaluating else {})
                 history.append(row)
                 if rank == 0:
                     log.write(json.dumps(row) + "\n")
                     log.flush()
-                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}",
-                                tok_s=f"{row['tokens_per_s']:.0f}")
-                window = {"loss": 0.0, "steps": 0, "tokens": 0, "seconds": 0.0}
+                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}")
+                window = _Window()
             bar.update(1)
-            out_of_time = bool(cfg.max_seconds) and elapsed >= cfg.max_seconds
             if cfg.max_seconds and step % cfg.log_every == 0:
-                # A time budget: the decaying schedules aim at the step where the time will run out.
-                per_step = (elapsed - start_elapsed) / (step - start_step)
-                fit = torch.tensor([step + (cfg.max_seconds - elapsed) / per_step], device=device)
-                if world_size > 1:  # every process must use the same schedule
-                    dist.all_reduce(fit, op=dist.ReduceOp.MIN)
-                horizon = int(min(cfg.max_steps, max(step + 1, fit.item())))
-                for schedule in scheduler.lr_lambdas:  # one per parameter group (the same object)
-                    schedule.total = horizon
-                bar.total = horizon
-            if world_size > 1:  # every process must agree to stop
-                flag = torch.tensor(float(out_of_time), device=device)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                out_of_time = bool(flag.item())
+                bar.total = _aim_at_budget(scheduler, step, start_step, elapsed, start_elapsed, cfg, device,
+                                           world_size)
+            out_of_time = _all_agree(bool(cfg.max_seconds) and elapsed >= cfg.max_seconds, device, world_size)
             if cfg.save_every and step % cfg.save_every == 0:
-                save()
+                _save(out_dir, step, model, optimizer, scheduler, cfg, position, elapsed, rank, world_size,
+                      last_saved)
                 last_saved = step
             if out_of_time:
                 break
     bar.close()
     if last_saved != step:
-        save()
+        _save(out_dir, step, model, optimizer, scheduler, cfg, position, elapsed, rank, world_size, last_saved)
     return history
 
 
 __all__ = [
-    'CHECKPOINT_PREFIX',
     'IGNORE_INDEX',
     'Schedule',
     'TrainConfig',
-    'atomic_write_text',
     'autocast_for',
     'barrier',
-    'bleu',
     'enable_tf32',
     'epoch_order',
-    'evaluate',
-    'exact_match',
-    'generate_texts',
     'global_batches',
-    'greedy_decode',
     'init_distributed',
-    'latest_checkpoint',
-    'list_checkpoints',
-    'load_checkpoint',
-    'load_weights',
     'make_optimizer',
     'make_scheduler',
-    'normalize_answer',
     'pick_device',
-    'rng_state',
-    'rouge_l',
-    'save_checkpoint',
-    'save_weights',
-    'seed_everything',
-    'set_rng_state',
     'shard',
     'token_loss_sum',
     'train',

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONHASHSEED": "0",
        "OMP_NUM_THREADS": "1"}
 # dropout off: each process would draw masks for its half of the batch, not for the whole
-ARGS = ["--preset", "tiny", "--max-steps", "6", "--batch-size", "8", "--grad-accum", "2", "--seed", "1",
+ARGS = ["--recipe", "smoke", "--max-steps", "6", "--batch-size", "8", "--grad-accum", "2", "--seed", "1",
         "--no-progress", "--threads", "1", "--dropout", "0"]
 
 def _run(cmd):

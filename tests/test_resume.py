@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
-import pytest
 
 pytestmark = pytest.mark.slow  # `make test-fast` skips this file; `make test` (CI) runs it
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONHASHSEED": "0"}
 STEPS, SAVE_EVERY = 24, 6
 # dropout on: the resumed run must also restore the random generators to draw the same masks
-ARGS = ["--preset", "tiny", "--max-steps", str(STEPS), "--save-every", str(SAVE_EVERY), "--seed", "3",
+ARGS = ["--recipe", "smoke", "--max-steps", str(STEPS), "--save-every", str(SAVE_EVERY), "--seed", "3",
         "--no-progress", "--threads", "1", "--dropout", "0.1"]
 
 def _run(cmd):
@@ -62,5 +62,6 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path):
     for name in a:
         assert torch.equal(a[name], b[name]), name
     assert (tmp_path / "killed" / "latest").read_text().strip() == f"checkpoint-{STEPS:08d}"
-    steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["step"] for line in lines]
     assert steps == list(range(1, STEPS + 1))  # the steps redone after the kill are logged once
