@@ -96,7 +96,7 @@ def test_cached_equals_uncached(model, kwargs):
 
 
 def test_greedy_equals_chapter_07_greedy_decode(model):
-    from t5edu.train import greedy_decode
+    from t5edu.metrics import greedy_decode
 
     ids, mask = batch()
     ours = generate(model, ids, mask, max_new_tokens=12)
