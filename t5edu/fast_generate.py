@@ -3,7 +3,7 @@
 # Imports stay in the notebook cell that needs them, so they are not one sorted block:
 # ruff: noqa: I001
 
-# §8.11 Under the hood: a fast path for the CPU — chapters/08_generate.ipynb, cell 53
+# §8.11 Under the hood: a fast path for the CPU — chapters/08_generate.ipynb, cell 55
 import dataclasses
 import weakref
 
@@ -50,7 +50,7 @@ def product(x, matrix):
     return torch.bmm(x.expand(parts, *x.shape), matrix).transpose(0, 1).reshape(x.shape[0], parts * width)
 
 
-# §8.11 Under the hood: a fast path for the CPU — chapters/08_generate.ipynb, cell 54
+# §8.11 Under the hood: a fast path for the CPU — chapters/08_generate.ipynb, cell 56
 @torch.no_grad()
 def packed_weights(model):
     """Transposed, fused copies of the decoder's weights, in two column blocks per thread; kept per model

@@ -270,7 +270,7 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
     return sequences[:, :1 + longest], scores
 
 
-# §8.10 `generate` — chapters/08_generate.ipynb, cell 47
+# §8.10 `generate` — chapters/08_generate.ipynb, cell 49
 @dataclasses.dataclass
 class GenerateOutput:
     """What generate(..., output_scores=True) returns."""
