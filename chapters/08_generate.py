@@ -731,10 +731,12 @@ if not fixed:
     print("no input here where beam search fixes a greedy mistake: on this model the two mostly agree")
 
 # %% [markdown]
-# The lines above are the honest tally for this model: when the two differ, beam search's answer has the
-# higher log-probability (that is what it searches for), and that is the right answer only when the
-# model's probabilities are right. A well-trained model on short, nearly determined outputs leaves beam
-# search little to fix — which is why the T5 paper decodes most tasks greedily.
+# The honest tally for this model: greedy decoding and beam search give the same answer on every one of
+# these 400 inputs, so there is no greedy mistake for beam search to fix here — the few wrong answers are
+# wrong both ways, because the model itself prefers them. Beam search only finds sequences of higher
+# probability; on short, nearly determined outputs a well-trained model already puts the right answer
+# first, token by token — which is why the T5 paper decodes most tasks greedily and keeps beam search for
+# long outputs (translation, summarization).
 
 # %% [markdown]
 # And the check that matters for the semantics: the same model in Hugging Face's `transformers`
@@ -877,7 +879,8 @@ print("input token each output token attends to most:",
 # %% [markdown]
 # *Figure: cross-attention of the demo model's last decoder block on a `reverse:` input, heads averaged:
 # each row is an output token, each column an input token; the printed line lists, for each output
-# token, the input token it attends to most — compare it with the reversed input.*
+# token, the input token it attends to most: `bread box tree ocean`, the input reversed — an anti-diagonal
+# (the last row is EOS).*
 
 # %% [markdown]
 # ## 8.10 `generate`
