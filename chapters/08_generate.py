@@ -16,17 +16,30 @@
 # %% [markdown]
 # # Chapter 08 — Decoding
 #
+# [← Chapter 07: Training](07_train.ipynb) · [Exercises](../exercises/ch08_generate.ipynb) ·
+# [Chapter 09: Fine-tuning →](09_finetune.ipynb)
+#
 # A trained T5 gives, for a prefix of the output, a probability for every possible next token. This
 # chapter turns that into text: which token to take, how to avoid recomputing the past at every step,
-# and how to search for a better whole sequence than one token at a time allows.
+# and how to search for a better whole sequence than one token at a time allows. We decode with the model
+# that Chapter 07 trained on the synthetic task mixture (copy, reverse, sort, count, add).
 #
 # **What you will build**
-# - greedy decoding, first the slow way, then with a **key/value cache**, and a figure of what the cache saves;
-# - **beam search** with exactly Hugging Face's rules (length penalty, early stopping, n-gram blocking,
-#   several returned sequences), and a figure of the search tree;
+# - greedy decoding, first the slow way, then with a **key/value cache** kept by the model's own attention
+#   modules (Chapters 02–05), and pictures of what the cache saves;
+# - **beam search** with exactly Hugging Face's rules, a picture of one search step, and a tally of where it
+#   beats greedy decoding on held-out inputs (and where it does not);
 # - **sampling** with temperature, top-k and top-p, reproducible with a `torch.Generator`;
 # - `generate(model, input_ids, ...)`, the one function behind `T5.generate`, `t5edu generate` and
-#   `t5edu bench generate`.
+#   `t5edu bench generate` — and, under the hood, an opt-in fast path for the CPU (`fast=True`).
+#
+# **Why T5 does it this way.** The T5 paper (Raffel et al., 2020) decodes greedily — "choosing the
+# highest-probability logit at every timestep" (Section 3.1.2) — for most tasks: their outputs are short
+# and nearly determined by the input. For the long outputs of translation and summarization it uses beam
+# search with 4 beams and a length penalty α = 0.6 (Section 3.7). Sampling is not part of the paper's
+# evaluation; it is the decoding of choice when many outputs are acceptable and variety matters.
+# (The paper's α is the GNMT penalty `((5 + length) / 6) ** α`; Hugging Face's `length_penalty`, which we
+# follow, divides by `length ** α` instead.)
 
 # %%
 #| default_exp generate
@@ -35,77 +48,55 @@
 #| export
 import dataclasses
 import math
-import weakref
+import warnings
 
 import torch
 import torch.nn.functional as F
-
-from t5edu.attention import mask_value, padding_bias, split_heads
-from t5edu.encoder import clamp_fp16
 
 # %%
 import time
 
 import matplotlib.pyplot as plt
 
-from t5edu.encoder import T5Config
+from t5edu.config import T5Config
 from t5edu.model import T5
 
-torch.manual_seed(0)
+_ = torch.manual_seed(0)
 torch.set_num_threads(1)  # small models decode fastest on one thread, and timings are steadier
 
 # %% [markdown]
 # ## 8.1 A model worth decoding
 #
-# Decoding is easiest to watch on a model that has learned *something*. The book's demo model
-# (`t5edu demo`, Chapter 07) may not exist on this machine, so the chapter trains its own in a few
-# seconds: a tiny T5 that **reverses a word**, letter by letter. Its vocabulary is T5's three special
-# tokens followed by the 26 letters; it is half-trained on purpose, so that it is sometimes unsure —
-# which is where the decoding rule matters.
+# Decoding is easiest to watch on a model that has learned something. `load_or_train` returns Chapter 07's
+# demo model and its tokenizer: trained once (about two minutes of one CPU core), then read from
+# `runs/cache/`. We take one held-out input of each task — inputs the model never saw in training.
 
 # %%
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
-PAD, EOS = 0, 1
+from t5edu.data import SYNTHETIC_TASKS, synthetic_mixture
+from t5edu.demo import load_or_train
+
+model, tokenizer, summary = load_or_train()  # Chapter 07's demo model, in eval mode
+PAD, EOS = model.config.pad_token_id, model.config.eos_token_id
+print(f"{model.num_parameters() / 1e6:.2f}M parameters, {summary['steps']} training steps, "
+      f"held-out exact match {summary['exact_match']:.1%}")
+
+heldout = synthetic_mixture(400, seed=1, split="test")
+first_of_task = {}
+for task, text, target in zip(heldout["task"], heldout["inputs"], heldout["targets"], strict=True):
+    first_of_task.setdefault(task, (text, target))
+texts = [first_of_task[task][0] for task in SYNTHETIC_TASKS]
+targets = [first_of_task[task][1] for task in SYNTHETIC_TASKS]
+encoded_batch = tokenizer.batch_encode(texts)
+ids, mask = encoded_batch["input_ids"], encoded_batch["attention_mask"]
+print(ids.shape, "token ids, padded to the longest input")
 
 
-def encode_word(word):
-    return [3 + LETTERS.index(c) for c in word] + [EOS]
+def show(sequences, inputs=texts):
+    """Print each input next to its decoded output (start token dropped, cut at EOS)."""
+    for text, row in zip(inputs, sequences.tolist(), strict=True):
+        row = row[1:]
+        print(f"  {text!r:38} -> {tokenizer.decode(row[:row.index(EOS)] if EOS in row else row)!r}")
 
-
-def decode_ids(ids):
-    out = []
-    for t in ids:
-        if t == EOS:
-            break
-        out.append(LETTERS[t - 3] if t >= 3 else "")
-    return "".join(out)
-
-
-def batch_of(words):
-    rows = [encode_word(w) for w in words]
-    width = max(map(len, rows))
-    ids = torch.tensor([r + [PAD] * (width - len(r)) for r in rows])
-    return ids, (ids != PAD).long()
-
-
-toy_config = T5Config(vocab_size=3 + 26, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
-                      relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0)
-torch.manual_seed(0)
-toy = T5(toy_config)
-optimizer = torch.optim.AdamW(toy.parameters(), lr=3e-3)
-g = torch.Generator().manual_seed(0)
-for step in range(150):
-    lengths = torch.randint(3, 7, (64,), generator=g)
-    words = ["".join(LETTERS[int(i)] for i in torch.randint(0, 10, (int(n),), generator=g)) for n in lengths]
-    ids, mask = batch_of(words)
-    labels, _ = batch_of([w[::-1] for w in words])
-    labels = labels.masked_fill(labels == PAD, -100)
-    loss = toy(input_ids=ids, attention_mask=mask, labels=labels).loss
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-toy.eval()
-print(f"final training loss {loss.item():.2f}")
 
 # %% [markdown]
 # ## 8.2 Greedy decoding, the slow way
@@ -131,20 +122,17 @@ def greedy_no_cache(model, input_ids, attention_mask, max_new_tokens=20):
     return out
 
 
-words = ["bead", "cafe", "jig", "hijack"]
-ids, mask = batch_of(words)
-slow = greedy_no_cache(toy, ids, mask)
-for w, row in zip(words, slow.tolist()):
-    print(f"{w!r:9} -> {decode_ids(row[1:])!r}")
+slow = greedy_no_cache(model, ids, mask)
+show(slow)
 
 # %% [markdown]
 # Chapter 07's `greedy_decode` (used to evaluate during training) does the same with a cache; it
 # returns the ids without the start token. Same tokens:
 
 # %%
-from t5edu.train import greedy_decode
+from t5edu.metrics import greedy_decode
 
-assert torch.equal(greedy_decode(toy, ids, mask, max_new_tokens=20), slow[:, 1:])
+assert torch.equal(greedy_decode(model, ids, mask, max_new_tokens=20), slow[:, 1:])
 
 # %% [markdown]
 # Step `t` runs the decoder over `t` positions, so `n` tokens cost `1 + 2 + … + n ≈ n²/2` position
@@ -154,52 +142,45 @@ assert torch.equal(greedy_decode(toy, ids, mask, max_new_tokens=20), slow[:, 1:]
 # %% [markdown]
 # ## 8.3 The key/value cache
 #
-# In each decoder block, the new position needs three things from the past:
+# In each decoder block, the new position needs two things from the past:
 #
 # - **self-attention keys and values** of all earlier positions: computed once, when each position was
-#   new, and *appended* to a per-layer cache (Chapter 05's `T5Attention(..., cache=...)` does this);
-# - **cross-attention keys and values** of the encoder output: the same at every step, so we compute
-#   them once, before the first step;
-# - the **relative position bias**: only the row of the current query position, keys `0 … t`. We compute
-#   the whole causal bias table for the longest output once and slice row `t` at each step.
+#   new, and *appended* to a per-layer cache;
+# - **cross-attention keys and values** of the encoder output: the same at every step, so they are computed
+#   on the first step and reused.
 #
-# `DecoderCache` holds these; `decoder_step` feeds one new token per row through the decoder blocks and
-# returns the float32 logits of the next token. (The model is in eval mode, so dropout is the identity
-# and we skip it.)
+# Chapter 05 built both into the model: `T5Attention(..., cache=...)` appends or reuses keys and values
+# in a dict, `T5Decoder.new_cache()` makes one pair of dicts per block, and `T5.forward(..., cache=...)`
+# passes them down. So a cached step is nothing but **the model's own forward pass on one new token**,
+# with the cache; the decoder works out the position of that token (and the row of the relative position
+# bias it needs) from how many positions the cache holds. `DecoderCache` bundles the cache with the
+# encoder output; `decoder_step` is that forward pass. Because every step runs the model's own modules,
+# anything that changes a module — a forward hook, a replaced layer, a fine-tuned weight — changes what
+# `generate` produces (Section 8.10 checks this).
 
 # %%
 #| export
 class DecoderCache:
     """What the decoder keeps between decoding steps, one row per sequence being decoded.
 
-    `layers` is `T5Decoder.new_cache()`: per block, self-attention keys/values (appended each step) and
-    cross-attention keys/values (computed here once from the encoder output). `position_bias` is the
-    decoder's causal relative bias for `max_length` positions; step `t` uses its row `t` only.
+    `layers` is `T5Decoder.new_cache()`, filled by the model's own `T5Attention` modules: per block,
+    self-attention keys/values (one position appended per step) and cross-attention keys/values
+    (computed from the encoder output on the first step, then reused).
     """
 
-    def __init__(self, model, encoder_hidden_states, attention_mask=None, max_length=None, packed=None):
-        decoder = model.decoder
-        self.decoder, self.encoder_hidden_states = decoder, encoder_hidden_states
-        self.packed = packed  # PackedWeights (Section 8.9) for faster steps, or None
-        self.layers = decoder.new_cache()
-        for block, layer in zip(decoder.block, self.layers):
-            cross = block.layer[1].EncDecAttention
-            layer["cross"]["k"] = split_heads(cross.k(encoder_hidden_states), cross.num_heads)
-            layer["cross"]["v"] = split_heads(cross.v(encoder_hidden_states), cross.num_heads)
-        self.cross_bias = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            self.cross_bias = padding_bias(attention_mask, encoder_hidden_states.dtype)
-        self.position_bias = decoder.self_attention_bias(max_length, 0) if max_length else None
+    def __init__(self, model, encoder_hidden_states, attention_mask=None):
+        self.model, self.encoder_hidden_states = model, encoder_hidden_states
+        # an all-ones mask masks nothing: without it the decoder builds no padding bias at each step
+        self.attention_mask = None if attention_mask is None or bool(attention_mask.all()) else attention_mask
+        self.layers = model.decoder.new_cache()
 
     def __len__(self):
         """How many positions are cached."""
-        return self.decoder.cache_length(self.layers)
+        return self.model.decoder.cache_length(self.layers)
 
-    def self_bias(self, position):
-        """(1, H, 1, position + 1): the bias of query `position` against keys 0 … position."""
-        if self.position_bias is not None and position < self.position_bias.shape[-1]:
-            return self.position_bias[:, :, position:position + 1, :position + 1]
-        return self.decoder.self_attention_bias(1, position)
+    def step(self, tokens):
+        """One decoding step (see decoder_step): (rows,) tokens -> float32 logits (rows, vocab)."""
+        return decoder_step(self.model, self, tokens)
 
     def reorder(self, rows):
         """Keep self-attention keys/values of `rows` (a LongTensor of row indices), in that order.
@@ -209,28 +190,20 @@ class DecoderCache:
         for layer in self.layers:
             cached = layer["self"]
             if "k" in cached:
-                cached["k"], cached["v"] = cached["k"].index_select(0, rows), cached["v"].index_select(0, rows)
+                cached["k"] = cached["k"].index_select(0, rows)
+                cached["v"] = cached["v"].index_select(0, rows)
 
 
 def decoder_step(model, cache, tokens):
-    """Feed one token per row (`tokens`: (rows,)) at position len(cache) -> float32 logits (rows, vocab).
-
-    The model must be in eval mode (no dropout). The cache grows by one position."""
-    if cache.packed is not None:
-        return packed_step(model, cache, tokens)  # the same computation, faster on a CPU (Section 8.9)
-    decoder, config = model.decoder, model.config
-    self_bias = cache.self_bias(len(cache))
-    hidden = decoder.embed_tokens(tokens[:, None])
-    for block, layer in zip(decoder.block, cache.layers):
-        hidden = block(hidden, cache.encoder_hidden_states, self_bias, cache.cross_bias, cache=layer)
-    hidden = decoder.final_layer_norm(hidden[:, 0])
-    if config.scale_decoder_outputs:
-        hidden = hidden * config.d_model ** -0.5
-    return model.lm_head(hidden).float()
+    """Feed one token per row (`tokens`: (rows,)) at position len(cache) through the model's forward pass
+    with the cache -> float32 logits (rows, vocab). The cache grows by one position."""
+    out = model(encoder_hidden_states=cache.encoder_hidden_states, attention_mask=cache.attention_mask,
+                decoder_input_ids=tokens[:, None], cache=cache.layers)
+    return out.logits[:, -1].float()
 
 
 def last_logits(model, encoder_hidden_states, attention_mask, decoder_input_ids):
-    """No cache: run the decoder over the whole prefix -> float32 logits of its last position (rows, vocab)."""
+    """No cache: the decoder over the whole prefix -> float32 logits of its last position (rows, vocab)."""
     logits = model(attention_mask=attention_mask, encoder_hidden_states=encoder_hidden_states,
                    decoder_input_ids=decoder_input_ids).logits
     return logits[:, -1].float()
@@ -242,45 +215,77 @@ def last_logits(model, encoder_hidden_states, attention_mask, decoder_input_ids)
 
 # %%
 with torch.no_grad():
-    encoded = toy.encode(ids, mask)
-    cache = DecoderCache(toy, encoded, mask, max_length=slow.shape[1])
+    encoded = model.encode(ids, mask)
+    cache = DecoderCache(model, encoded, mask)
     worst = 0.0
     for t in range(slow.shape[1] - 1):
-        stepped = decoder_step(toy, cache, slow[:, t])
-        full = last_logits(toy, encoded, mask, slow[:, :t + 1])
+        stepped = decoder_step(model, cache, slow[:, t])
+        full = last_logits(model, encoded, mask, slow[:, :t + 1])
         worst = max(worst, (stepped - full).abs().max().item())
-print(f"{len(cache)} cached positions; largest logit difference {worst:.1e}")
+keys = cache.layers[0]["self"]["k"]
+print(f"{len(cache)} cached positions, keys of block 0: {tuple(keys.shape)} (rows, heads, positions, d_kv); "
+      f"largest logit difference {worst:.1e}")
 assert len(cache) == slow.shape[1] - 1 and worst < 1e-4
+
+# %% [markdown]
+# A picture of the difference, for one attention layer over six steps: each row is a step, each square the
+# keys and values of one position. Without a cache every step computes them for the whole prefix; with
+# one, a step computes a single new column and reads the rest.
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+steps = 6
+for ax, cached in zip(axes, (False, True), strict=True):
+    for step in range(1, steps + 1):
+        for position in range(step):
+            new = not cached or position == step - 1
+            ax.add_patch(plt.Rectangle((position, -step), 0.9, 0.9, color="tab:orange" if new else "tab:blue"))
+    ax.set_xlim(-0.2, steps)
+    ax.set_ylim(-steps - 0.2, 0)
+    ax.set_xticks([p + 0.45 for p in range(steps)], range(steps))
+    ax.set_yticks([-s + 0.45 for s in range(1, steps + 1)], range(1, steps + 1))
+    ax.set_xlabel("position of the keys / values")
+    computed = sum(range(1, steps + 1)) if not cached else steps
+    ax.set_title(f"{'with' if cached else 'without'} a cache: {computed} key/value columns computed")
+axes[0].set_ylabel("decoding step")
+axes[1].legend(handles=[plt.Rectangle((0, 0), 1, 1, color="tab:orange"), plt.Rectangle((0, 0), 1, 1, color="tab:blue")],
+               labels=["computed at this step", "read from the cache"], loc="lower right", fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# *Figure: keys and values per decoding step in one attention layer — without a cache (left) every step
+# recomputes the whole prefix (21 columns in 6 steps); with one (right) each step adds one column (6 in all).*
 
 # %% [markdown]
 # ## 8.4 What the cache saves
 #
 # Without a cache, step `t` costs time proportional to `t`; with one, every step costs about the same
 # (the attention over `t` cached keys is tiny next to the matrix products). We time both on a random
-# t5-tiny-shaped model, forcing long outputs with `min_new_tokens` (Section 8.5). Times depend on the
-# machine, so the cell asserts only what must hold: both produce the same tokens.
+# t5-tiny-shaped model, forcing long outputs by forbidding EOS. Times depend on the machine, so the cell
+# asserts only what must hold: both produce the same tokens.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-torch.manual_seed(0)
+_ = torch.manual_seed(0)
 bench_model = T5(T5Config.preset("t5-tiny", vocab_size=1000, dropout_rate=0.0)).eval()
 bench_ids = torch.randint(3, 1000, (1, 16))
 timings = {}
-positions = 96
+positions = 64
 with torch.no_grad():
     bench_enc = bench_model.encode(bench_ids)
     for name in ("no cache", "cache"):
         best = [math.inf] * positions
-        for repeat in range(3):  # per position, the fastest of 3 runs: less noise from a busy machine
+        for _repeat in range(2):  # per position, the faster of 2 runs: less noise from a busy machine
             seq = torch.zeros(1, 1, dtype=torch.long)
-            cache = DecoderCache(bench_model, bench_enc, max_length=positions + 1)
+            cache = DecoderCache(bench_model, bench_enc)
             for t in range(positions):
                 start = time.perf_counter()
                 if name == "cache":
                     logits = decoder_step(bench_model, cache, seq[:, -1])
                 else:
                     logits = last_logits(bench_model, bench_enc, None, seq)
-                logits[:, EOS] = -math.inf
+                logits[:, 1] = -math.inf  # no EOS: a long output
                 seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], dim=1)
                 best[t] = min(best[t], time.perf_counter() - start)
         timings[name] = (seq, best)
@@ -297,6 +302,8 @@ plt.show()
 print(f"total: no cache {sum(timings['no cache'][1]):.2f} s, cache {sum(timings['cache'][1]):.2f} s")
 
 # %% [markdown]
+# *Figure: time per generated token — it grows with the position without a cache and stays flat with one.*
+# %% [markdown]
 # ## 8.5 Rules on the next token
 #
 # Two constraints of Hugging Face's `generate` change the scores before a token is chosen, by setting
@@ -312,7 +319,7 @@ print(f"total: no cache {sum(timings['no cache'][1]):.2f} s, cache {sum(timings[
 # %%
 #| export
 def no_repeat_ngram_mask(sequences, ngram_size, vocab_size):
-    """(rows, length) token ids -> bool (rows, vocab_size): True for each token that would repeat an n-gram."""
+    """(rows, length) token ids -> bool (rows, vocab_size): True for each token that repeats an n-gram."""
     rows, length = sequences.shape
     banned = torch.zeros(rows, vocab_size + 1, dtype=torch.bool, device=sequences.device)
     if ngram_size <= 0 or length < ngram_size:
@@ -326,7 +333,7 @@ def no_repeat_ngram_mask(sequences, ngram_size, vocab_size):
 
 
 def constrain_scores(scores, sequences, min_new_tokens=0, no_repeat_ngram_size=0, eos_token_id=1):
-    """Set to -inf the scores (rows, vocab) of tokens the rules forbid after `sequences` (start token included)."""
+    """Set to -inf the scores (rows, vocab) of tokens the rules forbid after `sequences` (start first)."""
     if no_repeat_ngram_size > 0:
         scores = scores.masked_fill(no_repeat_ngram_mask(sequences, no_repeat_ngram_size, scores.shape[-1]),
                                     -math.inf)
@@ -391,24 +398,37 @@ def sample_next(scores, temperature=1.0, top_k=None, top_p=None, generator=None)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
 
 
+def make_cache(model, encoder_hidden_states, attention_mask, max_length, fast=False):
+    """A DecoderCache for `max_length` positions; fast=True: the CPU fast path's FastCache (Section 8.11)."""
+    if fast:
+        from t5edu.fast_generate import FastCache  # imported here: that module imports this one
+
+        return FastCache(model, encoder_hidden_states, attention_mask, max_length)
+    return DecoderCache(model, encoder_hidden_states, attention_mask)
+
+
 def sample_search(model, encoder_hidden_states, attention_mask, max_new_tokens, *, do_sample=False,
                   temperature=1.0, top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0,
-                  generator=None, use_cache=True, packed=None):
+                  generator=None, use_cache=True, fast=False):
     """Greedy decoding (do_sample=False) or sampling, one sequence per row -> (rows, 1 + steps) ids.
 
-    Rows that have produced EOS get pad tokens until every row is done or max_new_tokens is reached."""
+    Rows that have produced EOS get pad tokens until every row is done or max_new_tokens is reached.
+    use_cache=False recomputes the whole prefix at each step; fast=True steps with the CPU fast path."""
     config = model.config
     rows = encoder_hidden_states.shape[0]
     device = encoder_hidden_states.device
     sequences = torch.full((rows, 1), config.decoder_start_token_id, dtype=torch.long, device=device)
     unfinished = torch.ones(rows, dtype=torch.bool, device=device)
-    cache = DecoderCache(model, encoder_hidden_states, attention_mask, 1 + max_new_tokens, packed) if use_cache else None
+    cache = None
+    if use_cache:
+        cache = make_cache(model, encoder_hidden_states, attention_mask, 1 + max_new_tokens, fast)
     for _ in range(max_new_tokens):
         if cache is not None:
-            logits = decoder_step(model, cache, sequences[:, -1])
+            logits = cache.step(sequences[:, -1])
         else:
             logits = last_logits(model, encoder_hidden_states, attention_mask, sequences)
-        scores = constrain_scores(logits, sequences, min_new_tokens, no_repeat_ngram_size, config.eos_token_id)
+        scores = constrain_scores(logits, sequences, min_new_tokens, no_repeat_ngram_size,
+                                  config.eos_token_id)
         if do_sample:
             next_tokens = sample_next(scores, temperature, top_k, top_p, generator)
         else:
@@ -422,26 +442,48 @@ def sample_search(model, encoder_hidden_states, attention_mask, max_new_tokens, 
 
 
 # %% [markdown]
-# Checks: with a generator seeded the same way, sampling repeats itself; top-k and top-p never let a
-# forbidden token through; greedy `sample_search` is the slow loop of Section 8.2, exactly.
+# Checks: greedy `sample_search` is the slow loop of Section 8.2, exactly; with a generator seeded the
+# same way, sampling repeats itself. Then the effect of the temperature on the trained model: three draws
+# for each input at τ = 0.5, 1 and 2. A low temperature sharpens the distribution towards greedy's
+# choice; a high one flattens it, and the outputs drift away from the right answer.
 
 # %%
 with torch.no_grad():
-    encoded = toy.encode(ids, mask)
-    draws = [sample_search(toy, encoded, mask, 12, do_sample=True, temperature=1.5,
-                           generator=torch.Generator().manual_seed(s)) for s in (1, 1, 2)]
-    greedy = sample_search(toy, encoded, mask, 20)
-assert torch.equal(draws[0], draws[1]) and torch.equal(greedy, slow)
-for w, a, b in zip(words, draws[1].tolist(), draws[2].tolist()):
-    print(f"{w!r:9} seed 1 -> {decode_ids(a[1:])!r:10} seed 2 -> {decode_ids(b[1:])!r}")
+    encoded = model.encode(ids, mask)
+    greedy = sample_search(model, encoded, mask, 20)
+    draws = {tau: [sample_search(model, encoded, mask, 20, do_sample=True, temperature=tau,
+                                 generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
+             for tau in (0.5, 1.0, 2.0)}
+    again = sample_search(model, encoded, mask, 20, do_sample=True, temperature=2.0,
+                          generator=torch.Generator().manual_seed(0))
+assert torch.equal(greedy, slow) and torch.equal(again, draws[2.0][0])
 
-torch.manual_seed(0)
+
+def text_of(row):
+    row = row[1:]
+    return tokenizer.decode(row[:row.index(EOS)] if EOS in row else row)
+
+
+for tau, samples in draws.items():
+    right = sum(text_of(s) == t for d in samples for s, t in zip(d.tolist(), targets, strict=True))
+    print(f"temperature {tau}: {right} of {3 * len(texts)} samples are the right answer")
+for i, text in enumerate(texts[:3]):
+    print(f"{text!r}: target {targets[i]!r}")
+    for tau, samples in draws.items():
+        print(f"    tau {tau}: " + " | ".join(repr(text_of(d[i].tolist())) for d in samples))
+
+# %% [markdown]
+# And the filters on random logits: top-k and top-p never let a forbidden token through, and top-p keeps
+# the fewest tokens that carry at least `p` of the probability.
+
+# %%
+_ = torch.manual_seed(0)
 logits = torch.randn(4, 50) * 3
 for k in (1, 5):
     allowed = logits.topk(k).indices
     drawn = torch.stack([sample_next(logits, top_k=k, generator=torch.Generator().manual_seed(s))
                          for s in range(50)], dim=1)
-    assert all(set(d.tolist()) <= set(a.tolist()) for d, a in zip(drawn, allowed))
+    assert all(set(d.tolist()) <= set(a.tolist()) for d, a in zip(drawn, allowed, strict=True))
 probs = logits.softmax(-1)
 kept = top_p_filter(logits, 0.9).isfinite()
 assert ((probs * kept).sum(-1) >= 0.9).all()  # the kept tokens carry at least p of the mass
@@ -486,7 +528,7 @@ NEG = -1.0e9  # "minus infinity" that stays finite in sums, as in Hugging Face's
 
 
 def hypothesis_score(sum_logprobs, num_generated, length_penalty=1.0):
-    """The score of a finished hypothesis: sum of log-probs / (generated tokens incl. EOS) ** length_penalty."""
+    """A finished hypothesis's score: sum of log-probs / (generated tokens incl. EOS) ** length_penalty."""
     return sum_logprobs / (num_generated ** length_penalty)
 
 
@@ -497,14 +539,15 @@ def _gather(tensor, index):
     return torch.take_along_dim(tensor, index, dim=1)
 
 
-def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, num_beams, *, length_penalty=1.0,
-                early_stopping=False, num_return_sequences=1, min_new_tokens=0, no_repeat_ngram_size=0,
-                use_cache=True, packed=None, trace=None):
+def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, num_beams, *,
+                length_penalty=1.0, early_stopping=False, num_return_sequences=1, min_new_tokens=0,
+                no_repeat_ngram_size=0, use_cache=True, fast=False, trace=None):
     """Beam search with Hugging Face's semantics -> (sequences, scores).
 
     sequences: (batch * num_return_sequences, 1 + longest) ids, best first per input, pad after EOS;
     scores: (batch * num_return_sequences,) the length-penalised scores. `trace`, if a list, receives one
-    dict per step (candidates, parents, scores, which were finished / kept) for figures."""
+    dict per step (candidates, parents, scores, which were finished / kept) for figures. `use_cache` and
+    `fast` as in sample_search."""
     config = model.config
     eos, device = config.eos_token_id, encoder_hidden_states.device
     batch = encoder_hidden_states.shape[0]
@@ -513,7 +556,7 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
     encoder_hidden_states = encoder_hidden_states.repeat_interleave(num_beams, dim=0)
     if attention_mask is not None:
         attention_mask = attention_mask.repeat_interleave(num_beams, dim=0)
-    cache = DecoderCache(model, encoder_hidden_states, attention_mask, max_length, packed) if use_cache else None
+    cache = make_cache(model, encoder_hidden_states, attention_mask, max_length, fast) if use_cache else None
 
     running = torch.full((batch, num_beams, max_length), config.pad_token_id, dtype=torch.long, device=device)
     running[:, :, 0] = config.decoder_start_token_id
@@ -531,10 +574,11 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
     while cur_len < max_length:
         flat = running[:, :, :cur_len].reshape(batch * num_beams, cur_len)
         if cache is not None:
-            logits = decoder_step(model, cache, flat[:, -1])
+            logits = cache.step(flat[:, -1])
         else:
             logits = last_logits(model, encoder_hidden_states, attention_mask, flat)
-        log_probs = constrain_scores(F.log_softmax(logits, dim=-1), flat, min_new_tokens, no_repeat_ngram_size, eos)
+        log_probs = constrain_scores(F.log_softmax(logits, dim=-1), flat, min_new_tokens,
+                                     no_repeat_ngram_size, eos)
         vocab = log_probs.shape[-1]
         log_probs = (log_probs.view(batch, num_beams, vocab) + running_scores[:, :, None]).view(batch, -1)
 
@@ -553,7 +597,7 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
 
         # finished candidates among the first num_beams may enter the pool
         entering = ends & first_beams[None, :]
-        pool_scores = cand_scores / (cur_len ** length_penalty)  # cur_len = generated tokens incl. the new one
+        pool_scores = cand_scores / (cur_len ** length_penalty)  # cur_len: generated tokens incl. the new one
         pool_scores += (is_finished.all(-1, keepdim=True) & (early_stopping is True)).to(torch.float32) * NEG
         pool_scores += (~improvable).to(torch.float32) * NEG
         pool_scores += (~entering) * NEG
@@ -561,8 +605,8 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
         best = torch.topk(merged_scores, num_beams)[1]
         finished = _gather(torch.cat([finished, candidates], dim=1), best)
         finished_scores = _gather(merged_scores, best)
-        finished_lengths = _gather(torch.cat([finished_lengths, torch.full_like(ends, cur_len, dtype=torch.long)],
-                                             dim=1), best)
+        new_lengths = torch.full_like(ends, cur_len, dtype=torch.long)
+        finished_lengths = _gather(torch.cat([finished_lengths, new_lengths], dim=1), best)
         is_finished = _gather(torch.cat([is_finished, entering], dim=1), best)
         if trace is not None:
             trace.append(dict(step=cur_len, tokens=candidates[:, :, cur_len].clone(), parents=parents.clone(),
@@ -574,10 +618,8 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
         cur_len += 1
 
         # can any input still improve its pool?
-        if early_stopping == "never" and length_penalty > 0.0:
-            best_length = max_length - 1
-        else:
-            best_length = cur_len - 1
+        never = early_stopping == "never" and length_penalty > 0.0
+        best_length = max_length - 1 if never else cur_len - 1
         best_running = running_scores[:, :1] / (best_length ** length_penalty)
         worst_finished = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True)[0], NEG)
         improvable = improvable & (best_running > worst_finished).any(-1, keepdim=True)
@@ -592,6 +634,43 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
 
 
 # %% [markdown]
+# One step of the search, drawn for 4 beams: each beam proposes its most likely next tokens, their scores
+# are the beam's score plus the token's log-probability, and the best `2 × 4` of all candidates are
+# ranked; the best 4 that do not end in EOS become the next beams (a finished one goes to the pool).
+
+# %%
+fig, ax = plt.subplots(figsize=(9, 4))
+beam_scores_demo = [-0.4, -0.9, -1.3, -2.0]
+proposals = [[-0.1, -2.6, -3.1], [-0.2, -1.4, -3.5], [-0.3, -0.5, -2.9], [-0.6, -1.9, -2.2]]
+candidates_demo = sorted(((s + p, b, j) for b, (s, ps) in enumerate(zip(beam_scores_demo, proposals, strict=True))
+                          for j, p in enumerate(ps)), reverse=True)
+eos_candidate = candidates_demo[2]  # pretend the third best candidate is EOS: it finishes instead
+kept_demo = [c for c in candidates_demo[:8] if c != eos_candidate][:4]
+for b, score in enumerate(beam_scores_demo):
+    ax.scatter([0], [-b * 3], s=120, color="tab:blue", zorder=3)
+    ax.annotate(f"beam {b}\n{score:.1f}", (0, -b * 3), xytext=(-48, -6), textcoords="offset points", fontsize=8)
+    for j, p in enumerate(proposals[b]):
+        total, y = score + p, -b * 3 - j + 1
+        candidate = (total, b, j)
+        color = "black" if candidate == eos_candidate else "tab:blue" if candidate in kept_demo else "0.7"
+        ax.plot([0, 1], [-b * 3, y], color=color, lw=1.2 if color != "0.7" else 0.8)
+        ax.scatter([1], [y], color=color, marker="s" if candidate == eos_candidate else "o", zorder=3)
+        note = " EOS -> pool" if candidate == eos_candidate else ""
+        rank = candidates_demo.index(candidate) + 1
+        ax.annotate(f"{score:.1f} + ({p:.1f}) = {total:.1f}  rank {rank}{note}", (1, y), xytext=(6, -3),
+                    textcoords="offset points", fontsize=8, color="black" if color != "0.7" else "0.5")
+ax.set_xlim(-0.5, 2.6)
+ax.set_xticks([0, 1], ["beams at step t", "candidates at step t + 1"])
+ax.set_yticks([])
+ax.set_title("One beam-search step, 4 beams: keep the best 4 of all candidates")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# *Figure: blue candidates (the 4 best that did not end) become the next beams; the black square ended in
+# EOS and enters the pool of finished hypotheses; grey ones are dropped — beam 3 has no descendant left.*
+
+# %% [markdown]
 # Beam search is a *search*, not a guarantee: it can miss the most likely sequence. Two things must
 # hold, though, and we check them: each returned score is the sum of the model's log-probabilities of its
 # tokens (recomputed here by teacher forcing) divided by its length to the power `length_penalty`; and
@@ -601,7 +680,8 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
 def sequence_logprob(model, input_ids, attention_mask, sequence):
     """Sum of log p(token) of `sequence` (start token first) up to and including EOS, by teacher forcing."""
     with torch.no_grad():
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=sequence[None, :-1]).logits
+        logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                       decoder_input_ids=sequence[None, :-1]).logits
     logp = F.log_softmax(logits[0].float(), dim=-1).gather(-1, sequence[1:, None])[:, 0]
     end = (sequence[1:] == EOS).nonzero()
     n = int(end[0]) + 1 if len(end) else len(sequence) - 1
@@ -609,17 +689,54 @@ def sequence_logprob(model, input_ids, attention_mask, sequence):
 
 
 with torch.no_grad():
-    encoded = toy.encode(ids, mask)
-    beams, beam_scores = beam_search(toy, encoded, mask, 12, num_beams=3, num_return_sequences=3,
-                                     length_penalty=1.0)
-for i, (seq, score) in enumerate(zip(beams, beam_scores.tolist())):
+    encoded = model.encode(ids, mask)
+    beams, beam_scores = beam_search(model, encoded, mask, 20, num_beams=3, num_return_sequences=3)
+for i, (seq, score) in enumerate(zip(beams, beam_scores.tolist(), strict=True)):
     w = i // 3
-    total, n = sequence_logprob(toy, ids[w:w + 1], mask[w:w + 1], seq)
+    total, n = sequence_logprob(model, ids[w:w + 1], mask[w:w + 1], seq)
     assert abs(hypothesis_score(total, n, 1.0) - score) < 1e-4
     if i % 3 == 0:
-        greedy_total, m = sequence_logprob(toy, ids[w:w + 1], mask[w:w + 1], slow[w])
+        greedy_total, m = sequence_logprob(model, ids[w:w + 1], mask[w:w + 1], slow[w])
         assert score >= hypothesis_score(greedy_total, m, 1.0) - 1e-5
-    print(f"{words[w]!r:9} #{i % 3}: {decode_ids(seq[1:].tolist())!r:9} score {score:.3f}")
+    if w < 2:
+        print(f"{texts[w]!r:32} #{i % 3}: {text_of(seq.tolist())!r:24} score {score:.3f}")
+
+# %% [markdown]
+# **Where beam search fixes a greedy mistake.** On this model greedy decoding is right on most held-out
+# inputs. We decode 400 held-out inputs both ways (the model's own scores, `length_penalty=1`) and list the
+# inputs where greedy decoding is wrong and beam search (4 beams) is right — and the reverse.
+
+# %%
+search_texts, search_targets = list(heldout["inputs"]), list(heldout["targets"])
+search_batch = tokenizer.batch_encode(search_texts)
+with torch.no_grad():
+    search_encoded = model.encode(search_batch["input_ids"], search_batch["attention_mask"])
+    greedy_all = sample_search(model, search_encoded, search_batch["attention_mask"], 20)
+    beam_all, _ = beam_search(model, search_encoded, search_batch["attention_mask"], 20, num_beams=4)
+greedy_text = [text_of(r) for r in greedy_all.tolist()]
+beam_text = [text_of(r) for r in beam_all.tolist()]
+fixed = [i for i, t in enumerate(search_targets) if greedy_text[i] != t and beam_text[i] == t]
+broken = [i for i, t in enumerate(search_targets) if greedy_text[i] == t and beam_text[i] != t]
+print(f"exact match on {len(search_texts)} held-out inputs: greedy "
+      f"{sum(g == t for g, t in zip(greedy_text, search_targets, strict=True))}, beam-4 "
+      f"{sum(b == t for b, t in zip(beam_text, search_targets, strict=True))}")
+print(f"beam right where greedy is wrong: {len(fixed)}; greedy right where beam is wrong: {len(broken)}")
+for i in fixed[:3] + broken[:2]:
+    one = search_batch["input_ids"][i:i + 1], search_batch["attention_mask"][i:i + 1]
+    g_lp, _ = sequence_logprob(model, *one, greedy_all[i])
+    b_lp, _ = sequence_logprob(model, *one, beam_all[i])
+    print(f"  {search_texts[i]!r} (target {search_targets[i]!r})\n    greedy {greedy_text[i]!r} "
+          f"(log-prob {g_lp:.2f})   beam {beam_text[i]!r} (log-prob {b_lp:.2f})")
+if not fixed:
+    print("no input here where beam search fixes a greedy mistake: on this model the two mostly agree")
+
+# %% [markdown]
+# The honest tally for this model: greedy decoding and beam search give the same answer on every one of
+# these 400 inputs, so there is no greedy mistake for beam search to fix here — the few wrong answers are
+# wrong both ways, because the model itself prefers them. Beam search only finds sequences of higher
+# probability; on short, nearly determined outputs a well-trained model already puts the right answer
+# first, token by token — which is why the T5 paper decodes most tasks greedily and keeps beam search for
+# long outputs (translation, summarization).
 
 # %% [markdown]
 # And the check that matters for the semantics: the same model in Hugging Face's `transformers`
@@ -629,7 +746,6 @@ for i, (seq, score) in enumerate(zip(beams, beam_scores.tolist())):
 
 # %%
 import tempfile
-import warnings
 
 import transformers
 from transformers.utils import logging as hf_logging
@@ -637,7 +753,7 @@ from transformers.utils import logging as hf_logging
 hf_logging.disable_progress_bar()
 hf_logging.set_verbosity_error()
 hf_dir = tempfile.mkdtemp(prefix="t5edu-ch08-")
-toy.save_pretrained(hf_dir)
+model.save_pretrained(hf_dir)
 hf_config = transformers.T5Config.from_pretrained(hf_dir)
 hf_config._attn_implementation = "eager"
 hf = transformers.T5ForConditionalGeneration.from_pretrained(hf_dir, config=hf_config).eval()
@@ -647,15 +763,16 @@ settings = [dict(num_beams=1), dict(num_beams=3, num_return_sequences=2),
             dict(num_beams=3, min_new_tokens=7)]
 with torch.no_grad(), warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    encoded = toy.encode(ids, mask)
+    encoded = model.encode(ids, mask)
     for s in settings:
         beams_, nrs = s.get("num_beams", 1), s.get("num_return_sequences", 1)
         reference = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
                                 output_scores=True, return_dict_in_generate=True, **s)
         if beams_ == 1:
-            ours = sample_search(toy, encoded, mask, 12, min_new_tokens=s.get("min_new_tokens", 0))
+            ours = sample_search(model, encoded, mask, 12, min_new_tokens=s.get("min_new_tokens", 0))
         else:
-            ours, our_scores = beam_search(toy, encoded, mask, 12, beams_, length_penalty=s.get("length_penalty", 1.0),
+            ours, our_scores = beam_search(model, encoded, mask, 12, beams_,
+                                           length_penalty=s.get("length_penalty", 1.0),
                                            early_stopping=s.get("early_stopping", False), num_return_sequences=nrs,
                                            min_new_tokens=s.get("min_new_tokens", 0),
                                            no_repeat_ngram_size=s.get("no_repeat_ngram_size", 0))
@@ -663,7 +780,7 @@ with torch.no_grad(), warnings.catch_warnings():
         theirs = reference.sequences
         after_eos = (theirs == EOS).long().cumsum(1) - (theirs == EOS).long() > 0  # HF fills these with EOS
         assert ours.shape == theirs.shape and torch.equal(ours[~after_eos], theirs[~after_eos]), s
-        print(s, "->", [decode_ids(r[1:]) for r in ours.tolist()[:4]])
+        print(s, "->", [text_of(r) for r in ours.tolist()[:2]])
 
 # %% [markdown]
 # ## 8.8 Looking inside the search
@@ -674,12 +791,12 @@ with torch.no_grad(), warnings.catch_warnings():
 # pruned (kept among the top `2 × num_beams` but not continued).
 
 # %%
-word = "hijack"
-one_ids, one_mask = batch_of([word])
+tree_text = search_texts[fixed[0]] if fixed else first_of_task["reverse"][0]  # a greedy mistake, if any
+one = tokenizer.batch_encode([tree_text])
 trace = []
 with torch.no_grad():
-    best, best_scores = beam_search(toy, toy.encode(one_ids, one_mask), one_mask, 10, num_beams=3,
-                                    num_return_sequences=3, trace=trace)
+    best, best_scores = beam_search(model, model.encode(one["input_ids"], one["attention_mask"]),
+                                    one["attention_mask"], 10, num_beams=3, num_return_sequences=3, trace=trace)
 
 fig, ax = plt.subplots(figsize=(10, 4.5))
 previous = {0: (0, 0.0)}  # beam index -> (x, y) of its node
@@ -694,14 +811,14 @@ for record in trace:
         if parent not in previous:
             continue
         y = -j
-        label = "</s>" if token == EOS else (LETTERS[token - 3] if token >= 3 else "?")
+        label = "</s>" if token == EOS else tokenizer.id_to_piece(token)
         ended, kept = bool(record["ends"][0, j]), j in chosen
-        style = dict(color="black", marker="s") if ended and record["entering"][0, j] else \
+        entered = ended and bool(record["entering"][0, j])
+        style = dict(color="black", marker="s") if entered else \
             dict(color="tab:blue", marker="o") if kept else dict(color="0.75", marker="o")
         px, py = previous[parent]
         ax.plot([px, x], [py, y], color=style["color"], lw=0.8, zorder=1)
         ax.scatter([x], [y], zorder=2, **style)
-        entered = ended and bool(record["entering"][0, j])
         ax.annotate(f"{label} {float(record['scores'][0, j]):.1f}", (x, y), textcoords="offset points",
                     xytext=(4, 4), fontsize=7, color="black" if (kept or entered) else "0.5")
         if kept:
@@ -711,20 +828,265 @@ for record in trace:
         break
 ax.set_xlabel("step (tokens generated)")
 ax.set_yticks([])
-ax.set_title(f"Beam search, 3 beams, input {word!r}: label = token and cumulative log-prob")
+ax.set_title(f"Beam search, 3 beams, input {tree_text!r}: token and cumulative log-prob")
 plt.tight_layout()
 plt.show()
-print("pool:", [(decode_ids(s[1:].tolist()), round(v, 3)) for s, v in zip(best, best_scores.tolist())])
+print("pool:", [(text_of(s.tolist()), round(v, 3)) for s, v in zip(best, best_scores.tolist(), strict=True)])
 
 # %% [markdown]
-# ## 8.9 Faster steps: weights laid out for the product they are used in
+# *Figure: the search tree for one input — the beams that continue (blue), the hypotheses that finished
+# (black squares, with their cumulative log-probabilities) and the candidates that were pruned (grey).*
+
+# %% [markdown]
+# ## 8.9 Where the decoder looks
+#
+# Cross-attention weights say, for each output token, which input tokens the decoder read. `T5Attention`
+# keeps the weights of its last call when `record_weights` is set (Chapter 02), so we switch it on in the
+# last decoder block's cross-attention, run the model once on the input and its greedy output (teacher
+# forcing), and average the heads. To reverse a list of words, output word `i` must come from input word
+# `n - 1 - i`: we expect an anti-diagonal.
+
+# %%
+heat_text = first_of_task["reverse"][0]
+heat = tokenizer.batch_encode([heat_text])
+with torch.no_grad():
+    heat_out = sample_search(model, model.encode(heat["input_ids"], heat["attention_mask"]),
+                             heat["attention_mask"], 20)
+    cross = model.decoder.block[-1].layer[1].EncDecAttention
+    cross.record_weights = True
+    try:
+        model(input_ids=heat["input_ids"], attention_mask=heat["attention_mask"],
+              decoder_input_ids=heat_out[:, :-1])
+        weights = cross.last_weights[0].mean(0)  # (output positions, input positions), heads averaged
+    finally:
+        cross.record_weights, cross.last_weights = False, None
+in_pieces = [tokenizer.id_to_piece(t) for t in heat["input_ids"][0].tolist()]
+out_pieces = [tokenizer.id_to_piece(t) for t in heat_out[0, 1:].tolist()]
+plt.figure(figsize=(6, 4))
+plt.imshow(weights.numpy(), cmap="Blues", aspect="auto")
+plt.xticks(range(len(in_pieces)), in_pieces, rotation=60, fontsize=8)
+plt.yticks(range(len(out_pieces)), out_pieces, fontsize=8)
+plt.xlabel("input token (encoder)")
+plt.ylabel("output token (decoder, predicted)")
+plt.title("Cross-attention of the last decoder block, heads averaged")
+plt.colorbar(label="attention weight")
+plt.tight_layout()
+plt.show()
+print(f"{heat_text!r} -> {text_of(heat_out[0].tolist())!r} (target {first_of_task['reverse'][1]!r})")
+print("input token each output token attends to most:",
+      [in_pieces[j] for j in weights.argmax(-1).tolist()])
+
+# %% [markdown]
+# *Figure: cross-attention of the demo model's last decoder block on a `reverse:` input, heads averaged:
+# each row is an output token, each column an input token; the printed line lists, for each output
+# token, the input token it attends to most: `bread box tree ocean`, the input reversed — an anti-diagonal
+# (the last row is EOS).*
+
+# %% [markdown]
+# ## 8.10 `generate`
+#
+# One function puts it together, with Hugging Face's argument names: the encoder runs once, then
+# `sample_search` (greedy or sampling) or `beam_search` runs with a cache, under `torch.inference_mode`
+# and with the model in eval mode (restored afterwards). The output starts with the decoder start
+# token, like `transformers`' `generate` for T5.
+#
+# - `max_new_tokens` counts generated tokens; `max_length` has Hugging Face's meaning, the total length
+#   *including* the start token (`max_new_tokens = max_length - 1`); `max_new_tokens` wins if both are
+#   given; with neither, 20 new tokens. (Hugging Face's own default is `max_length=20`, 19 new tokens.)
+# - Finished rows are padded with `pad_token_id` (0) after EOS, for greedy, sampling and beam search.
+# - `output_scores=True` returns a `GenerateOutput` with `sequences` and, for beam search,
+#   `sequences_scores` (Hugging Face's length-penalised scores).
+# - `num_return_sequences`: for beam search the best hypotheses of each input (at most `num_beams`);
+#   for sampling, independent samples; greedy allows only 1.
+# - `fast=True` opts into the CPU fast path of Section 8.11 (same tokens, other code).
+# - Bad arguments fail at once with a `ValueError` saying which and why.
+
+# %%
+#| export
+@dataclasses.dataclass
+class GenerateOutput:
+    """What generate(..., output_scores=True) returns."""
+
+    sequences: torch.Tensor
+    sequences_scores: torch.Tensor | None = None  # beam search only: one length-penalised score per sequence
+
+
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def check_inputs(input_ids, attention_mask):
+    """Refuse input ids that are not a non-empty (batch, length) tensor, or a mask of another shape."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+        raise ValueError(f"input_ids must be a 2-D tensor (batch, length) of token ids, got {shape}; "
+                         "for one input, add a batch axis: ids[None]")
+    if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        raise ValueError(f"input_ids is empty, shape {tuple(input_ids.shape)}: nothing to generate from")
+    if attention_mask is not None and (not isinstance(attention_mask, torch.Tensor)
+                                       or attention_mask.shape != input_ids.shape):
+        shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else "(not a tensor)"
+        raise ValueError(f"attention_mask has shape {shape} but input_ids has shape "
+                         f"{tuple(input_ids.shape)}: they must be the same (batch, length)")
+
+
+def check_generate_args(max_new_tokens, max_length, num_beams, early_stopping, num_return_sequences,
+                        do_sample, temperature, top_k, top_p, min_new_tokens, no_repeat_ngram_size):
+    """Validate generate()'s options; return the number of new tokens to generate."""
+    if not _is_int(num_beams) or num_beams < 1:
+        raise ValueError(f"num_beams must be an integer >= 1, got {num_beams!r}")
+    if max_new_tokens is not None and (not _is_int(max_new_tokens) or max_new_tokens < 0):
+        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    if max_length is not None and (not _is_int(max_length) or max_length < 1):
+        raise ValueError(f"max_length must be an integer >= 1 (it counts the start token), "
+                         f"got {max_length!r}")
+    if not _is_int(num_return_sequences) or num_return_sequences < 1:
+        raise ValueError(f"num_return_sequences must be an integer >= 1, got {num_return_sequences!r}")
+    if not do_sample and num_return_sequences > num_beams:
+        raise ValueError(f"num_return_sequences={num_return_sequences} is larger than num_beams={num_beams}: "
+                         "beam search returns at most num_beams sequences per input (greedy returns 1)")
+    if early_stopping not in (True, False, "never"):
+        raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
+    if do_sample and num_beams > 1:
+        raise ValueError("sampling with beams (do_sample=True, num_beams > 1) is not supported; "
+                         "use num_beams=1 to sample, or do_sample=False for beam search")
+    if not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+    if top_k is not None and (not _is_int(top_k) or top_k < 0):
+        raise ValueError(f"top_k must be an integer >= 0 (0 or None: no top-k), got {top_k!r}")
+    if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+    if not _is_int(min_new_tokens) or min_new_tokens < 0:
+        raise ValueError(f"min_new_tokens must be an integer >= 0, got {min_new_tokens!r}")
+    if not _is_int(no_repeat_ngram_size) or no_repeat_ngram_size < 0:
+        raise ValueError(f"no_repeat_ngram_size must be an integer >= 0, got {no_repeat_ngram_size!r}")
+    if max_new_tokens is not None:
+        return max_new_tokens
+    if max_length is not None:
+        return max_length - 1
+    return 20
+
+
+def fast_path_allowed(fast, device):
+    """Whether generate(fast=True) may use the fast path on `device`: on the CPU only; elsewhere a warning."""
+    if fast and torch.device(device).type != "cpu":
+        warnings.warn(f"generate(fast=True) is a CPU path, measured no faster on "
+                      f"{torch.device(device).type}: using the default path", stacklevel=3)
+        return False
+    return bool(fast)
+
+
+def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_length=None, num_beams=1,
+             length_penalty=1.0, early_stopping=False, num_return_sequences=1, do_sample=False,
+             temperature=1.0, top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0,
+             generator=None, output_scores=False, *, use_cache=True, fast=False):
+    """Generate output token ids for `input_ids` (batch, length) with a T5 model.
+
+    Greedy by default; `num_beams > 1` for beam search; `do_sample=True` for sampling (temperature,
+    top_k, top_p; pass a seeded `torch.Generator` to make it reproducible). Returns a LongTensor
+    (batch * num_return_sequences, 1 + generated) starting with the decoder start token, pad after EOS;
+    with `output_scores=True`, a GenerateOutput.
+
+    Every step runs the model's own forward pass with a key/value cache (Section 8.3), so hooks and
+    replaced modules take effect. `use_cache=False` recomputes the whole prefix at each step.
+    `fast=True` opts into the CPU fast path (`t5edu.fast_generate`, Section 8.11): the same tokens from
+    packed copies of the decoder's weights, bypassing the modules' forward (hooks do not fire). It is
+    for the CPU only: on another device, where it measured no gain, it warns and uses the default path.
+    """
+    check_inputs(input_ids, attention_mask)
+    new_tokens = check_generate_args(max_new_tokens, max_length, num_beams, early_stopping,
+                                     num_return_sequences, do_sample, temperature, top_k, top_p,
+                                     min_new_tokens, no_repeat_ngram_size)
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    config = model.config
+    fast = fast_path_allowed(fast, input_ids.device)
+    if attention_mask is None:
+        attention_mask = (input_ids != config.pad_token_id).long()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            encoded = model.encode(input_ids, attention_mask)
+            rows = input_ids.shape[0] * num_return_sequences
+            scores = None
+            if new_tokens == 0:
+                sequences = torch.full((rows, 1), config.decoder_start_token_id, dtype=torch.long,
+                                       device=input_ids.device)
+            elif num_beams == 1:
+                if num_return_sequences > 1:
+                    encoded = encoded.repeat_interleave(num_return_sequences, dim=0)
+                    attention_mask = attention_mask.repeat_interleave(num_return_sequences, dim=0)
+                sequences = sample_search(model, encoded, attention_mask, new_tokens, do_sample=do_sample,
+                                          temperature=temperature, top_k=top_k, top_p=top_p,
+                                          min_new_tokens=min_new_tokens,
+                                          no_repeat_ngram_size=no_repeat_ngram_size, generator=generator,
+                                          use_cache=use_cache, fast=fast)
+            else:
+                sequences, scores = beam_search(model, encoded, attention_mask, new_tokens, num_beams,
+                                                length_penalty=length_penalty, early_stopping=early_stopping,
+                                                num_return_sequences=num_return_sequences,
+                                                min_new_tokens=min_new_tokens,
+                                                no_repeat_ngram_size=no_repeat_ngram_size,
+                                                use_cache=use_cache, fast=fast)
+    finally:
+        model.train(was_training)
+    return GenerateOutput(sequences, scores) if output_scores else sequences
+
+
+# %% [markdown]
+# Checks: cached and uncached `generate` agree for greedy and beam search; the output starts with the
+# start token; `max_new_tokens=0` returns just that token; bad arguments and bad inputs are refused with
+# a reason.
+
+# %%
+for kwargs in (dict(), dict(num_beams=3, num_return_sequences=2), dict(num_beams=2, no_repeat_ngram_size=2)):
+    cached = generate(model, ids, mask, max_new_tokens=10, **kwargs)
+    uncached = generate(model, ids, mask, max_new_tokens=10, use_cache=False, **kwargs)
+    assert torch.equal(cached, uncached) and bool((cached[:, 0] == 0).all())
+assert torch.equal(generate(model, ids, max_new_tokens=20), slow)  # the mask defaults to input_ids != pad
+assert generate(model, ids, max_new_tokens=0).tolist() == [[0]] * len(texts)
+assert generate(model, ids, max_length=4).shape == (len(texts), 4)
+for bad in (dict(num_beams=0), dict(max_new_tokens=-1), dict(top_p=0.0, do_sample=True),
+            dict(num_beams=2, num_return_sequences=3), dict(attention_mask=mask[:2]),
+            dict(input_ids=ids[0])):
+    try:
+        generate(model, **{"input_ids": ids, **bad})
+    except ValueError as err:
+        print(f"{sorted(bad)}: {err}")
+    else:
+        raise AssertionError(f"{bad} was accepted")
+
+# %% [markdown]
+# Because each step is the model's own forward pass, `generate` decodes whatever the modules compute. A
+# forward hook on the first decoder self-attention that silences it — its output replaced by zeros —
+# changes the outputs; removing the hook restores them.
+
+# %%
+first_attention = model.decoder.block[0].layer[0].SelfAttention
+handle = first_attention.register_forward_hook(lambda module, args, output: torch.zeros_like(output))
+try:
+    hooked = generate(model, ids, mask, max_new_tokens=20)
+finally:
+    handle.remove()
+print("with the first decoder self-attention silenced:")
+show(hooked)
+assert not torch.equal(hooked, slow) and torch.equal(generate(model, ids, mask, max_new_tokens=20), slow)
+
+# %% [markdown]
+# ## 8.11 Under the hood: a fast path for the CPU
+#
+# Everything so far runs through the book's modules, and that is the default everywhere. This section is
+# optional reading: how much faster one-token steps can go on a CPU when we give up running the modules'
+# `forward` — `generate(..., fast=True)`, `T5.generate(..., fast=True)`, `t5edu generate --fast`. It lives
+# in its own module, `t5edu.fast_generate`, and produces the same tokens (the tests check greedy and beam
+# search on several models). Hooks and replaced modules do not affect it: it reads the weights directly.
 #
 # With one token per step, every linear layer is a row vector times a matrix. PyTorch stores an
 # `nn.Linear` weight as (out, in) and computes `x @ W.T`; on a CPU that reads the matrix against its
 # memory order and reaches about half the memory bandwidth that `x @ M` does with the matrix stored as
 # (in, out), contiguous (measured on this book's 2-core CPU: 10 vs 21 GB/s for a 4 MiB matrix not in the
-# cache). Decoding is bound by exactly that bandwidth (Section 8.11), so we keep a second copy of the
-# decoder's weights, transposed once:
+# cache). Decoding is bound by exactly that bandwidth (Section 8.12), so the fast path keeps a second copy
+# of the decoder's weights, transposed once:
 #
 # - self-attention `q`, `k`, `v` fused into one (d_model, 3 × inner) matrix — one product instead of three;
 # - cross-attention `q` and `o`, self-attention `o`, the feed-forward matrices (`wi_0` and `wi_1` fused
@@ -735,17 +1097,28 @@ print("pool:", [(decode_ids(s[1:].tolist()), round(v, 3)) for s, v in zip(best, 
 # So each matrix is also cut into blocks of output columns, two per thread, stored as a
 # (blocks, in, out / blocks) stack, and `torch.bmm` multiplies the row by all blocks at once — a
 # batched product that PyTorch does spread over the threads. Putting the blocks side by side again gives
-# the same (rows, out) result. On this book's 2-core CPU that makes the output layer's product 1.5×
-# faster for one row and 2× for four rows (two blocks per thread beat one by 7 % in beam search, as
-# measured with `t5edu bench generate`; for one row they are even).
+# the same (rows, out) result.
 #
-# `packed_step` is `decoder_step` written out with these matrices (attention as in Section 2.1, the same
-# cache layout, so `DecoderCache.reorder` still works). `packed_weights(model)` builds the copy and keeps
-# it for the next call, as long as the model's parameters and the thread count have not changed. The copy
-# costs memory (the decoder and output layer once more) and one transposition per model, not per call.
+# `fast_step` is `decoder_step` written out with these matrices. Attention itself is Chapter 02's
+# `attention` function — the same math `T5Attention` runs — and the cache has the same layout, so
+# `DecoderCache.reorder` works unchanged. `packed_weights(model)` builds the copy and keeps it for the next
+# call, as long as the model's parameters (their storage and in-place version counters) and the thread
+# count have not changed: rebuilding it for every call would cost about as much as decoding 20 tokens of
+# t5-small. The copy costs memory (the decoder and output layer once more). On a GPU none of this pays:
+# the products are not bandwidth-starved the same way, so `fast=True` there falls back to the default path.
 
 # %%
-#| export
+#| export fast_generate
+import dataclasses
+import weakref
+
+import torch
+
+from t5edu.attention import attention, mask_value, padding_bias, split_heads
+from t5edu.encoder import clamp_fp16
+from t5edu.generate import DecoderCache
+
+
 @dataclasses.dataclass
 class PackedWeights:
     """The decoder's matrices as (in, out) — or (blocks, in, out / blocks) column blocks — for one-token
@@ -760,8 +1133,9 @@ _PACKED = weakref.WeakKeyDictionary()  # model -> PackedWeights of its current p
 
 
 def _signature(model):
-    params = list(model.decoder.parameters()) + [model.lm_head.weight]
-    return (torch.get_num_threads(),) + tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+    """What the packed copy was made from: thread count, and each parameter's storage and in-place version."""
+    params = [*model.decoder.parameters(), model.lm_head.weight]
+    return (torch.get_num_threads(), *((p.data_ptr(), p._version, p.dtype, p.device) for p in params))
 
 
 def column_blocks(weight, parts):
@@ -780,17 +1154,18 @@ def product(x, matrix):
     parts, _, width = matrix.shape
     return torch.bmm(x.expand(parts, *x.shape), matrix).transpose(0, 1).reshape(x.shape[0], parts * width)
 
-
+# %%
+#| export fast_generate
 @torch.no_grad()
 def packed_weights(model):
-    """Transposed, fused copies of the decoder's weights, in two column blocks per thread; cached per model
+    """Transposed, fused copies of the decoder's weights, in two column blocks per thread; kept per model
     until a parameter (or the thread count) changes."""
     signature = _signature(model)
     cached = _PACKED.get(model)
     if cached is not None and cached.signature == signature:
         return cached
     threads = torch.get_num_threads() if model.lm_head.weight.device.type == "cpu" else 1
-    parts = 2 * threads if threads > 1 else 1  # one thread, or a GPU: plain (in, out) matrices
+    parts = 2 * threads if threads > 1 else 1  # one thread: plain (in, out) matrices
     layers = []
     for block in model.decoder.block:
         self_attn, cross = block.layer[0].SelfAttention, block.layer[1].EncDecAttention
@@ -802,33 +1177,59 @@ def packed_weights(model):
             norm0=block.layer[0].layer_norm, norm1=block.layer[1].layer_norm, norm2=block.layer[2].layer_norm,
             qkv=column_blocks(qkv, parts), o=column_blocks(self_attn.o.weight, parts),
             cross_q=column_blocks(cross.q.weight, parts), cross_o=column_blocks(cross.o.weight, parts),
-            wi=column_blocks(wi, parts), wo=column_blocks(ff.wo.weight, parts),
+            cross=cross, wi=column_blocks(wi, parts), wo=column_blocks(ff.wo.weight, parts),
             act=ff.act, gated=gated, heads=self_attn.num_heads, d_kv=self_attn.d_kv))
     packed = PackedWeights(layers, column_blocks(model.lm_head.weight, parts), signature)
     _PACKED[model] = packed
     return packed
 
 
+class FastCache(DecoderCache):
+    """A DecoderCache (same layout) that steps with fast_step: the packed weights, the cross-attention
+    keys/values computed here once, and the causal position bias of all `max_length` positions."""
+
+    def __init__(self, model, encoder_hidden_states, attention_mask=None, max_length=None):
+        super().__init__(model, encoder_hidden_states, attention_mask)
+        self.packed = packed_weights(model)
+        dtype = encoder_hidden_states.dtype
+        for w, layer in zip(self.packed.layers, self.layers, strict=True):
+            cross = w["cross"]
+            layer["cross"]["k"] = split_heads(cross.k(encoder_hidden_states), cross.num_heads)
+            layer["cross"]["v"] = split_heads(cross.v(encoder_hidden_states), cross.num_heads)
+        self.cross_bias = None if self.attention_mask is None else padding_bias(self.attention_mask, dtype)
+        self.position_bias = None
+        if max_length:
+            self.position_bias = _as(model.decoder.self_attention_bias(max_length, 0), dtype)
+
+    def self_bias(self, position):
+        """(1, H, 1, position + 1): the bias of query `position` against keys 0 … position."""
+        if self.position_bias is not None and position < self.position_bias.shape[-1]:
+            return self.position_bias[:, :, position:position + 1, :position + 1]
+        return _as(self.model.decoder.self_attention_bias(1, position), self.encoder_hidden_states.dtype)
+
+    def step(self, tokens):
+        """One decoding step with fast_step."""
+        return fast_step(self.model, self, tokens)
+
+
+def _as(bias, dtype):
+    """A float32 bias in `dtype`, masked scores kept finite (as T5Attention does in mixed precision)."""
+    return bias if bias.dtype == dtype else bias.to(dtype).clamp_min(mask_value(dtype))
+
+
 def _attend(q, k, v, bias):
-    """q (rows, H, 1, d), k/v (rows, H, L, d), additive bias -> (rows, H * d): unscaled, softmax in float32."""
-    scores = torch.matmul(q, k.transpose(-1, -2))
-    if bias is not None:
-        scores = scores + bias
-    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    out = torch.matmul(weights, v)
+    """Chapter 02's attention for one query position: q (rows, H, 1, d) -> (rows, H * d)."""
+    out, _ = attention(q, k, v, bias)
     return out.reshape(out.shape[0], -1)
 
 
-def packed_step(model, cache, tokens):
-    """decoder_step with the PackedWeights in cache.packed: (rows,) tokens -> float32 logits (rows, vocab)."""
+def fast_step(model, cache, tokens):
+    """decoder_step with the packed weights of a FastCache: (rows,) tokens -> float32 logits (rows, vocab)."""
     packed, config = cache.packed, model.config
-    position = len(cache)
-    self_bias = cache.self_bias(position)
-    if self_bias.dtype != cache.encoder_hidden_states.dtype:
-        self_bias = self_bias.to(cache.encoder_hidden_states.dtype).clamp_min(mask_value(cache.encoder_hidden_states.dtype))
+    self_bias = cache.self_bias(len(cache))
     hidden = model.decoder.embed_tokens(tokens)  # (rows, d_model)
     rows = hidden.shape[0]
-    for w, layer in zip(packed.layers, cache.layers):
+    for w, layer in zip(packed.layers, cache.layers, strict=True):
         heads, d_kv = w["heads"], w["d_kv"]
         q, k, v = product(w["norm0"](hidden), w["qkv"]).view(rows, 3, heads, 1, d_kv).unbind(1)
         saved = layer["self"]
@@ -838,7 +1239,8 @@ def packed_step(model, cache, tokens):
         hidden = clamp_fp16(hidden + product(_attend(q, k, v, self_bias), w["o"]))
         q = product(w["norm1"](hidden), w["cross_q"]).view(rows, heads, 1, d_kv)
         cross = layer["cross"]
-        hidden = clamp_fp16(hidden + product(_attend(q, cross["k"], cross["v"], cache.cross_bias), w["cross_o"]))
+        attended = _attend(q, cross["k"], cross["v"], cache.cross_bias)
+        hidden = clamp_fp16(hidden + product(attended, w["cross_o"]))
         inner = product(w["norm2"](hidden), w["wi"])
         if w["gated"]:
             gate, linear = inner.chunk(2, dim=-1)
@@ -853,201 +1255,56 @@ def packed_step(model, cache, tokens):
 
 
 # %% [markdown]
-# The check: the packed step gives the logits of the model's own blocks (to float32 rounding: the sums
-# are accumulated in another order), for a plain and a gated model, and the packed copy is rebuilt when a
-# weight changes.
+# The check: the fast path gives the tokens of the book's path — greedy and beam search — on the trained
+# model and on a random gated (T5 v1.1) one; the packed copy is kept between calls and rebuilt when a
+# weight changes; and a hook, which the default path obeys, is ignored by the fast one.
 
 # %%
+_ = torch.manual_seed(0)
+gated_model = T5(T5Config.preset("t5-v1_1-tiny", vocab_size=300, dropout_rate=0.0)).eval()
+gated_ids = torch.randint(3, 300, (3, 9))
+for m, x in ((model, ids), (gated_model, gated_ids)):
+    for kwargs in (dict(), dict(num_beams=4)):
+        assert torch.equal(generate(m, x, max_new_tokens=12, fast=True, **kwargs),
+                           generate(m, x, max_new_tokens=12, **kwargs))
+first = packed_weights(model)
+assert packed_weights(model) is first  # kept for the next call
 with torch.no_grad():
-    gated_model = T5(T5Config.preset("t5-v1_1-tiny", vocab_size=100, dropout_rate=0.0)).eval()
-    for m in (toy, gated_model):
-        src = torch.randint(3, 29, (2, 7))
-        enc = m.encode(src)
-        plain, fast = DecoderCache(m, enc, max_length=8), DecoderCache(m, enc, max_length=8, packed=packed_weights(m))
-        tokens = torch.zeros(2, dtype=torch.long)
-        worst = 0.0
-        for t in range(6):
-            a, b = decoder_step(m, plain, tokens), decoder_step(m, fast, tokens)
-            worst = max(worst, (a - b).abs().max().item())
-            tokens = a.argmax(-1)
-        print(f"{type(m.decoder.block[0].layer[2].DenseReluDense).__name__}: largest logit difference {worst:.1e}")
-        assert worst < 1e-4
-    first = packed_weights(toy)
-    assert packed_weights(toy) is first  # kept for the next call
-    toy.decoder.block[0].layer[2].DenseReluDense.wo.weight.mul_(1.0)  # an in-place update...
-    assert packed_weights(toy) is not first  # ... and the copy is rebuilt
+    model.decoder.block[0].layer[2].DenseReluDense.wo.weight.mul_(1.0)  # an in-place update...
+assert packed_weights(model) is not first  # ... and the copy is rebuilt
+handle = first_attention.register_forward_hook(lambda module, args, output: torch.zeros_like(output))
+try:
+    assert torch.equal(generate(model, ids, mask, max_new_tokens=20, fast=True), slow)  # the hook is ignored
+finally:
+    handle.remove()
+print("fast path: same tokens as the default path (greedy and beam-4, trained and random gated model)")
 
 # %% [markdown]
-# ## 8.10 `generate`
-#
-# One function puts it together, with Hugging Face's argument names: the encoder runs once, then
-# `sample_search` (greedy or sampling) or `beam_search` runs with a cache and packed weights, under `torch.inference_mode`
-# and with the model in eval mode (restored afterwards). The output starts with the decoder start
-# token, like `transformers`' `generate` for T5.
-#
-# - `max_new_tokens` counts generated tokens; `max_length` has Hugging Face's meaning, the total length
-#   *including* the start token (`max_new_tokens = max_length - 1`); `max_new_tokens` wins if both are
-#   given; with neither, 20 new tokens. (Hugging Face's own default is `max_length=20`, 19 new tokens.)
-# - Finished rows are padded with `pad_token_id` (0) after EOS, for greedy, sampling and beam search.
-# - `output_scores=True` returns a `GenerateOutput` with `sequences` and, for beam search,
-#   `sequences_scores` (Hugging Face's length-penalised scores).
-# - `num_return_sequences`: for beam search the best hypotheses of each input (at most `num_beams`);
-#   for sampling, independent samples; greedy allows only 1.
-# - Bad arguments fail at once with a `ValueError` saying which and why.
-
-# %%
-#| export
-@dataclasses.dataclass
-class GenerateOutput:
-    """What generate(..., output_scores=True) returns."""
-
-    sequences: torch.Tensor
-    sequences_scores: torch.Tensor | None = None  # beam search only: one length-penalised score per sequence
-
-
-def check_generate_args(input_ids, max_new_tokens, max_length, num_beams, early_stopping, num_return_sequences,
-                        do_sample, temperature, top_k, top_p, min_new_tokens, no_repeat_ngram_size):
-    """Validate generate()'s arguments; return the number of new tokens to generate."""
-
-    def is_int(x):
-        return isinstance(x, int) and not isinstance(x, bool)
-
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-        raise ValueError("input_ids must be a 2-D tensor (batch, length) of token ids")
-    if not is_int(num_beams) or num_beams < 1:
-        raise ValueError(f"num_beams must be an integer >= 1, got {num_beams!r}")
-    if max_new_tokens is not None and (not is_int(max_new_tokens) or max_new_tokens < 0):
-        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-    if max_length is not None and (not is_int(max_length) or max_length < 1):
-        raise ValueError(f"max_length must be an integer >= 1 (it counts the start token), got {max_length!r}")
-    if not is_int(num_return_sequences) or num_return_sequences < 1:
-        raise ValueError(f"num_return_sequences must be an integer >= 1, got {num_return_sequences!r}")
-    if not do_sample and num_return_sequences > num_beams:
-        raise ValueError(f"num_return_sequences={num_return_sequences} is larger than num_beams={num_beams}: "
-                         "beam search returns at most num_beams sequences per input (greedy returns 1)")
-    if early_stopping not in (True, False, "never"):
-        raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
-    if do_sample and num_beams > 1:
-        raise ValueError("sampling with beams (do_sample=True, num_beams > 1) is not supported; "
-                         "use num_beams=1 to sample, or do_sample=False for beam search")
-    if not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
-    if top_k is not None and (not is_int(top_k) or top_k < 0):
-        raise ValueError(f"top_k must be an integer >= 0 (0 or None: no top-k), got {top_k!r}")
-    if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
-        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-    if not is_int(min_new_tokens) or min_new_tokens < 0:
-        raise ValueError(f"min_new_tokens must be an integer >= 0, got {min_new_tokens!r}")
-    if not is_int(no_repeat_ngram_size) or no_repeat_ngram_size < 0:
-        raise ValueError(f"no_repeat_ngram_size must be an integer >= 0, got {no_repeat_ngram_size!r}")
-    if max_new_tokens is not None:
-        return max_new_tokens
-    if max_length is not None:
-        return max_length - 1
-    return 20
-
-
-def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_length=None, num_beams=1,
-             length_penalty=1.0, early_stopping=False, num_return_sequences=1, do_sample=False, temperature=1.0,
-             top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0, generator=None,
-             output_scores=False, *, use_cache=True, packed=True):
-    """Generate output token ids for `input_ids` (batch, length) with a T5 model.
-
-    Greedy by default; `num_beams > 1` for beam search; `do_sample=True` for sampling (temperature,
-    top_k, top_p; pass a seeded `torch.Generator` to make it reproducible). Returns a LongTensor
-    (batch * num_return_sequences, 1 + generated) starting with the decoder start token, pad after EOS;
-    with `output_scores=True`, a GenerateOutput. `use_cache=False` recomputes the whole prefix each step;
-    `packed=False` runs the cached steps through the model's own blocks instead of `packed_weights(model)`.
-    """
-    new_tokens = check_generate_args(input_ids, max_new_tokens, max_length, num_beams, early_stopping,
-                                     num_return_sequences, do_sample, temperature, top_k, top_p, min_new_tokens,
-                                     no_repeat_ngram_size)
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    config = model.config
-    if attention_mask is None:
-        attention_mask = (input_ids != config.pad_token_id).long()
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            encoded = model.encode(input_ids, attention_mask)
-            packed_weights_ = packed_weights(model) if use_cache and packed and new_tokens else None
-            rows = input_ids.shape[0] * num_return_sequences
-            scores = None
-            if new_tokens == 0:
-                sequences = torch.full((rows, 1), config.decoder_start_token_id, dtype=torch.long,
-                                       device=input_ids.device)
-            elif num_beams == 1:
-                if num_return_sequences > 1:
-                    encoded = encoded.repeat_interleave(num_return_sequences, dim=0)
-                    attention_mask = attention_mask.repeat_interleave(num_return_sequences, dim=0)
-                sequences = sample_search(model, encoded, attention_mask, new_tokens, do_sample=do_sample,
-                                          temperature=temperature, top_k=top_k, top_p=top_p,
-                                          min_new_tokens=min_new_tokens, no_repeat_ngram_size=no_repeat_ngram_size,
-                                          generator=generator, use_cache=use_cache, packed=packed_weights_)
-            else:
-                sequences, scores = beam_search(model, encoded, attention_mask, new_tokens, num_beams,
-                                                length_penalty=length_penalty, early_stopping=early_stopping,
-                                                num_return_sequences=num_return_sequences,
-                                                min_new_tokens=min_new_tokens,
-                                                no_repeat_ngram_size=no_repeat_ngram_size, use_cache=use_cache,
-                                                packed=packed_weights_)
-    finally:
-        model.train(was_training)
-    return GenerateOutput(sequences, scores) if output_scores else sequences
-
-
-# %% [markdown]
-# Checks: cached and uncached `generate` agree for greedy and beam search; the output starts with the
-# start token; `max_new_tokens=0` returns just that token; bad arguments are refused with a reason.
-
-# %%
-for kwargs in (dict(), dict(num_beams=3, num_return_sequences=2), dict(num_beams=2, no_repeat_ngram_size=2)):
-    cached = generate(toy, ids, mask, max_new_tokens=10, **kwargs)
-    uncached = generate(toy, ids, mask, max_new_tokens=10, use_cache=False, **kwargs)
-    assert torch.equal(cached, uncached) and bool((cached[:, 0] == 0).all())
-assert torch.equal(generate(toy, ids, max_new_tokens=20), slow)  # the mask defaults to input_ids != pad
-assert generate(toy, ids, max_new_tokens=0).tolist() == [[0]] * 4
-assert generate(toy, ids, max_length=4).shape == (4, 4)
-for bad in (dict(num_beams=0), dict(max_new_tokens=-1), dict(top_p=0.0, do_sample=True),
-            dict(num_beams=2, num_return_sequences=3)):
-    try:
-        generate(toy, ids, **bad)
-    except ValueError as err:
-        print(f"{bad}: {err}")
-    else:
-        raise AssertionError(f"{bad} was accepted")
-
-# %% [markdown]
-# ## 8.11 How fast can it be?
+# ## 8.12 How fast can it be?
 #
 # On a CPU, decoding one token of one sequence reads every decoder weight and the output embedding once
 # from memory, and does little arithmetic with each: it is limited by **memory bandwidth**. Dividing the
-# bytes of those weights by the speed of a large memory copy gives a floor on the time per token. Our
-# greedy loop does nothing else per step but the decoder blocks and the output layer; the gap to the
-# floor is Python and PyTorch's per-operation overhead (a few microseconds for each of the ~100 small
-# operations of a step), which dominates for a tiny model and matters less as the model grows.
-# `t5edu bench generate` measures it on the t5-small shape, next to Hugging Face's `generate` in the same
-# process. Both cache keys and values; the difference is in how fast the matrix–vector products run
-# (our packed weights and column blocks, Section 8.9) and in the overhead around them. With 4 beams the
-# products have 4 rows, and PyTorch's small matrix–matrix kernels reach only about half the bandwidth of
-# the one-row product, whatever the layout: a beam-search step costs about twice a greedy one.
-# Here, the same measurement on the t5-tiny model of Section 8.4 (times vary: the cell checks only that
-# the floor is positive and finite):
+# bytes of those weights by the speed of a large memory copy gives a floor on the time per token. The gap
+# to the floor is Python and PyTorch's per-operation overhead (a few microseconds for each of the ~100
+# small operations of a step), which dominates for a tiny model and matters less as the model grows.
+# `t5edu bench generate` measures both paths on the t5-small shape next to Hugging Face's `generate` in
+# the same process (runs alternate, medians reported). Here, the same measurement on the t5-tiny model of
+# Section 8.4 (times vary: the cell checks only that the floor is positive and finite):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 from t5edu.authoring.bench_generate import bytes_per_greedy_token, copy_bandwidth
 
-bandwidth = copy_bandwidth(128)  # bytes read + written per second by a 128 MiB tensor copy
+bandwidth = copy_bandwidth(64)  # bytes read + written per second by a 64 MiB tensor copy
 floor = bytes_per_greedy_token(bench_model) / bandwidth  # decoder weights (minus cross K/V projections) + lm_head
-with torch.inference_mode():
-    generate(bench_model, bench_ids, max_new_tokens=4, min_new_tokens=4)  # warm-up
+per_token = {}
+for fast in (False, True):
+    generate(bench_model, bench_ids, max_new_tokens=4, min_new_tokens=4, fast=fast)  # warm-up
     start = time.perf_counter()
-    generate(bench_model, bench_ids, max_new_tokens=40, min_new_tokens=40)
-    per_token = (time.perf_counter() - start) / 40
-print(f"copy bandwidth {bandwidth / 1e9:.1f} GB/s; floor {1000 * floor:.2f} ms/token; "
-      f"greedy {1000 * per_token:.2f} ms/token = {per_token / floor:.1f}x the floor")
+    generate(bench_model, bench_ids, max_new_tokens=40, min_new_tokens=40, fast=fast)
+    per_token[fast] = (time.perf_counter() - start) / 40
+print(f"copy bandwidth {bandwidth / 1e9:.1f} GB/s; floor {1000 * floor:.2f} ms/token; greedy: book path "
+      f"{1000 * per_token[False]:.2f} ms/token, fast path {1000 * per_token[True]:.2f} ms/token")
 assert 0 < floor < math.inf
 
 # %% [markdown]
@@ -1055,16 +1312,34 @@ assert 0 < floor < math.inf
 #
 # - Greedy decoding re-runs the decoder on the whole prefix; the **key/value cache** makes each step
 #   cost the same: self-attention keys/values are appended, cross-attention keys/values are computed
-#   once, and the relative bias is one row of a precomputed table.
+#   once — all inside the model's own `T5Attention` modules, so a cached step is one ordinary forward pass.
 # - **Beam search** keeps `num_beams` prefixes and a pool of finished hypotheses scored
 #   `sum_logprobs / length ** length_penalty`; we match `transformers`' rules (and outputs) exactly,
-#   including its three `early_stopping` modes.
+#   including its three `early_stopping` modes. On a well-trained model it seldom changes greedy's answer.
 # - **Sampling** draws from the temperature-, top-k- and top-p-shaped distribution, reproducibly with a
-#   `torch.Generator`.
+#   `torch.Generator`; a high temperature trades correctness for variety.
+# - The trained model's cross-attention shows where each output token was read from.
+# - `fast=True` is an opt-in CPU path with packed weights: the same tokens, faster, but it bypasses the
+#   modules' `forward`.
 #
 # In the package: `from t5edu.generate import generate, beam_search, sample_search, DecoderCache,
-# decoder_step, top_k_filter, top_p_filter, no_repeat_ngram_mask` — and on the command line
-# `t5edu generate --model DIR "summarize: …" --num-beams 4`, and `t5edu bench generate` for the speed
-# comparison with `transformers`.
+# decoder_step, top_k_filter, top_p_filter, no_repeat_ngram_mask` and `from t5edu.fast_generate import
+# FastCache, packed_weights`; `model.generate(...)` (Chapter 05) calls `generate`. On the command line:
+# `t5edu generate --model DIR "reverse: …" --num-beams 4 [--fast]`, and `t5edu bench generate` for the
+# speed comparison with `transformers`.
 #
-# Next: Chapter 09 puts the model to work on real tasks.
+# Next: [Chapter 09](09_finetune.ipynb) fine-tunes the model on real tasks. Practice this chapter in the
+# [exercises](../exercises/ch08_generate.ipynb).
+#
+# ## Further reading
+#
+# - Raffel et al., [Exploring the Limits of Transfer Learning with a Unified Text-to-Text
+#   Transformer](https://arxiv.org/abs/1910.10683) (2020) — Sections 3.1.2 and 3.7 on decoding.
+# - Wu et al., [Google's Neural Machine Translation System](https://arxiv.org/abs/1609.08144) (2016) —
+#   beam search with a length penalty.
+# - Holtzman et al., [The Curious Case of Neural Text Degeneration](https://arxiv.org/abs/1904.09751)
+#   (2020) — nucleus (top-p) sampling.
+# - Hugging Face, [How to generate text](https://huggingface.co/blog/how-to-generate) — greedy, beam
+#   search and sampling with `transformers`.
+# - Pope et al., [Efficiently Scaling Transformer Inference](https://arxiv.org/abs/2211.05102) (2022) —
+#   the key/value cache and why decoding is bound by memory bandwidth.

@@ -4,47 +4,34 @@
 # §Chapter 08 — Decoding — chapters/08_generate.ipynb, cell 2
 import dataclasses
 import math
-import weakref
+import warnings
 
 import torch
 import torch.nn.functional as F
-
-from t5edu.attention import mask_value, padding_bias, split_heads
-from t5edu.encoder import clamp_fp16
 
 
 # §8.3 The key/value cache — chapters/08_generate.ipynb, cell 12
 class DecoderCache:
     """What the decoder keeps between decoding steps, one row per sequence being decoded.
 
-    `layers` is `T5Decoder.new_cache()`: per block, self-attention keys/values (appended each step) and
-    cross-attention keys/values (computed here once from the encoder output). `position_bias` is the
-    decoder's causal relative bias for `max_length` positions; step `t` uses its row `t` only.
+    `layers` is `T5Decoder.new_cache()`, filled by the model's own `T5Attention` modules: per block,
+    self-attention keys/values (one position appended per step) and cross-attention keys/values
+    (computed from the encoder output on the first step, then reused).
     """
 
-    def __init__(self, model, encoder_hidden_states, attention_mask=None, max_length=None, packed=None):
-        decoder = model.decoder
-        self.decoder, self.encoder_hidden_states = decoder, encoder_hidden_states
-        self.packed = packed  # PackedWeights (Section 8.9) for faster steps, or None
-        self.layers = decoder.new_cache()
-        for block, layer in zip(decoder.block, self.layers):
-            cross = block.layer[1].EncDecAttention
-            layer["cross"]["k"] = split_heads(cross.k(encoder_hidden_states), cross.num_heads)
-            layer["cross"]["v"] = split_heads(cross.v(encoder_hidden_states), cross.num_heads)
-        self.cross_bias = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            self.cross_bias = padding_bias(attention_mask, encoder_hidden_states.dtype)
-        self.position_bias = decoder.self_attention_bias(max_length, 0) if max_length else None
+    def __init__(self, model, encoder_hidden_states, attention_mask=None):
+        self.model, self.encoder_hidden_states = model, encoder_hidden_states
+        # an all-ones mask masks nothing: without it the decoder builds no padding bias at each step
+        self.attention_mask = None if attention_mask is None or bool(attention_mask.all()) else attention_mask
+        self.layers = model.decoder.new_cache()
 
     def __len__(self):
         """How many positions are cached."""
-        return self.decoder.cache_length(self.layers)
+        return self.model.decoder.cache_length(self.layers)
 
-    def self_bias(self, position):
-        """(1, H, 1, position + 1): the bias of query `position` against keys 0 … position."""
-        if self.position_bias is not None and position < self.position_bias.shape[-1]:
-            return self.position_bias[:, :, position:position + 1, :position + 1]
-        return self.decoder.self_attention_bias(1, position)
+    def step(self, tokens):
+        """One decoding step (see decoder_step): (rows,) tokens -> float32 logits (rows, vocab)."""
+        return decoder_step(self.model, self, tokens)
 
     def reorder(self, rows):
         """Keep self-attention keys/values of `rows` (a LongTensor of row indices), in that order.
@@ -54,36 +41,28 @@ class DecoderCache:
         for layer in self.layers:
             cached = layer["self"]
             if "k" in cached:
-                cached["k"], cached["v"] = cached["k"].index_select(0, rows), cached["v"].index_select(0, rows)
+                cached["k"] = cached["k"].index_select(0, rows)
+                cached["v"] = cached["v"].index_select(0, rows)
 
 
 def decoder_step(model, cache, tokens):
-    """Feed one token per row (`tokens`: (rows,)) at position len(cache) -> float32 logits (rows, vocab).
-
-    The model must be in eval mode (no dropout). The cache grows by one position."""
-    if cache.packed is not None:
-        return packed_step(model, cache, tokens)  # the same computation, faster on a CPU (Section 8.9)
-    decoder, config = model.decoder, model.config
-    self_bias = cache.self_bias(len(cache))
-    hidden = decoder.embed_tokens(tokens[:, None])
-    for block, layer in zip(decoder.block, cache.layers):
-        hidden = block(hidden, cache.encoder_hidden_states, self_bias, cache.cross_bias, cache=layer)
-    hidden = decoder.final_layer_norm(hidden[:, 0])
-    if config.scale_decoder_outputs:
-        hidden = hidden * config.d_model ** -0.5
-    return model.lm_head(hidden).float()
+    """Feed one token per row (`tokens`: (rows,)) at position len(cache) through the model's forward pass
+    with the cache -> float32 logits (rows, vocab). The cache grows by one position."""
+    out = model(encoder_hidden_states=cache.encoder_hidden_states, attention_mask=cache.attention_mask,
+                decoder_input_ids=tokens[:, None], cache=cache.layers)
+    return out.logits[:, -1].float()
 
 
 def last_logits(model, encoder_hidden_states, attention_mask, decoder_input_ids):
-    """No cache: run the decoder over the whole prefix -> float32 logits of its last position (rows, vocab)."""
+    """No cache: the decoder over the whole prefix -> float32 logits of its last position (rows, vocab)."""
     logits = model(attention_mask=attention_mask, encoder_hidden_states=encoder_hidden_states,
                    decoder_input_ids=decoder_input_ids).logits
     return logits[:, -1].float()
 
 
-# §8.5 Rules on the next token — chapters/08_generate.ipynb, cell 18
+# §8.5 Rules on the next token — chapters/08_generate.ipynb, cell 22
 def no_repeat_ngram_mask(sequences, ngram_size, vocab_size):
-    """(rows, length) token ids -> bool (rows, vocab_size): True for each token that would repeat an n-gram."""
+    """(rows, length) token ids -> bool (rows, vocab_size): True for each token that repeats an n-gram."""
     rows, length = sequences.shape
     banned = torch.zeros(rows, vocab_size + 1, dtype=torch.bool, device=sequences.device)
     if ngram_size <= 0 or length < ngram_size:
@@ -97,7 +76,7 @@ def no_repeat_ngram_mask(sequences, ngram_size, vocab_size):
 
 
 def constrain_scores(scores, sequences, min_new_tokens=0, no_repeat_ngram_size=0, eos_token_id=1):
-    """Set to -inf the scores (rows, vocab) of tokens the rules forbid after `sequences` (start token included)."""
+    """Set to -inf the scores (rows, vocab) of tokens the rules forbid after `sequences` (start first)."""
     if no_repeat_ngram_size > 0:
         scores = scores.masked_fill(no_repeat_ngram_mask(sequences, no_repeat_ngram_size, scores.shape[-1]),
                                     -math.inf)
@@ -107,7 +86,7 @@ def constrain_scores(scores, sequences, min_new_tokens=0, no_repeat_ngram_size=0
     return scores
 
 
-# §8.6 Sampling — chapters/08_generate.ipynb, cell 21
+# §8.6 Sampling — chapters/08_generate.ipynb, cell 25
 def top_k_filter(scores, top_k, min_tokens_to_keep=1):
     """Keep the `top_k` largest scores per row (ties with the k-th kept); the rest become -inf."""
     k = min(max(top_k, min_tokens_to_keep), scores.shape[-1])
@@ -136,24 +115,37 @@ def sample_next(scores, temperature=1.0, top_k=None, top_p=None, generator=None)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
 
 
+def make_cache(model, encoder_hidden_states, attention_mask, max_length, fast=False):
+    """A DecoderCache for `max_length` positions; fast=True: the CPU fast path's FastCache (Section 8.11)."""
+    if fast:
+        from t5edu.fast_generate import FastCache  # imported here: that module imports this one
+
+        return FastCache(model, encoder_hidden_states, attention_mask, max_length)
+    return DecoderCache(model, encoder_hidden_states, attention_mask)
+
+
 def sample_search(model, encoder_hidden_states, attention_mask, max_new_tokens, *, do_sample=False,
                   temperature=1.0, top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0,
-                  generator=None, use_cache=True, packed=None):
+                  generator=None, use_cache=True, fast=False):
     """Greedy decoding (do_sample=False) or sampling, one sequence per row -> (rows, 1 + steps) ids.
 
-    Rows that have produced EOS get pad tokens until every row is done or max_new_tokens is reached."""
+    Rows that have produced EOS get pad tokens until every row is done or max_new_tokens is reached.
+    use_cache=False recomputes the whole prefix at each step; fast=True steps with the CPU fast path."""
     config = model.config
     rows = encoder_hidden_states.shape[0]
     device = encoder_hidden_states.device
     sequences = torch.full((rows, 1), config.decoder_start_token_id, dtype=torch.long, device=device)
     unfinished = torch.ones(rows, dtype=torch.bool, device=device)
-    cache = DecoderCache(model, encoder_hidden_states, attention_mask, 1 + max_new_tokens, packed) if use_cache else None
+    cache = None
+    if use_cache:
+        cache = make_cache(model, encoder_hidden_states, attention_mask, 1 + max_new_tokens, fast)
     for _ in range(max_new_tokens):
         if cache is not None:
-            logits = decoder_step(model, cache, sequences[:, -1])
+            logits = cache.step(sequences[:, -1])
         else:
             logits = last_logits(model, encoder_hidden_states, attention_mask, sequences)
-        scores = constrain_scores(logits, sequences, min_new_tokens, no_repeat_ngram_size, config.eos_token_id)
+        scores = constrain_scores(logits, sequences, min_new_tokens, no_repeat_ngram_size,
+                                  config.eos_token_id)
         if do_sample:
             next_tokens = sample_next(scores, temperature, top_k, top_p, generator)
         else:
@@ -166,12 +158,12 @@ def sample_search(model, encoder_hidden_states, attention_mask, max_new_tokens, 
     return sequences
 
 
-# §8.7 Beam search — chapters/08_generate.ipynb, cell 25
+# §8.7 Beam search — chapters/08_generate.ipynb, cell 31
 NEG = -1.0e9  # "minus infinity" that stays finite in sums, as in Hugging Face's beam search
 
 
 def hypothesis_score(sum_logprobs, num_generated, length_penalty=1.0):
-    """The score of a finished hypothesis: sum of log-probs / (generated tokens incl. EOS) ** length_penalty."""
+    """A finished hypothesis's score: sum of log-probs / (generated tokens incl. EOS) ** length_penalty."""
     return sum_logprobs / (num_generated ** length_penalty)
 
 
@@ -182,14 +174,15 @@ def _gather(tensor, index):
     return torch.take_along_dim(tensor, index, dim=1)
 
 
-def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, num_beams, *, length_penalty=1.0,
-                early_stopping=False, num_return_sequences=1, min_new_tokens=0, no_repeat_ngram_size=0,
-                use_cache=True, packed=None, trace=None):
+def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, num_beams, *,
+                length_penalty=1.0, early_stopping=False, num_return_sequences=1, min_new_tokens=0,
+                no_repeat_ngram_size=0, use_cache=True, fast=False, trace=None):
     """Beam search with Hugging Face's semantics -> (sequences, scores).
 
     sequences: (batch * num_return_sequences, 1 + longest) ids, best first per input, pad after EOS;
     scores: (batch * num_return_sequences,) the length-penalised scores. `trace`, if a list, receives one
-    dict per step (candidates, parents, scores, which were finished / kept) for figures."""
+    dict per step (candidates, parents, scores, which were finished / kept) for figures. `use_cache` and
+    `fast` as in sample_search."""
     config = model.config
     eos, device = config.eos_token_id, encoder_hidden_states.device
     batch = encoder_hidden_states.shape[0]
@@ -198,7 +191,7 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
     encoder_hidden_states = encoder_hidden_states.repeat_interleave(num_beams, dim=0)
     if attention_mask is not None:
         attention_mask = attention_mask.repeat_interleave(num_beams, dim=0)
-    cache = DecoderCache(model, encoder_hidden_states, attention_mask, max_length, packed) if use_cache else None
+    cache = make_cache(model, encoder_hidden_states, attention_mask, max_length, fast) if use_cache else None
 
     running = torch.full((batch, num_beams, max_length), config.pad_token_id, dtype=torch.long, device=device)
     running[:, :, 0] = config.decoder_start_token_id
@@ -216,10 +209,11 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
     while cur_len < max_length:
         flat = running[:, :, :cur_len].reshape(batch * num_beams, cur_len)
         if cache is not None:
-            logits = decoder_step(model, cache, flat[:, -1])
+            logits = cache.step(flat[:, -1])
         else:
             logits = last_logits(model, encoder_hidden_states, attention_mask, flat)
-        log_probs = constrain_scores(F.log_softmax(logits, dim=-1), flat, min_new_tokens, no_repeat_ngram_size, eos)
+        log_probs = constrain_scores(F.log_softmax(logits, dim=-1), flat, min_new_tokens,
+                                     no_repeat_ngram_size, eos)
         vocab = log_probs.shape[-1]
         log_probs = (log_probs.view(batch, num_beams, vocab) + running_scores[:, :, None]).view(batch, -1)
 
@@ -238,7 +232,7 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
 
         # finished candidates among the first num_beams may enter the pool
         entering = ends & first_beams[None, :]
-        pool_scores = cand_scores / (cur_len ** length_penalty)  # cur_len = generated tokens incl. the new one
+        pool_scores = cand_scores / (cur_len ** length_penalty)  # cur_len: generated tokens incl. the new one
         pool_scores += (is_finished.all(-1, keepdim=True) & (early_stopping is True)).to(torch.float32) * NEG
         pool_scores += (~improvable).to(torch.float32) * NEG
         pool_scores += (~entering) * NEG
@@ -246,8 +240,8 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
         best = torch.topk(merged_scores, num_beams)[1]
         finished = _gather(torch.cat([finished, candidates], dim=1), best)
         finished_scores = _gather(merged_scores, best)
-        finished_lengths = _gather(torch.cat([finished_lengths, torch.full_like(ends, cur_len, dtype=torch.long)],
-                                             dim=1), best)
+        new_lengths = torch.full_like(ends, cur_len, dtype=torch.long)
+        finished_lengths = _gather(torch.cat([finished_lengths, new_lengths], dim=1), best)
         is_finished = _gather(torch.cat([is_finished, entering], dim=1), best)
         if trace is not None:
             trace.append(dict(step=cur_len, tokens=candidates[:, :, cur_len].clone(), parents=parents.clone(),
@@ -259,10 +253,8 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
         cur_len += 1
 
         # can any input still improve its pool?
-        if early_stopping == "never" and length_penalty > 0.0:
-            best_length = max_length - 1
-        else:
-            best_length = cur_len - 1
+        never = early_stopping == "never" and length_penalty > 0.0
+        best_length = max_length - 1 if never else cur_len - 1
         best_running = running_scores[:, :1] / (best_length ** length_penalty)
         worst_finished = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True)[0], NEG)
         improvable = improvable & (best_running > worst_finished).any(-1, keepdim=True)
@@ -276,114 +268,7 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
     return sequences[:, :1 + longest], scores
 
 
-# §8.9 Faster steps: weights laid out for the product they are used in — chapters/08_generate.ipynb, cell 33
-@dataclasses.dataclass
-class PackedWeights:
-    """The decoder's matrices as (in, out) — or (blocks, in, out / blocks) column blocks — for one-token
-    steps (see packed_weights); `product(x, matrix)` multiplies by either."""
-
-    layers: list  # per block: dict of matrices and the modules (norms, activation) used with them
-    lm_head: torch.Tensor  # (d_model, vocab), or its column blocks
-    signature: tuple
-
-
-_PACKED = weakref.WeakKeyDictionary()  # model -> PackedWeights of its current parameters
-
-
-def _signature(model):
-    params = list(model.decoder.parameters()) + [model.lm_head.weight]
-    return (torch.get_num_threads(),) + tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
-
-
-def column_blocks(weight, parts):
-    """An nn.Linear weight (out, in) -> (in, out) contiguous, cut into `parts` blocks of output columns
-    stacked as (parts, in, out / parts); plain (in, out) when parts is 1 or does not divide out."""
-    out_features, in_features = weight.shape
-    if parts <= 1 or out_features % parts:
-        return weight.t().contiguous()
-    return weight.view(parts, out_features // parts, in_features).transpose(1, 2).contiguous()
-
-
-def product(x, matrix):
-    """x (rows, in) @ a matrix from column_blocks -> (rows, out); the blocks run as one batched product."""
-    if matrix.dim() == 2:
-        return x @ matrix
-    parts, _, width = matrix.shape
-    return torch.bmm(x.expand(parts, *x.shape), matrix).transpose(0, 1).reshape(x.shape[0], parts * width)
-
-
-@torch.no_grad()
-def packed_weights(model):
-    """Transposed, fused copies of the decoder's weights, in two column blocks per thread; cached per model
-    until a parameter (or the thread count) changes."""
-    signature = _signature(model)
-    cached = _PACKED.get(model)
-    if cached is not None and cached.signature == signature:
-        return cached
-    threads = torch.get_num_threads() if model.lm_head.weight.device.type == "cpu" else 1
-    parts = 2 * threads if threads > 1 else 1  # one thread, or a GPU: plain (in, out) matrices
-    layers = []
-    for block in model.decoder.block:
-        self_attn, cross = block.layer[0].SelfAttention, block.layer[1].EncDecAttention
-        ff = block.layer[2].DenseReluDense
-        gated = hasattr(ff, "wi_0")
-        wi = torch.cat([ff.wi_0.weight, ff.wi_1.weight]) if gated else ff.wi.weight
-        qkv = torch.cat([self_attn.q.weight, self_attn.k.weight, self_attn.v.weight])
-        layers.append(dict(
-            norm0=block.layer[0].layer_norm, norm1=block.layer[1].layer_norm, norm2=block.layer[2].layer_norm,
-            qkv=column_blocks(qkv, parts), o=column_blocks(self_attn.o.weight, parts),
-            cross_q=column_blocks(cross.q.weight, parts), cross_o=column_blocks(cross.o.weight, parts),
-            wi=column_blocks(wi, parts), wo=column_blocks(ff.wo.weight, parts),
-            act=ff.act, gated=gated, heads=self_attn.num_heads, d_kv=self_attn.d_kv))
-    packed = PackedWeights(layers, column_blocks(model.lm_head.weight, parts), signature)
-    _PACKED[model] = packed
-    return packed
-
-
-def _attend(q, k, v, bias):
-    """q (rows, H, 1, d), k/v (rows, H, L, d), additive bias -> (rows, H * d): unscaled, softmax in float32."""
-    scores = torch.matmul(q, k.transpose(-1, -2))
-    if bias is not None:
-        scores = scores + bias
-    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    out = torch.matmul(weights, v)
-    return out.reshape(out.shape[0], -1)
-
-
-def packed_step(model, cache, tokens):
-    """decoder_step with the PackedWeights in cache.packed: (rows,) tokens -> float32 logits (rows, vocab)."""
-    packed, config = cache.packed, model.config
-    position = len(cache)
-    self_bias = cache.self_bias(position)
-    if self_bias.dtype != cache.encoder_hidden_states.dtype:
-        self_bias = self_bias.to(cache.encoder_hidden_states.dtype).clamp_min(mask_value(cache.encoder_hidden_states.dtype))
-    hidden = model.decoder.embed_tokens(tokens)  # (rows, d_model)
-    rows = hidden.shape[0]
-    for w, layer in zip(packed.layers, cache.layers):
-        heads, d_kv = w["heads"], w["d_kv"]
-        q, k, v = product(w["norm0"](hidden), w["qkv"]).view(rows, 3, heads, 1, d_kv).unbind(1)
-        saved = layer["self"]
-        if "k" in saved:
-            k, v = torch.cat([saved["k"], k], dim=2), torch.cat([saved["v"], v], dim=2)
-        saved["k"], saved["v"] = k, v
-        hidden = clamp_fp16(hidden + product(_attend(q, k, v, self_bias), w["o"]))
-        q = product(w["norm1"](hidden), w["cross_q"]).view(rows, heads, 1, d_kv)
-        cross = layer["cross"]
-        hidden = clamp_fp16(hidden + product(_attend(q, cross["k"], cross["v"], cache.cross_bias), w["cross_o"]))
-        inner = product(w["norm2"](hidden), w["wi"])
-        if w["gated"]:
-            gate, linear = inner.chunk(2, dim=-1)
-            inner = w["act"](gate) * linear
-        else:
-            inner = w["act"](inner)
-        hidden = clamp_fp16(hidden + product(inner.to(w["wo"].dtype), w["wo"]))
-    hidden = model.decoder.final_layer_norm(hidden)
-    if config.scale_decoder_outputs:
-        hidden = hidden * config.d_model ** -0.5
-    return product(hidden, packed.lm_head).float()
-
-
-# §8.10 `generate` — chapters/08_generate.ipynb, cell 37
+# §8.10 `generate` — chapters/08_generate.ipynb, cell 49
 @dataclasses.dataclass
 class GenerateOutput:
     """What generate(..., output_scores=True) returns."""
@@ -392,22 +277,36 @@ class GenerateOutput:
     sequences_scores: torch.Tensor | None = None  # beam search only: one length-penalised score per sequence
 
 
-def check_generate_args(input_ids, max_new_tokens, max_length, num_beams, early_stopping, num_return_sequences,
-                        do_sample, temperature, top_k, top_p, min_new_tokens, no_repeat_ngram_size):
-    """Validate generate()'s arguments; return the number of new tokens to generate."""
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
 
-    def is_int(x):
-        return isinstance(x, int) and not isinstance(x, bool)
 
+def check_inputs(input_ids, attention_mask):
+    """Refuse input ids that are not a non-empty (batch, length) tensor, or a mask of another shape."""
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-        raise ValueError("input_ids must be a 2-D tensor (batch, length) of token ids")
-    if not is_int(num_beams) or num_beams < 1:
+        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+        raise ValueError(f"input_ids must be a 2-D tensor (batch, length) of token ids, got {shape}; "
+                         "for one input, add a batch axis: ids[None]")
+    if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        raise ValueError(f"input_ids is empty, shape {tuple(input_ids.shape)}: nothing to generate from")
+    if attention_mask is not None and (not isinstance(attention_mask, torch.Tensor)
+                                       or attention_mask.shape != input_ids.shape):
+        shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else "(not a tensor)"
+        raise ValueError(f"attention_mask has shape {shape} but input_ids has shape "
+                         f"{tuple(input_ids.shape)}: they must be the same (batch, length)")
+
+
+def check_generate_args(max_new_tokens, max_length, num_beams, early_stopping, num_return_sequences,
+                        do_sample, temperature, top_k, top_p, min_new_tokens, no_repeat_ngram_size):
+    """Validate generate()'s options; return the number of new tokens to generate."""
+    if not _is_int(num_beams) or num_beams < 1:
         raise ValueError(f"num_beams must be an integer >= 1, got {num_beams!r}")
-    if max_new_tokens is not None and (not is_int(max_new_tokens) or max_new_tokens < 0):
+    if max_new_tokens is not None and (not _is_int(max_new_tokens) or max_new_tokens < 0):
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-    if max_length is not None and (not is_int(max_length) or max_length < 1):
-        raise ValueError(f"max_length must be an integer >= 1 (it counts the start token), got {max_length!r}")
-    if not is_int(num_return_sequences) or num_return_sequences < 1:
+    if max_length is not None and (not _is_int(max_length) or max_length < 1):
+        raise ValueError(f"max_length must be an integer >= 1 (it counts the start token), "
+                         f"got {max_length!r}")
+    if not _is_int(num_return_sequences) or num_return_sequences < 1:
         raise ValueError(f"num_return_sequences must be an integer >= 1, got {num_return_sequences!r}")
     if not do_sample and num_return_sequences > num_beams:
         raise ValueError(f"num_return_sequences={num_return_sequences} is larger than num_beams={num_beams}: "
@@ -419,13 +318,13 @@ def check_generate_args(input_ids, max_new_tokens, max_length, num_beams, early_
                          "use num_beams=1 to sample, or do_sample=False for beam search")
     if not isinstance(temperature, (int, float)) or not temperature > 0:
         raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
-    if top_k is not None and (not is_int(top_k) or top_k < 0):
+    if top_k is not None and (not _is_int(top_k) or top_k < 0):
         raise ValueError(f"top_k must be an integer >= 0 (0 or None: no top-k), got {top_k!r}")
     if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-    if not is_int(min_new_tokens) or min_new_tokens < 0:
+    if not _is_int(min_new_tokens) or min_new_tokens < 0:
         raise ValueError(f"min_new_tokens must be an integer >= 0, got {min_new_tokens!r}")
-    if not is_int(no_repeat_ngram_size) or no_repeat_ngram_size < 0:
+    if not _is_int(no_repeat_ngram_size) or no_repeat_ngram_size < 0:
         raise ValueError(f"no_repeat_ngram_size must be an integer >= 0, got {no_repeat_ngram_size!r}")
     if max_new_tokens is not None:
         return max_new_tokens
@@ -434,23 +333,39 @@ def check_generate_args(input_ids, max_new_tokens, max_length, num_beams, early_
     return 20
 
 
+def fast_path_allowed(fast, device):
+    """Whether generate(fast=True) may use the fast path on `device`: on the CPU only; elsewhere a warning."""
+    if fast and torch.device(device).type != "cpu":
+        warnings.warn(f"generate(fast=True) is a CPU path, measured no faster on "
+                      f"{torch.device(device).type}: using the default path", stacklevel=3)
+        return False
+    return bool(fast)
+
+
 def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_length=None, num_beams=1,
-             length_penalty=1.0, early_stopping=False, num_return_sequences=1, do_sample=False, temperature=1.0,
-             top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0, generator=None,
-             output_scores=False, *, use_cache=True, packed=True):
+             length_penalty=1.0, early_stopping=False, num_return_sequences=1, do_sample=False,
+             temperature=1.0, top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0,
+             generator=None, output_scores=False, *, use_cache=True, fast=False):
     """Generate output token ids for `input_ids` (batch, length) with a T5 model.
 
     Greedy by default; `num_beams > 1` for beam search; `do_sample=True` for sampling (temperature,
     top_k, top_p; pass a seeded `torch.Generator` to make it reproducible). Returns a LongTensor
     (batch * num_return_sequences, 1 + generated) starting with the decoder start token, pad after EOS;
-    with `output_scores=True`, a GenerateOutput. `use_cache=False` recomputes the whole prefix each step;
-    `packed=False` runs the cached steps through the model's own blocks instead of `packed_weights(model)`.
+    with `output_scores=True`, a GenerateOutput.
+
+    Every step runs the model's own forward pass with a key/value cache (Section 8.3), so hooks and
+    replaced modules take effect. `use_cache=False` recomputes the whole prefix at each step.
+    `fast=True` opts into the CPU fast path (`t5edu.fast_generate`, Section 8.11): the same tokens from
+    packed copies of the decoder's weights, bypassing the modules' forward (hooks do not fire). It is
+    for the CPU only: on another device, where it measured no gain, it warns and uses the default path.
     """
-    new_tokens = check_generate_args(input_ids, max_new_tokens, max_length, num_beams, early_stopping,
-                                     num_return_sequences, do_sample, temperature, top_k, top_p, min_new_tokens,
-                                     no_repeat_ngram_size)
+    check_inputs(input_ids, attention_mask)
+    new_tokens = check_generate_args(max_new_tokens, max_length, num_beams, early_stopping,
+                                     num_return_sequences, do_sample, temperature, top_k, top_p,
+                                     min_new_tokens, no_repeat_ngram_size)
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     config = model.config
+    fast = fast_path_allowed(fast, input_ids.device)
     if attention_mask is None:
         attention_mask = (input_ids != config.pad_token_id).long()
     was_training = model.training
@@ -458,7 +373,6 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_len
     try:
         with torch.inference_mode():
             encoded = model.encode(input_ids, attention_mask)
-            packed_weights_ = packed_weights(model) if use_cache and packed and new_tokens else None
             rows = input_ids.shape[0] * num_return_sequences
             scores = None
             if new_tokens == 0:
@@ -470,15 +384,16 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_len
                     attention_mask = attention_mask.repeat_interleave(num_return_sequences, dim=0)
                 sequences = sample_search(model, encoded, attention_mask, new_tokens, do_sample=do_sample,
                                           temperature=temperature, top_k=top_k, top_p=top_p,
-                                          min_new_tokens=min_new_tokens, no_repeat_ngram_size=no_repeat_ngram_size,
-                                          generator=generator, use_cache=use_cache, packed=packed_weights_)
+                                          min_new_tokens=min_new_tokens,
+                                          no_repeat_ngram_size=no_repeat_ngram_size, generator=generator,
+                                          use_cache=use_cache, fast=fast)
             else:
                 sequences, scores = beam_search(model, encoded, attention_mask, new_tokens, num_beams,
                                                 length_penalty=length_penalty, early_stopping=early_stopping,
                                                 num_return_sequences=num_return_sequences,
                                                 min_new_tokens=min_new_tokens,
-                                                no_repeat_ngram_size=no_repeat_ngram_size, use_cache=use_cache,
-                                                packed=packed_weights_)
+                                                no_repeat_ngram_size=no_repeat_ngram_size,
+                                                use_cache=use_cache, fast=fast)
     finally:
         model.train(was_training)
     return GenerateOutput(sequences, scores) if output_scores else sequences
@@ -488,19 +403,17 @@ __all__ = [
     'NEG',
     'DecoderCache',
     'GenerateOutput',
-    'PackedWeights',
     'beam_search',
     'check_generate_args',
-    'column_blocks',
+    'check_inputs',
     'constrain_scores',
     'decoder_step',
+    'fast_path_allowed',
     'generate',
     'hypothesis_score',
     'last_logits',
+    'make_cache',
     'no_repeat_ngram_mask',
-    'packed_step',
-    'packed_weights',
-    'product',
     'sample_next',
     'sample_search',
     'top_k_filter',

@@ -9,7 +9,8 @@ from t5edu.cli import main
 
 
 def test_bench_train_reports_ratio_and_ceiling(capsys):
-    code = main(["bench", "train", "--preset", "t5-tiny", "--batch-size", "2", "--src-len", "16", "--tgt-len", "8",
+    code = main(["bench", "train", "--preset", "t5-tiny", "--batch-size", "2", "--src-len", "16",
+                 "--tgt-len", "8",
                  "--steps", "5", "--warmup", "1"])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -25,13 +26,14 @@ def test_bench_train_refuses_too_few_steps(capsys):
     assert "at least 5" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("overrides", [{}, {"feed_forward_proj": "gated-gelu", "num_decoder_layers": 3, "d_kv": 24}])
+@pytest.mark.parametrize("overrides", [{}, {"feed_forward_proj": "gated-gelu", "num_decoder_layers": 3,
+                                            "d_kv": 24}])
 def test_train_step_flops_counts_what_torch_counts(overrides):
     """The analytic FLOPs behind tokens/s -> TFLOP/s and MFU equal torch's own count of the products."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from t5edu.authoring.bench import make_batch, train_step_flops
-    from t5edu.encoder import T5Config
+    from t5edu.config import T5Config
     from t5edu.model import T5
 
     config = T5Config.preset("t5-tiny", vocab_size=300, **overrides)
@@ -43,7 +45,8 @@ def test_train_step_flops_counts_what_torch_counts(overrides):
 
 
 def test_bench_train_bf16_reports_mfu(capsys):
-    code = main(["bench", "train", "--preset", "t5-tiny", "--batch-size", "2", "--src-len", "16", "--tgt-len", "8",
+    code = main(["bench", "train", "--preset", "t5-tiny", "--batch-size", "2", "--src-len", "16",
+                 "--tgt-len", "8",
                  "--steps", "5", "--warmup", "1", "--bf16", "--peak-tflops", "2", "--no-hf"])
     out = capsys.readouterr().out
     assert code == 0, out

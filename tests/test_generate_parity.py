@@ -12,10 +12,10 @@ import warnings
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
-
 from t5edu.generate import generate
 from t5edu.model import T5
+
+transformers = pytest.importorskip("transformers")
 
 PAD, EOS = 0, 1
 
@@ -85,7 +85,8 @@ def batch():
 def hf_generate(hf, ids, mask, **kwargs):
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        return hf.generate(input_ids=ids, attention_mask=mask, return_dict_in_generate=True, output_scores=True,
+        return hf.generate(input_ids=ids, attention_mask=mask, return_dict_in_generate=True,
+                           output_scores=True,
                            **kwargs)
 
 
@@ -119,7 +120,8 @@ def assert_same_tokens(ours, theirs, scores=None, per_input=1):
 def test_greedy_matches_hf(models, min_new_tokens):
     hf, ours = models
     ids, mask = batch()
-    ref = hf_generate(hf, ids, mask, max_new_tokens=12, min_new_tokens=min_new_tokens, do_sample=False, num_beams=1)
+    ref = hf_generate(hf, ids, mask, max_new_tokens=12, min_new_tokens=min_new_tokens, do_sample=False,
+                      num_beams=1)
     out = generate(ours, ids, mask, max_new_tokens=12, min_new_tokens=min_new_tokens)
     assert_same_tokens(out, ref.sequences)
     assert torch.equal(out, ref.sequences)  # greedy: HF pads finished rows with pad too
@@ -132,7 +134,8 @@ BEAM_SETTINGS = [
     dict(num_beams=4, length_penalty=0.0, early_stopping=False),
     dict(num_beams=4, length_penalty=0.0, early_stopping="never"),
     dict(num_beams=5, length_penalty=2.0, early_stopping="never", num_return_sequences=2),
-    dict(num_beams=2, length_penalty=2.0, early_stopping="never"),  # these two differ from early_stopping=False
+    # these two differ from early_stopping=False
+    dict(num_beams=2, length_penalty=2.0, early_stopping="never"),
     dict(num_beams=2, length_penalty=0.5, early_stopping="never"),  # on some of the models above
     dict(num_beams=3, length_penalty=2.0, early_stopping=False),
     dict(num_beams=3, length_penalty=2.0, early_stopping=True),
@@ -148,7 +151,8 @@ def test_beam_search_matches_hf(models, settings):
     ids, mask = batch()
     ref = hf_generate(hf, ids, mask, max_new_tokens=10, do_sample=False, **settings)
     out = generate(ours, ids, mask, max_new_tokens=10, output_scores=True, **settings)
-    assert_same_tokens(out.sequences, ref.sequences, ref.sequences_scores, settings.get("num_return_sequences", 1))
+    assert_same_tokens(out.sequences, ref.sequences, ref.sequences_scores,
+                       settings.get("num_return_sequences", 1))
     assert torch.allclose(out.sequences_scores, ref.sequences_scores, atol=1e-4, rtol=0), \
         (out.sequences_scores, ref.sequences_scores)
 
@@ -195,7 +199,8 @@ def test_decoder_deeper_than_encoder(tmp_path_factory, settings):
     """num_decoder_layers != num_layers: transformers 5.24's cached generate fails there (IndexError), so the
     reference runs without its cache; ours uses its cache as always."""
     transformers.utils.logging.disable_progress_bar()
-    hf, ours = build(tmp_path_factory, 7, dict(num_layers=1, num_decoder_layers=3, tie_word_embeddings=False), 4.0)
+    hf, ours = build(tmp_path_factory, 7, dict(num_layers=1, num_decoder_layers=3, tie_word_embeddings=False),
+                     4.0)
     ids, mask = batch()
     ref = hf_generate(hf, ids, mask, max_new_tokens=8, do_sample=False, use_cache=False, **settings)
     out = generate(ours, ids, mask, max_new_tokens=8, output_scores=settings["num_beams"] > 1, **settings)

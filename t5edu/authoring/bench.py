@@ -12,35 +12,8 @@ steps is reported.
 import statistics
 import time
 
-
-def _hf_available():
-    try:
-        import transformers  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _hf_twin(model, attn_implementation="eager"):
-    """transformers' T5ForConditionalGeneration (eager attention by default) with the same config and weights."""
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    config = model.config.to_dict()
-    for key in ("architectures", "model_type"):
-        config.pop(key, None)
-    hf = transformers.T5ForConditionalGeneration(transformers.T5Config(**config, attn_implementation=attn_implementation))
-    state = model.state_dict()
-    hf.load_state_dict(state)
-    if not model.config.tie_word_embeddings:
-        # transformers 5 always ties lm_head to the shared embedding, so load_state_dict wrote both
-        # matrices into one tensor: untie, then give each its own weights (as its checkpoint loader does).
-        import torch
-
-        hf.lm_head.weight = torch.nn.Parameter(state["lm_head.weight"].detach().clone())
-        with torch.no_grad():
-            hf.shared.weight.copy_(state["shared.weight"])
-    return hf
+from t5edu.authoring.bench_common import _hf_available, _hf_twin, matrix_product_seconds
+from t5edu.authoring.bench_generate import bench_generate, configure_generate  # Chapter 08's benchmark
 
 
 def make_batch(vocab_size, batch_size, src_len, tgt_len, seed=0):
@@ -137,7 +110,7 @@ def configure_train(parser):
 def bench_train(args):
     import torch
 
-    from t5edu.encoder import T5Config
+    from t5edu.config import T5Config
     from t5edu.model import T5
 
     if args.steps < 5:
@@ -204,34 +177,6 @@ def bench_train(args):
                   f"at most {hf_step / products['t5edu']:.2f}x faster than transformers' {hf_step * 1000:.0f} ms step")
     return 0
 
-
-MATRIX_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm")
-
-
-def matrix_product_seconds(fn, repeats=3):
-    """Seconds per call of `fn` spent in matrix products (torch.profiler's self time of mm/addmm/bmm)."""
-    import os
-
-    from torch.profiler import profile
-
-    saved = os.dup(2)  # the profiler's C++ side prints start/stop lines to stderr: keep the report clean
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            with profile() as prof:
-                for _ in range(repeats):
-                    fn()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    events = prof.key_averages()
-    return sum(e.self_cpu_time_total for e in events if e.key in MATRIX_PRODUCTS) / 1e6 / repeats
-
-
-from t5edu.authoring.bench_generate import (  # at the end: it imports from this module
-    bench_generate,
-    configure_generate,
-)
 
 # name -> (configure(parser), run(args)); add a benchmark by adding an entry
 BENCHMARKS = {

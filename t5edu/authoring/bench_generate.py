@@ -4,10 +4,12 @@
     t5edu bench generate [--preset t5-small] [--input-tokens 32] [--new-tokens 20] [--runs 5] [--profile]
 
 Both models hold the same random weights (t5-small shape by default). Batch 1, exactly `--new-tokens`
-new tokens (min_new_tokens = max_new_tokens), greedy and beam search with 4 beams. Runs alternate
-between the two libraries so that a busy machine slows both alike; after a warm-up, the median of
-`--runs` is reported. It also prints a memory-bandwidth floor for one greedy token: the bytes of the
-weights a decoding step must read, divided by a measured copy bandwidth.
+new tokens (min_new_tokens = max_new_tokens), greedy and beam search with 4 beams. Two t5edu paths are
+timed: the book's default path (the model's own modules with a key/value cache) and the opt-in CPU fast
+path (`fast=True`, packed weights). Runs alternate between the contenders so that a busy machine slows
+all alike; after a warm-up, the median of `--runs` is reported. It also prints a memory-bandwidth floor
+for one greedy token: the bytes of the weights a decoding step must read, divided by a measured copy
+bandwidth.
 """
 
 import os
@@ -20,7 +22,7 @@ def configure_generate(parser):
     parser.add_argument("--input-tokens", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=20)
     parser.add_argument("--beams", type=int, default=4)
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per library and mode (median reported)")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per contender and mode (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-hf", action="store_true", help="time t5edu only")
@@ -62,25 +64,29 @@ def _timed(fn):
     return time.perf_counter() - start, out
 
 
-def run_generate_bench(preset="t5-small", input_tokens=32, new_tokens=20, beams=4, runs=5, seed=0, with_hf=True,
-                       profile=False, print_fn=print, vocab_size=None, copy_megabytes=256):
-    """Measure and print; return a dict of the medians (seconds) and ratios."""
+def _same(a, b):
+    return a.shape == b.shape and bool((a == b).all())
+
+
+def run_generate_bench(preset="t5-small", input_tokens=32, new_tokens=20, beams=4, runs=5, seed=0,
+                       with_hf=True, profile=False, print_fn=print, vocab_size=None, copy_megabytes=256):
+    """Measure and print; return a dict: per mode ("greedy", "beam-N") the median seconds of "book",
+    "fast" and "transformers", the ratios "book_speedup" and "fast_speedup" (transformers' time / ours)
+    and the "ceiling" of the fast path; plus the bandwidth floor."""
     import warnings
 
     import torch
 
-    from t5edu.authoring.bench import matrix_product_seconds
-    from t5edu.encoder import T5Config
+    from t5edu.authoring.bench_common import _hf_available, _hf_twin, matrix_product_seconds
+    from t5edu.config import T5Config
     from t5edu.generate import generate
     from t5edu.model import T5
 
     torch.manual_seed(seed)
-    overrides = dict(dropout_rate=0.0) if vocab_size is None else dict(dropout_rate=0.0, vocab_size=vocab_size)
+    overrides = dict(dropout_rate=0.0, **({} if vocab_size is None else {"vocab_size": vocab_size}))
     model = T5(T5Config.preset(preset, **overrides)).eval()
     hf = None
     if with_hf:
-        from t5edu.authoring.bench import _hf_available, _hf_twin
-
         if _hf_available():
             hf = _hf_twin(model).eval()
         else:
@@ -91,15 +97,15 @@ def run_generate_bench(preset="t5-small", input_tokens=32, new_tokens=20, beams=
     mask = torch.ones_like(input_ids)
     lengths = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
 
-    def ours(num_beams):
-        return lambda: generate(model, input_ids, mask, num_beams=num_beams, **lengths)
+    def ours(num_beams, fast):
+        return lambda: generate(model, input_ids, mask, num_beams=num_beams, fast=fast, **lengths)
 
     def theirs(num_beams):
         def call():
             with warnings.catch_warnings(), torch.inference_mode():
                 warnings.simplefilter("ignore")
-                return hf.generate(input_ids=input_ids, attention_mask=mask, num_beams=num_beams, do_sample=False,
-                                   early_stopping=False, length_penalty=1.0, **lengths)
+                return hf.generate(input_ids=input_ids, attention_mask=mask, num_beams=num_beams,
+                                   do_sample=False, early_stopping=False, length_penalty=1.0, **lengths)
         return call
 
     def encoder_only():
@@ -108,59 +114,65 @@ def run_generate_bench(preset="t5-small", input_tokens=32, new_tokens=20, beams=
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print_fn(f"bench generate: {preset}, batch 1, {input_tokens} input tokens, {new_tokens} new tokens, "
-             f"{torch.get_num_threads()} threads, median of {runs} runs after warm-up (load average {load:.1f})")
+             f"{torch.get_num_threads()} threads, median of {runs} runs after warm-up "
+             f"(load average {load:.1f} on {os.cpu_count()} cores)")
     if load > (os.cpu_count() or 1):
-        print_fn(f"  warning: the machine is busy (load {load:.1f} on {os.cpu_count()} cores); with several torch "
-                 "threads, times can be many times slower and erratic: try --threads 1")
+        print_fn(f"  warning: the machine is busy (load {load:.1f} on {os.cpu_count()} cores); times are "
+                 "slower and noisier than on a quiet machine (ratios less so: runs alternate)")
     results = {}
     for label, num_beams in (("greedy", 1), (f"beam-{beams}", beams)):
-        contenders = {"t5edu": ours(num_beams)}
+        contenders = {"book": ours(num_beams, False), "fast": ours(num_beams, True)}
         if hf is not None:
             contenders["transformers"] = theirs(num_beams)
         outputs = {name: fn() for name, fn in contenders.items()}  # warm-up
         times = {name: [] for name in contenders}
         for _ in range(runs):
-            for name, fn in contenders.items():  # alternate, so that load affects both alike
+            for name, fn in contenders.items():  # alternate, so that load affects all alike
                 elapsed, outputs[name] = _timed(fn)
                 times[name].append(elapsed)
         medians = {name: statistics.median(t) for name, t in times.items()}
         results[label] = medians
-        line = f"  {label:8} t5edu {1000 * medians['t5edu']:8.1f} ms"
+        line = f"  {label:8} book {1000 * medians['book']:8.1f} ms   fast {1000 * medians['fast']:8.1f} ms"
+        same = _same(outputs["book"], outputs["fast"])
         if hf is not None:
-            ratio = medians["transformers"] / medians["t5edu"]
-            results[label]["speedup"] = ratio
-            same = outputs["t5edu"].shape == outputs["transformers"].shape and \
-                bool((outputs["t5edu"] == outputs["transformers"]).all())
-            line += (f"   transformers {1000 * medians['transformers']:8.1f} ms   t5edu is {ratio:.2f}x faster"
-                     f"   same tokens: {'yes' if same else 'NO'}")
-        print_fn(line)
-        if hf is not None:  # what limits the ratio: the matrix products both libraries must do
-            products = matrix_product_seconds(contenders["t5edu"])
+            for path in ("book", "fast"):
+                results[label][f"{path}_speedup"] = medians["transformers"] / medians[path]
+            same = same and _same(outputs["book"], outputs["transformers"])
+            line += (f"   transformers {1000 * medians['transformers']:8.1f} ms   book "
+                     f"{results[label]['book_speedup']:.2f}x, fast {results[label]['fast_speedup']:.2f}x "
+                     "transformers' speed")
+        print_fn(line + f"   same tokens: {'yes' if same else 'NO'}")
+        if hf is not None:  # what limits the fast path: the matrix products every library must do
+            products = matrix_product_seconds(contenders["fast"])
             results[label]["ceiling"] = medians["transformers"] / products
-            print_fn(f"  {'':8} matrix products {1000 * products:.1f} ms of t5edu's run: with these products, at most "
-                     f"{results[label]['ceiling']:.2f}x faster than transformers")
+            print_fn(f"  {'':8} matrix products {1000 * products:.1f} ms of the fast path's run: with these "
+                     f"products, at most {results[label]['ceiling']:.2f}x transformers' speed")
 
     encoder_time = statistics.median(_timed(encoder_only)[0] for _ in range(max(runs, 3)))
     bandwidth = copy_bandwidth(copy_megabytes)
     floor = bytes_per_greedy_token(model) / bandwidth
-    per_token = max(results["greedy"]["t5edu"] - encoder_time, 0.0) / new_tokens
+    per_token = {path: max(results["greedy"][path] - encoder_time, 0.0) / new_tokens
+                 for path in ("book", "fast")}
     results.update(encoder=encoder_time, bandwidth=bandwidth, floor=floor, per_token=per_token,
-                   floor_ratio=per_token / floor)
+                   floor_ratio={path: t / floor for path, t in per_token.items()})
     print_fn(f"  floor: {bytes_per_greedy_token(model) / 2 ** 20:.1f} MiB of weights per token / "
              f"{bandwidth / 1e9:.1f} GB/s copy bandwidth = {1000 * floor:.2f} ms per token")
-    print_fn(f"  greedy: {1000 * per_token:.2f} ms per token (encoder {1000 * encoder_time:.1f} ms excluded) "
-             f"= {per_token / floor:.2f}x the floor")
+    print_fn(f"  greedy per token (encoder {1000 * encoder_time:.1f} ms excluded): book "
+             f"{1000 * per_token['book']:.2f} ms = {per_token['book'] / floor:.2f}x the floor, fast "
+             f"{1000 * per_token['fast']:.2f} ms = {per_token['fast'] / floor:.2f}x the floor")
     if profile:
         from torch.profiler import profile as torch_profile
 
-        with torch_profile() as prof:
-            ours(1)()
-        print_fn(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+        for path, fast in (("book", False), ("fast", True)):
+            with torch_profile() as prof:
+                ours(1, fast)()
+            print_fn(f"  profile, greedy, {path} path:")
+            print_fn(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
     return results
 
 
 def bench_generate(args):
-    """generation speed, t5edu vs transformers: greedy and beam search, batch 1 (+ memory-bandwidth floor)"""
+    """generation speed, t5edu (book and fast paths) vs transformers: greedy and beam search, batch 1"""
     import torch
 
     if args.threads:

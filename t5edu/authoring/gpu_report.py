@@ -87,7 +87,7 @@ def build_models(preset, overrides, device, seed=0):
     """{library: model} with identical weights: t5edu, transformers eager, transformers SDPA (if it loads)."""
     import torch
 
-    from t5edu.authoring.bench import _hf_available, _hf_twin
+    from t5edu.authoring.bench_common import _hf_available, _hf_twin
     from t5edu.config import T5Config
     from t5edu.model import T5
 

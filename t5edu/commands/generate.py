@@ -5,9 +5,11 @@
     t5edu generate --model runs/demo --num-beams 4 --num-return-sequences 2 --show-scores "..."
     t5edu generate --model runs/demo --sample --top-p 0.9 --seed 0 "..."
     echo "translate English to German: ..." | t5edu generate --model runs/demo -
+    t5edu generate --model runs/demo --fast "..."     # the CPU fast path (Chapter 08, Section 8.11)
 
 The model directory holds config.json and model.safetensors (`T5.save_pretrained`, `t5edu train`) and
-the tokenizer's spiece.model (or pass --tokenizer).
+the tokenizer's spiece.model (or pass --tokenizer). Inputs longer than --max-input-length tokens (512,
+T5's pre-training input length) are cut to that length, keeping EOS last, with a warning.
 """
 
 import sys
@@ -22,20 +24,29 @@ def configure(parser):
     parser.add_argument("--max-length", type=int, default=None,
                         help="total output length including the start token (HF's meaning)")
     parser.add_argument("--min-new-tokens", type=int, default=0, help="forbid EOS before this many tokens")
-    parser.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams (1: greedy)")
-    parser.add_argument("--length-penalty", type=float, default=1.0, help="beam score = logprob / length ** this")
+    parser.add_argument("--num-beams", type=int, default=1,
+                        help="beam search with this many beams (1: greedy)")
+    parser.add_argument("--length-penalty", type=float, default=1.0,
+                        help="beam score = logprob / length ** this")
     parser.add_argument("--early-stopping", choices=["true", "false", "never"], default="false",
                         help="beam search stopping rule (Hugging Face's)")
     parser.add_argument("--num-return-sequences", type=int, default=1, help="outputs per input")
-    parser.add_argument("--no-repeat-ngram-size", type=int, default=0, help="forbid repeating n-grams of this size")
+    parser.add_argument("--no-repeat-ngram-size", type=int, default=0,
+                        help="forbid repeating n-grams of this size")
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy / beam search")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="inputs decoded together (>= 1)")
+    parser.add_argument("--max-input-length", type=int, default=512,
+                        help="cut longer inputs to this many tokens, EOS included, with a warning "
+                        "(default 512)")
     parser.add_argument("--show-scores", action="store_true", help="print beam scores next to the outputs")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--fast", action="store_true",
+                        help="the CPU fast path (packed weights, same tokens); on other devices the "
+                        "default path, with a warning")
 
 
 def main(args):
@@ -45,6 +56,20 @@ def main(args):
     from t5edu.model import T5
     from t5edu.tokenizer import Tokenizer
 
+    for name in ("batch_size", "max_input_length"):
+        if getattr(args, name) < 1:
+            print(f"t5edu generate: --{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}",
+                  file=sys.stderr)
+            return 2
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        print(f"t5edu generate: --device {args.device!r} is not a device ({err})", file=sys.stderr)
+        return 2
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"t5edu generate: --device {args.device} but CUDA is not available here (use --device cpu)",
+              file=sys.stderr)
+        return 2
     model_dir = Path(args.model)
     if not (model_dir / "config.json").is_file():
         print(f"t5edu generate: no config.json in {model_dir} (expected a directory written by "
@@ -56,6 +81,11 @@ def main(args):
     except FileNotFoundError as err:
         print(f"t5edu generate: {err} (pass --tokenizer)", file=sys.stderr)
         return 2
+    except Exception as err:  # sentencepiece raises RuntimeError/OSError on a bad file
+        file = tokenizer_path / "spiece.model" if tokenizer_path.is_dir() else tokenizer_path
+        print(f"t5edu generate: {file} is not a readable SentencePiece model ({type(err).__name__}: {err})",
+              file=sys.stderr)
+        return 2
     inputs = []
     for text in args.inputs:
         if text == "-":
@@ -66,14 +96,19 @@ def main(args):
         print("t5edu generate: no input text", file=sys.stderr)
         return 2
     early = {"true": True, "false": False, "never": "never"}[args.early_stopping]
-    model = T5.from_pretrained(model_dir).to(args.device)
-    generator = torch.Generator(device=args.device).manual_seed(args.seed) if args.sample else None
+    model = T5.from_pretrained(model_dir).to(device)
+    generator = torch.Generator(device=device).manual_seed(args.seed) if args.sample else None
     try:
         for start in range(0, len(inputs), args.batch_size):
             chunk = inputs[start:start + args.batch_size]
-            encoded = tokenizer.batch_encode(chunk)
+            encoded = tokenizer.batch_encode(chunk, max_length=args.max_input_length)
+            for text in chunk:
+                length = len(tokenizer.encode(text))  # EOS included
+                if length > args.max_input_length:
+                    print(f"t5edu generate: warning: input of {length} tokens cut to --max-input-length "
+                          f"{args.max_input_length}: {text[:40]!r}...", file=sys.stderr)
             input_ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
-            out = generate(model, input_ids.to(args.device), attention_mask.to(args.device),
+            out = generate(model, input_ids.to(device), attention_mask.to(device), fast=args.fast,
                            max_new_tokens=args.max_new_tokens, max_length=args.max_length,
                            num_beams=args.num_beams, length_penalty=args.length_penalty, early_stopping=early,
                            num_return_sequences=args.num_return_sequences, do_sample=args.sample,
