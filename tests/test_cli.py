@@ -147,7 +147,7 @@ MATRIX = {
         ["previous_run", "already holds a run", "--resume", "--overwrite"]),
     "finetune empty .jsonl": ([*FT, "--data", "{work}/no_rows.jsonl"], ["no_rows.jsonl", "empty"]),
     "finetune float label": ([*FT, "--data", "{work}/fractional.jsonl"], ["fractional.jsonl", "label"]),
-    "finetune --limit -3": ([*FT, "--data", "{work}/sst2.jsonl", "--limit", "-3"], ["--limit", ">= 0"]),
+    "finetune --limit -3": ([*FT, "--data", "{work}/sst2.jsonl", "--limit", "-3"], ["--limit", ">= 1"]),
     "finetune --batch-size 0": ([*FT, "--data", "{work}/sst2.jsonl", "--batch-size", "0"],
                                 ["--batch-size", ">= 1"]),
     "finetune model path typo": (["finetune", "--model", "{work}/modle", "--task", "classify", "--data",

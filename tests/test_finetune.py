@@ -389,43 +389,7 @@ def write_sst2(path, label):
     return path
 
 
-@pytest.mark.parametrize(
-    "case, expected",
-    [
-        ("empty", "the file is empty"),
-        ("float", "label 1.0 is a float"),
-        ("limit", "--limit must be a number of rows (at least 1), got -3"),
-        ("batch", "--batch-size must be a positive integer (at least 1), got 0"),
-        ("steps", "--max-steps must be a positive integer (at least 1), got 0"),
-    ],
-)
-def test_cli_bad_input_exits_2_with_one_line(tmp_path, tokenizer_dir, capsys, case, expected):
-    base = hf_checkpoint(tmp_path / "base", tokenizer_dir, "t5")
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
-    data = {"empty": empty, "float": write_sst2(tmp_path / "float.jsonl", 1.0)}.get(
-        case, FIXTURES / "glue_sst2"
-    )
-    extra = {"limit": ["--limit", "-3"], "batch": ["--batch-size", "0"], "steps": ["--max-steps", "0"]}.get(
-        case, []
-    )
-    capsys.readouterr()  # only what the command writes
-    code = run_cli(
-        "--model",
-        base,
-        "--task",
-        "classify",
-        "--data",
-        data,
-        "--out",
-        tmp_path / "out",
-        "--no-progress",
-        *extra,
-    )
-    err = capsys.readouterr().err.strip()
-    assert code == 2
-    assert len(err.splitlines()) == 1 and expected in err and "Traceback" not in err, err
-    assert not (tmp_path / "out").exists()
+# (bad numbers and files on the command line: the matrix in tests/test_cli.py covers `t5edu finetune`)
 
 
 def test_load_task_rows_checks_files_and_limit(tmp_path):

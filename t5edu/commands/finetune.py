@@ -20,6 +20,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from t5edu.errors import device, non_negative_int, output_dir, positive_float, positive_int
+from t5edu.rundir import claim_run_dir
+
 TASK_CHOICES = ("summarize", "translate", "classify")
 
 
@@ -40,26 +43,33 @@ def configure(parser):
         help="per task: a hub dataset name, a local file, or a directory with train.jsonl, "
         "validation.jsonl (default: the task's hub dataset)",
     )
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--max-steps", type=int, default=1000, help="optimizer steps (default 1000)")
-    parser.add_argument("--batch-size", type=int, default=8, help="examples per micro-batch (default 8)")
-    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    parser.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4, AdamW)")
+    parser.add_argument("--out", type=output_dir, required=True, help="output directory")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="--out holds another run: move it aside (to OUT.old-DATE) and start again")
+    parser.add_argument("--max-steps", type=positive_int, default=1000, help="optimizer steps (default 1000)")
+    parser.add_argument("--batch-size", type=positive_int, default=8,
+                        help="examples per micro-batch (default 8)")
+    parser.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per optimizer step")
+    parser.add_argument("--lr", type=positive_float, default=3e-4, help="learning rate (default 3e-4, AdamW)")
     parser.add_argument("--optimizer", choices=["adamw", "adafactor"], default="adamw")
     parser.add_argument(
         "--schedule", choices=["constant", "linear", "cosine", "inverse_sqrt"], default="constant"
     )
-    parser.add_argument("--warmup-steps", type=int, default=0)
-    parser.add_argument("--max-input-length", type=int, help="truncate inputs (default: the task's, 512)")
-    parser.add_argument("--max-target-length", type=int, help="truncate targets (default: the task's, 128)")
-    parser.add_argument("--limit", type=int, help="use only the first N training rows of each task")
+    parser.add_argument("--warmup-steps", type=non_negative_int, default=0)
+    parser.add_argument("--max-input-length", type=positive_int,
+                        help="truncate inputs (default: the task's, 512)")
+    parser.add_argument("--max-target-length", type=positive_int,
+                        help="truncate targets (default: the task's, 128)")
+    parser.add_argument("--limit", type=positive_int, help="use only the first N training rows of each task")
     parser.add_argument("--eval", action="store_true", help="score the validation split before and after")
-    parser.add_argument("--eval-limit", type=int, default=200, help="validation rows per task for --eval")
-    parser.add_argument("--save-every", type=int, default=0, help="write a checkpoint every K steps")
-    parser.add_argument("--log-every", type=int, default=10, help="metrics.jsonl row every K steps")
+    parser.add_argument("--eval-limit", type=positive_int, default=200,
+                        help="validation rows per task for --eval")
+    parser.add_argument("--save-every", type=non_negative_int, default=0,
+                        help="write a checkpoint every K steps (0: only at the end)")
+    parser.add_argument("--log-every", type=positive_int, default=10, help="metrics.jsonl row every K steps")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    parser.add_argument("--device", type=device, help="cpu, cuda, mps (default: the best available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--quiet", action="store_true", help="print only errors")
 
@@ -70,6 +80,12 @@ def _error(message):
 
 
 def main(args):
+    """Claim --out (refused if it holds another run, unless --resume or --overwrite; locked while we run)."""
+    with claim_run_dir(args.out, resume=args.resume, overwrite=args.overwrite):
+        return _main(args)
+
+
+def _main(args):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import datasets
 
@@ -85,9 +101,6 @@ def main(args):
     )
     from t5edu.train import TrainConfig
 
-    problem = _bad_numbers(args)
-    if problem:
-        return _error(problem)
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     t_start = time.perf_counter()
     tasks = list(dict.fromkeys(args.task))
@@ -168,31 +181,6 @@ def main(args):
     if not args.quiet:
         print(json.dumps({k: v for k, v in summary.items() if k != "train_config"}))
     return 0
-
-
-def _bad_numbers(args):
-    """The first numeric option out of range, as a message; None when all are fine."""
-    positive = {
-        "--max-steps": args.max_steps,
-        "--batch-size": args.batch_size,
-        "--grad-accum": args.grad_accum,
-        "--log-every": args.log_every,
-        "--eval-limit": args.eval_limit,
-        "--limit": args.limit,
-        "--max-input-length": args.max_input_length,
-        "--max-target-length": args.max_target_length,
-    }
-    for name, value in positive.items():
-        if value is not None and value < 1:
-            what = "a number of rows" if name in ("--limit", "--eval-limit") else "a positive integer"
-            return f"{name} must be {what} (at least 1), got {value}"
-    if args.save_every < 0:
-        return (
-            f"--save-every must be 0 (only at the end) or a positive number of steps, got {args.save_every}"
-        )
-    if not args.lr > 0:
-        return f"--lr must be a positive learning rate, got {args.lr}"
-    return None
 
 
 def _scores(report):

@@ -15,35 +15,47 @@ T5's pre-training input length) are cut to that length, keeping EOS last, with a
 import sys
 from pathlib import Path
 
+from t5edu.errors import (
+    device,
+    existing_path,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    user_input,
+)
+
 
 def configure(parser):
     parser.add_argument("inputs", nargs="+", help="input texts ('-' reads one input per line from stdin)")
     parser.add_argument("--model", required=True, help="model directory (config.json + model.safetensors)")
-    parser.add_argument("--tokenizer", help="spiece.model or its directory (default: the model directory)")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="tokens to generate (default 20)")
-    parser.add_argument("--max-length", type=int, default=None,
+    parser.add_argument("--tokenizer", type=existing_path,
+                        help="spiece.model or its directory (default: the model directory)")
+    parser.add_argument("--max-new-tokens", type=non_negative_int, default=None,
+                        help="tokens to generate (default 20)")
+    parser.add_argument("--max-length", type=positive_int, default=None,
                         help="total output length including the start token (HF's meaning)")
-    parser.add_argument("--min-new-tokens", type=int, default=0, help="forbid EOS before this many tokens")
-    parser.add_argument("--num-beams", type=int, default=1,
+    parser.add_argument("--min-new-tokens", type=non_negative_int, default=0,
+                        help="forbid EOS before this many tokens")
+    parser.add_argument("--num-beams", type=positive_int, default=1,
                         help="beam search with this many beams (1: greedy)")
     parser.add_argument("--length-penalty", type=float, default=1.0,
                         help="beam score = logprob / length ** this")
     parser.add_argument("--early-stopping", choices=["true", "false", "never"], default="false",
                         help="beam search stopping rule (Hugging Face's)")
-    parser.add_argument("--num-return-sequences", type=int, default=1, help="outputs per input")
-    parser.add_argument("--no-repeat-ngram-size", type=int, default=0,
+    parser.add_argument("--num-return-sequences", type=positive_int, default=1, help="outputs per input")
+    parser.add_argument("--no-repeat-ngram-size", type=non_negative_int, default=0,
                         help="forbid repeating n-grams of this size")
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy / beam search")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--temperature", type=positive_float, default=1.0)
+    parser.add_argument("--top-k", type=non_negative_int, default=None)
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
-    parser.add_argument("--batch-size", type=int, default=16, help="inputs decoded together (>= 1)")
-    parser.add_argument("--max-input-length", type=int, default=512,
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="inputs decoded together (>= 1)")
+    parser.add_argument("--max-input-length", type=positive_int, default=512,
                         help="cut longer inputs to this many tokens, EOS included, with a warning "
                         "(default 512)")
     parser.add_argument("--show-scores", action="store_true", help="print beam scores next to the outputs")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu (default), cuda, cuda:N, mps")
     parser.add_argument("--fast", action="store_true",
                         help="the CPU fast path (packed weights, same tokens); on other devices the "
                         "default path, with a warning")
@@ -56,20 +68,7 @@ def main(args):
     from t5edu.model import T5
     from t5edu.tokenizer import Tokenizer
 
-    for name in ("batch_size", "max_input_length"):
-        if getattr(args, name) < 1:
-            print(f"t5edu generate: --{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}",
-                  file=sys.stderr)
-            return 2
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as err:
-        print(f"t5edu generate: --device {args.device!r} is not a device ({err})", file=sys.stderr)
-        return 2
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print(f"t5edu generate: --device {args.device} but CUDA is not available here (use --device cpu)",
-              file=sys.stderr)
-        return 2
+    device = torch.device(args.device)  # checked by the argument's type: it exists on this machine
     model_dir = Path(args.model)
     if not (model_dir / "config.json").is_file():
         print(f"t5edu generate: no config.json in {model_dir} (expected a directory written by "
@@ -96,7 +95,9 @@ def main(args):
         print("t5edu generate: no input text", file=sys.stderr)
         return 2
     early = {"true": True, "false": False, "never": "never"}[args.early_stopping]
-    model = T5.from_pretrained(model_dir).to(device)
+    with user_input(f"cannot load the model in {model_dir}"):
+        model = T5.from_pretrained(model_dir)
+    model = model.to(device)
     generator = torch.Generator(device=device).manual_seed(args.seed) if args.sample else None
     try:
         for start in range(0, len(inputs), args.batch_size):
