@@ -220,7 +220,7 @@ print(f"loss per token {total.item() / count:.4f} over {count} target tokens")
 # %% [markdown]
 # ## 7.3 The model and the data
 #
-# Until §7.13 the chapter trains a deliberately tiny T5 on the synthetic multi-task mixture of
+# Until §7.15 the chapter trains a deliberately tiny T5 on the synthetic multi-task mixture of
 # Chapter 06, so that every cell runs in seconds. The tokenizer is trained on the task's words, and
 # Chapter 06's `featurize` turns rows of text into token ids.
 
@@ -651,7 +651,7 @@ def load_weights(model, directory):
 # is atomic, so `checkpoint-00000200/` either exists complete or does not exist. The small file
 # `latest`, naming the newest checkpoint, is replaced the same way (`t5edu.files.atomic_write`).
 # A `manifest.json` records each file's size and SHA-256, so that a file damaged *after* the write
-# (a full disk, a bad copy) is recognised when resuming. §7.13 looks under the hood: the `fsync`
+# (a full disk, a bad copy) is recognised when resuming. §7.14 looks under the hood: the `fsync`
 # calls that make the rename durable, a crash simulated mid-write, and a damaged checkpoint.
 
 # %%
@@ -1256,7 +1256,7 @@ def train(model, examples, collate, config, out_dir, *, resume=False, device=Non
 
 # %% [markdown]
 # We train the tiny model for 100 steps — a few seconds — and plot nothing yet: the loss curve worth
-# looking at comes in §7.14. The progress bar is switched off here (it writes timings, which differ
+# looking at comes in §7.15. The progress bar is switched off here (it writes timings, which differ
 # on every run).
 
 # %%
@@ -1346,9 +1346,68 @@ print(f"{len(same)} tensors, all equal after resume: {all(same)}")
 # `t5edu train --recipe demo --out runs/gpu` shows the whole loop's tokens per second in `metrics.jsonl`.
 
 # %% [markdown]
-# ## 7.13 Under the hood: checkpoints that survive a crash
+# ## 7.13 Training on a GPU, measured
 #
-# *This section can be skipped on a first reading; §7.14 trains the book's model.*
+# §7.12 named the switches; this section shows what they are worth, measured.
+#
+# Where the time goes: at the T5 paper's shapes (512 input and 114 target tokens), most of the arithmetic
+# of a step is matrix products — the feed-forward and attention projections and the 32k-wide output layer;
+# attention's score matrices are a smaller share; the AdamW update reads and writes four float32 numbers
+# per weight and is limited by memory bandwidth, not arithmetic. **MFU** (model FLOPs utilisation) is the
+# matrix-product FLOPs of a step divided by its time and by the GPU's dense bf16 peak.
+#
+# `make gpu-report` measures all of this on one GPU, in one process, with t5edu and `transformers` taking
+# turns step by step on identical weights (the report also checks that both give the same loss at step 0),
+# and commits one JSON file per GPU under `benchmarks/gpu/`. The cell below reads whatever is there.
+
+# %%
+import json
+from pathlib import Path
+
+root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "pyproject.toml").exists())
+reports = [json.loads(p.read_text()) for p in sorted((root / "benchmarks" / "gpu").glob("*.json"))]
+reports = [r for r in reports if not r.get("smoke")]
+if not reports:
+    print("No GPU report is committed yet: no GPU was at hand when this book was built.\n"
+          "Run `make gpu-report` on a CUDA machine and commit benchmarks/gpu/<device>.json to fill this section.")
+for r in reports:
+    print(f"{r['device']} — torch {r['torch']}, transformers {r['transformers']}")
+    print(f"{'model':14s} {'mode':13s} {'library':19s} {'tokens/s':>10s} {'MFU':>6s} {'memory GB':>9s}")
+    for row in r["train"]:
+        mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "-"
+        print(f"{row['model']:14s} {row['mode']:13s} {row['library']:19s} {row['tokens_per_s']:10.0f} "
+              f"{mfu:>6s} {row['peak_memory_gb']:9.1f}")
+
+# %%
+import matplotlib.pyplot as plt
+
+for r in reports:
+    rows = [row for row in r["train"] if row["model"] == "t5-v1_1-base"]
+    modes = list(dict.fromkeys(row["mode"] for row in rows))
+    libraries = list(dict.fromkeys(row["library"] for row in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, key, label in ((axes[0], "tokens_per_s", "tokens / s"), (axes[1], "mfu", "MFU")):
+        width = 0.8 / len(libraries)
+        for j, lib in enumerate(libraries):
+            values = [next((x[key] or 0 for x in rows if x["mode"] == m and x["library"] == lib), 0) for m in modes]
+            ax.bar([i + j * width for i in range(len(modes))], values, width, label=lib)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(modes))], modes)
+        ax.set_xlabel("precision mode")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"A t5-v1_1-base training step on {r['device']}: t5edu vs transformers")
+    plt.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# *If a report is committed: the bars compare, for each precision mode, the training throughput and MFU
+# of t5edu and `transformers` on the same GPU and the same weights.* Until then the section says so
+# plainly: no figure here was ever measured on a GPU.
+
+# %% [markdown]
+# ## 7.14 Under the hood: checkpoints that survive a crash
+#
+# *This section can be skipped on a first reading; §7.15 trains the book's model.*
 #
 # A rename is atomic for readers, but the operating system may keep both the new files and the
 # rename itself in memory for a while; after a power cut, the disk can hold the rename without the
@@ -1435,7 +1494,7 @@ except FloatingPointError as err:
 assert list_checkpoints(WORK / "diverged") == []
 
 # %% [markdown]
-# ## 7.14 The book's model, trained
+# ## 7.15 The book's model, trained
 #
 # Everything is in place to train the model the book has been building towards: a 0.69 M-parameter
 # T5 (d_model 128, two encoder and two decoder blocks) and its own 235-piece tokenizer, trained from
@@ -1542,7 +1601,7 @@ print(f"held-out exact match: {report['exact_match']:.3f}")
 # ```
 #
 # On the command line: `t5edu train --recipe smoke --out runs/smoke` (seconds), `--resume` to continue,
-# `torchrun --nproc_per_node N -m t5edu train ...` for many processes, and `t5edu demo` for the run of §7.14.
+# `torchrun --nproc_per_node N -m t5edu train ...` for many processes, and `t5edu demo` for the run of §7.15.
 #
 # **Previous:** [Chapter 06 — Data](06_data.ipynb). **Next:** [Chapter 08 — Generation](08_generate.ipynb)
 # looks closely at decoding — the key/value cache, beam search and sampling — with the model trained here.
