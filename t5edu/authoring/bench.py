@@ -60,7 +60,7 @@ def time_train_steps(models, batch, steps=5, warmup=2, bf16=False):
 
 
 def train_step_flops(config, batch_size, src_len, tgt_len):
-    """Floating-point operations of one forward + backward step (matrix products only; backward = 2 x forward).
+    """Floating-point operations of one forward + backward step (matrix products only; backward = 2x forward).
 
     Every token passes through each linear layer once (2 * in * out FLOPs); attention adds scores and
     weighted values (2 * 2 * L_q * L_k * inner per example and layer); cross-attention keys and values are
@@ -68,20 +68,25 @@ def train_step_flops(config, batch_size, src_len, tgt_len):
     d, inner, d_ff, vocab = config.d_model, config.num_heads * config.d_kv, config.d_ff, config.vocab_size
     ffn = (3 if config.is_gated_act else 2) * d * d_ff
     enc_tokens, dec_tokens = batch_size * src_len, batch_size * tgt_len
-    encoder = config.num_layers * (enc_tokens * 2 * (4 * d * inner + ffn) + batch_size * 4 * src_len ** 2 * inner)
+    encoder = config.num_layers * (
+        enc_tokens * 2 * (4 * d * inner + ffn) + batch_size * 4 * src_len**2 * inner
+    )
     decoder = config.num_decoder_layers * (
-        dec_tokens * 2 * (6 * d * inner + ffn) + enc_tokens * 2 * 2 * d * inner
-        + batch_size * 4 * (tgt_len ** 2 + tgt_len * src_len) * inner)
+        dec_tokens * 2 * (6 * d * inner + ffn)
+        + enc_tokens * 2 * 2 * d * inner
+        + batch_size * 4 * (tgt_len**2 + tgt_len * src_len) * inner
+    )
     head = dec_tokens * 2 * d * vocab
     return 3 * (encoder + decoder + head)
 
 
-# Dense bf16 peak of common accelerators, TFLOP/s (vendor figures, SXM parts), for MFU; --peak-tflops overrides.
+# Dense bf16 peak of common accelerators, TFLOP/s (vendor figures, SXM parts), for MFU;
+# --peak-tflops overrides.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
 
 
 def peak_tflops(device, bf16, given=None):
-    """The peak that MFU divides by: --peak-tflops, else the table above for a CUDA device in bf16; None if unknown."""
+    """The peak MFU divides by: --peak-tflops, else the table above (CUDA, bf16); None if unknown."""
     if given:
         return given
     if device.type != "cuda" or not bf16:
@@ -102,9 +107,14 @@ def configure_train(parser):
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-hf", action="store_true", help="time t5edu only")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, mps")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (TF32 matrix products on CUDA too)")
-    parser.add_argument("--peak-tflops", type=float, help="the device's peak TFLOP/s, for MFU (known GPUs: "
-                        + ", ".join(PEAK_BF16_TFLOPS) + " in bf16)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="bfloat16 autocast (TF32 matrix products on CUDA too)"
+    )
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        help="the device's peak TFLOP/s, for MFU (known GPUs: " + ", ".join(PEAK_BF16_TFLOPS) + " in bf16)",
+    )
 
 
 def bench_train(args):
@@ -136,8 +146,10 @@ def bench_train(args):
     else:
         models["transformers"] = _hf_twin(ours).train()
     models = {name: model.to(device) for name, model in models.items()}
-    batch = {k: v.to(device) for k, v in make_batch(config.vocab_size, args.batch_size, args.src_len,
-                                                    args.tgt_len).items()}
+    batch = {
+        k: v.to(device)
+        for k, v in make_batch(config.vocab_size, args.batch_size, args.src_len, args.tgt_len).items()
+    }
     tokens = args.batch_size * (args.src_len + args.tgt_len)
 
     if "transformers" in models:  # identical weights -> identical loss (dropout off for this check)
@@ -147,11 +159,13 @@ def bench_train(args):
             m.train()
         print(f"same weights, same loss (eval mode): t5edu {losses[0]:.6f}, transformers {losses[1]:.6f}")
 
-    print(f"train step (forward + backward), {args.preset}, batch {args.batch_size} x "
-          f"({args.src_len} input + {args.tgt_len} target) tokens, dropout {config.dropout_rate}, "
-          f"{'bf16 autocast' if args.bf16 else 'float32'} on {device}"
-          + (f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else "")
-          + f"; median of {args.steps} steps after {args.warmup} warm-up")
+    print(
+        f"train step (forward + backward), {args.preset}, batch {args.batch_size} x "
+        f"({args.src_len} input + {args.tgt_len} target) tokens, dropout {config.dropout_rate}, "
+        f"{'bf16 autocast' if args.bf16 else 'float32'} on {device}"
+        + (f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else "")
+        + f"; median of {args.steps} steps after {args.warmup} warm-up"
+    )
     times = time_train_steps(models, batch, args.steps, args.warmup, args.bf16)
     flops = train_step_flops(config, args.batch_size, args.src_len, args.tgt_len)
     peak = peak_tflops(device, args.bf16, args.peak_tflops)
@@ -161,20 +175,31 @@ def bench_train(args):
         rates[name] = tokens / median
         achieved = flops / median / 1e12
         mfu = f", MFU {achieved / peak:.1%}" if peak else ""
-        print(f"  {name:13s} {median * 1000:8.1f} ms/step  {rates[name]:9.0f} tokens/s  {achieved:8.3f} TFLOP/s{mfu}  "
-              f"(steps: {', '.join(f'{s * 1000:.0f}' for s in seconds)} ms)")
-    print(f"  {flops / 1e9:.1f} GFLOP per step (matrix products, forward + backward)"
-          + (f"; MFU against a {peak:g} TFLOP/s peak" if peak else ""))
+        print(
+            f"  {name:13s} {median * 1000:8.1f} ms/step  {rates[name]:9.0f} tokens/s  "
+            f"{achieved:8.3f} TFLOP/s{mfu}  "
+            f"(steps: {', '.join(f'{s * 1000:.0f}' for s in seconds)} ms)"
+        )
+    print(
+        f"  {flops / 1e9:.1f} GFLOP per step (matrix products, forward + backward)"
+        + (f"; MFU against a {peak:g} TFLOP/s peak" if peak else "")
+    )
     if "transformers" in rates:
         print(f"  ratio t5edu / transformers: {rates['t5edu'] / rates['transformers']:.2f}x")
         if device.type == "cpu":  # on a GPU the profiler's CPU times are only kernel launches
-            # What limits the ratio: both models do the same matrix products; only the time around them can shrink.
-            products = {name: matrix_product_seconds(lambda m=model: _train_step(m, batch, args.bf16))
-                        for name, model in models.items()}
+            # What limits the ratio: both models do the same matrix products; only the time around them
+            # can shrink.
+            products = {
+                name: matrix_product_seconds(lambda m=model: _train_step(m, batch, args.bf16))
+                for name, model in models.items()
+            }
             hf_step = statistics.median(times["transformers"])
-            print(f"  matrix products per step (3 profiled steps): t5edu {products['t5edu'] * 1000:.0f} ms, "
-                  f"transformers {products['transformers'] * 1000:.0f} ms; doing the same products, t5edu can be "
-                  f"at most {hf_step / products['t5edu']:.2f}x faster than transformers' {hf_step * 1000:.0f} ms step")
+            print(
+                f"  matrix products per step (3 profiled steps): t5edu {products['t5edu'] * 1000:.0f} ms, "
+                f"transformers {products['transformers'] * 1000:.0f} ms; doing the same products, "
+                f"t5edu can be at most {hf_step / products['t5edu']:.2f}x faster than transformers' "
+                f"{hf_step * 1000:.0f} ms step"
+            )
     return 0
 
 

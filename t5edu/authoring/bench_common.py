@@ -13,7 +13,7 @@ def _hf_available():
 
 
 def _hf_twin(model, attn_implementation="eager"):
-    """transformers' T5ForConditionalGeneration (eager attention by default) with the same config and weights."""
+    """transformers' T5ForConditionalGeneration (eager attention by default), same config and weights."""
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -21,7 +21,8 @@ def _hf_twin(model, attn_implementation="eager"):
     for key in ("architectures", "model_type"):
         config.pop(key, None)
     hf = transformers.T5ForConditionalGeneration(
-        transformers.T5Config(**config, attn_implementation=attn_implementation))
+        transformers.T5Config(**config, attn_implementation=attn_implementation)
+    )
     state = model.state_dict()
     hf.load_state_dict(state)
     if not model.config.tie_word_embeddings:
