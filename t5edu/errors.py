@@ -147,44 +147,30 @@ def _number(text, kind):
     return value
 
 
-def positive_int(text):
-    """An integer >= 1 (--batch-size, --grad-accum, --max-steps, --num-beams)."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
+def _bounded(kind, ok, rule, name, doc):
+    """An argparse type: a number of `kind` (int or float) for which `ok(value)` holds, else an error."""
+
+    def parse(text):
+        value = _number(text, kind)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+        return value
+
+    parse.__name__ = parse.__qualname__ = name
+    parse.__doc__ = doc
+    return parse
 
 
-def non_negative_int(text):
-    """An integer >= 0 (--limit: 0 means no rows, a negative count is an error, not 'all but the last')."""
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text):
-    """A finite number > 0 (--lr, --max-seconds, --temperature); -1, 0, inf and nan are rejected."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
-
-
-def non_negative_float(text):
-    """A finite number >= 0."""
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
-
-
-def probability(text):
-    """A number in [0, 1) (--dropout: 1 would drop everything)."""
-    value = _number(text, float)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
-    return value
+positive_int = _bounded(int, lambda v: v >= 1, "a whole number >= 1", "positive_int",
+                        "An integer >= 1 (--batch-size, --grad-accum, --max-steps, --num-beams).")
+non_negative_int = _bounded(int, lambda v: v >= 0, "a whole number >= 0", "non_negative_int",
+                            "An integer >= 0 (--save-every: 0 means never; a negative count is an error).")
+positive_float = _bounded(float, lambda v: v > 0, "a number > 0", "positive_float",
+                          "A finite number > 0 (--lr, --max-seconds, --temperature): -1, 0, inf, nan fail.")
+non_negative_float = _bounded(float, lambda v: v >= 0, "a number >= 0", "non_negative_float",
+                              "A finite number >= 0.")
+probability = _bounded(float, lambda v: 0 <= v < 1, "in [0, 1)", "probability",
+                       "A number in [0, 1) (--dropout: 1 would drop everything).")
 
 
 def threads(text):
