@@ -20,13 +20,7 @@ transformers = pytest.importorskip("transformers")
 PAD, EOS = 0, 1
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and a shared CPU does not oversubscribe."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 MODELS = {
     # name: (seed, T5Config overrides, factor for the output layer's EOS row: 0 = untouched; a negative
     # factor flips it). The factors were chosen so that EOS comes at varied steps, in some beams only.
