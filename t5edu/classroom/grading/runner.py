@@ -96,6 +96,11 @@ class Grader:
             for e in chapter.exercises
         ]
 
+    def _refused(self, student, label, chapter_name, chapter, message, started, notes=()):
+        """A notebook not run at all: every exercise of its chapter gets 0 with `message`."""
+        rows = self._rows(student, label, chapter, message)
+        return Graded(student, label, chapter_name, rows, list(notes), time.monotonic() - started)
+
     async def grade(self, student, path, label):
         import nbformat
 
@@ -108,69 +113,50 @@ class Grader:
         except Exception as err:
             chapter = self.chapters.get(s.chapter) if s.chapter else None
             reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-            return Graded(
+            return self._refused(
                 student,
                 label,
                 s.chapter,
-                self._rows(
-                    student,
-                    label,
-                    chapter,
-                    f"❌ could not read this notebook ({type(err).__name__}: {reason}); "
-                    "is it a valid .ipynb file saved by Jupyter?",
-                ),
-                [],
-                time.monotonic() - started,
+                chapter,
+                f"❌ could not read this notebook ({type(err).__name__}: {reason}); "
+                "is it a valid .ipynb file saved by Jupyter?",
+                started,
             )
         found = notebooks.detect_chapter(nb, path, (s.checks_package, notebooks.PUBLIC_CHECKS))
         if s.chapter and found != s.chapter:
             chapter = self.chapters.get(s.chapter)
             what = f"the notebook for {found}" if found else "not an exercise notebook of this course"
-            return Graded(
+            return self._refused(
                 student,
                 label,
                 s.chapter,
-                self._rows(
-                    student,
-                    label,
-                    chapter,
-                    f"❌ wrong notebook: this is {what}, but the assignment is {s.chapter}.",
-                ),
-                [],
-                time.monotonic() - started,
+                chapter,
+                f"❌ wrong notebook: this is {what}, but the assignment is {s.chapter}.",
+                started,
             )
         chapter = self.chapters.get(found)
         if chapter is None:
             known = ", ".join(sorted(self.chapters)) or "none"
-            return Graded(
+            return self._refused(
                 student,
                 label,
                 found,
-                self._rows(
-                    student,
-                    label,
-                    None,
-                    f"❌ cannot tell which exercises this is (chapter {found or 'unknown'}; "
-                    f"chapters with exercises: {known}).",
-                ),
-                [],
-                time.monotonic() - started,
+                None,
+                f"❌ cannot tell which exercises this is (chapter {found or 'unknown'}; "
+                f"chapters with exercises: {known}).",
+                started,
             )
         uses = notebooks.uses_solutions(nb, chapter, (s.solutions_package, notebooks.PUBLIC_SOLUTIONS))
         if uses:
-            return Graded(
+            return self._refused(
                 student,
                 label,
                 chapter.chapter,
-                self._rows(
-                    student,
-                    label,
-                    chapter,
-                    f"❌ not graded: your notebook imports the reference solutions ({uses}). "
-                    "Graded work must be your own; talk to your instructor.",
-                ),
-                [f"cell code uses {uses}"],
-                time.monotonic() - started,
+                chapter,
+                f"❌ not graded: your notebook imports the reference solutions ({uses}). "
+                "Graded work must be your own; talk to your instructor.",
+                started,
+                notes=[f"cell code uses {uses}"],
             )
         graded = await self._run(student, label, nb, chapter)
         graded.seconds = time.monotonic() - started
@@ -245,8 +231,14 @@ class Grader:
         s = self.settings
         errors = private.parent / "bwrap.err"
         if s.sandbox:
-            argv = sandbox.command(private, self.hide, self.hide_after, self.needed,
-                                   root=slot_uid is not None, hide_files=self.hide_files)
+            argv = sandbox.command(
+                private,
+                self.hide,
+                self.hide_after,
+                self.needed,
+                root=slot_uid is not None,
+                hide_files=self.hide_files,
+            )
         else:
             argv = [sys.executable, "-m", "t5edu.classroom.grading.executor", str(private / "job.json")]
         with open(errors, "wb") as err:
