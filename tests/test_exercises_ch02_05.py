@@ -47,7 +47,8 @@ def relpos_no_offset(q_len, k_len, offset=0):
     return torch.arange(k_len)[None, :] - torch.arange(q_len)[:, None]
 
 
-def bucket_rounded(rel, bidirectional=True, num_buckets=32, max_distance=128):
+def _bucket_with(large_bucket, rel, bidirectional, num_buckets, max_distance):
+    """T5's bucketing, except for how a large distance is turned into a bucket (the mistake under test)."""
     result = torch.zeros_like(rel)
     if bidirectional:
         num_buckets //= 2
@@ -57,21 +58,16 @@ def bucket_rounded(rel, bidirectional=True, num_buckets=32, max_distance=128):
         d = (-rel).clamp(min=0)
     exact = num_buckets // 2
     ratio = torch.log(d.clamp(min=exact).float() / exact) / math.log(max_distance / exact)
-    large = (exact + (ratio * (num_buckets - exact)).round().long()).clamp(max=num_buckets - 1)
-    return result + torch.where(d < exact, d, large)
+    return result + torch.where(d < exact, d, large_bucket(exact, ratio * (num_buckets - exact), num_buckets))
+
+
+def bucket_rounded(rel, bidirectional=True, num_buckets=32, max_distance=128):
+    return _bucket_with(lambda exact, x, n: (exact + x.round().long()).clamp(max=n - 1), rel, bidirectional,
+                        num_buckets, max_distance)
 
 
 def bucket_no_cap(rel, bidirectional=True, num_buckets=32, max_distance=128):
-    result = torch.zeros_like(rel)
-    if bidirectional:
-        num_buckets //= 2
-        result += (rel > 0).long() * num_buckets
-        d = rel.abs()
-    else:
-        d = (-rel).clamp(min=0)
-    exact = num_buckets // 2
-    ratio = torch.log(d.clamp(min=exact).float() / exact) / math.log(max_distance / exact)
-    return result + torch.where(d < exact, d, exact + (ratio * (num_buckets - exact)).long())
+    return _bucket_with(lambda exact, x, n: exact + x.long(), rel, bidirectional, num_buckets, max_distance)
 
 
 def table_reshape(table, buckets):
