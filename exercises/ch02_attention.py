@@ -19,6 +19,8 @@
 # Three short exercises. In each, replace the `raise NotImplementedError(...)` line with your code,
 # run the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
 # Chapter 02 (`chapters/02_attention.ipynb`) has everything you need.
+#
+# **Read first:** [Chapter 02 — Attention](../chapters/02_attention.ipynb). These exercises use its sections: *2.1 Attention from the math*; *2.2 Masks are biases*; *2.3 Several heads*; *2.4 Why T5 does not divide by √d*.
 
 # %%
 #| default_exp classroom.solutions.ch02

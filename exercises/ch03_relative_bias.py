@@ -19,6 +19,8 @@
 # Three short exercises. In each, replace the `raise NotImplementedError(...)` line with your code,
 # run the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
 # Chapter 03 (`chapters/03_relative_bias.ipynb`) has everything you need.
+#
+# **Read first:** [Chapter 03 — Relative position bias](../chapters/03_relative_bias.ipynb). These exercises use its sections: *3.2 Relative positions*; *3.3 Buckets*; *3.4 The learned table*.
 
 # %%
 #| default_exp classroom.solutions.ch03

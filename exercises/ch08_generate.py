@@ -20,6 +20,8 @@
 # the `raise NotImplementedError(...)` line with your code, run the cell, then run the check cell below
 # it: it prints one line, ✅ or ❌ with what went wrong. Chapter 08 (`chapters/08_generate.ipynb`) has
 # everything you need.
+#
+# **Read first:** [Chapter 08 — Decoding](../chapters/08_generate.ipynb). These exercises use its sections: *8.3 The key/value cache*; *8.5 Rules on the next token*; *8.6 Sampling*; *8.7 Beam search*.
 
 # %%
 #| default_exp classroom.solutions.ch08

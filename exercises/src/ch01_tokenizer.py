@@ -19,6 +19,8 @@
 # Four short exercises. In each, replace the `raise NotImplementedError(...)` line with your code,
 # run the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
 # Chapter 01 (`chapters/01_tokenizer.ipynb`) has everything you need.
+#
+# **Read first:** [Chapter 01 — The tokenizer](../chapters/01_tokenizer.ipynb). These exercises use its sections: *1.3 Unigram segmentation from scratch: Viterbi*; *1.5 Sentinels and special ids*; *1.6 Batches: padding, truncation, attention masks*.
 
 # %%
 #| default_exp classroom.solutions.ch01

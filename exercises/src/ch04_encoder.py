@@ -19,6 +19,8 @@
 # Three short exercises. In each, replace the `raise NotImplementedError(...)` line with your code,
 # run the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
 # Chapter 04 (`chapters/04_encoder.ipynb`) has everything you need.
+#
+# **Read first:** [Chapter 04 — The encoder](../chapters/04_encoder.ipynb). These exercises use its sections: *4.1 The configuration*; *4.2 RMS layer norm*; *4.3 The feed-forward network*; *4.5 The encoder stack*.
 
 # %%
 #| default_exp classroom.solutions.ch04

@@ -19,6 +19,8 @@
 # Three short exercises. In each, replace the `raise NotImplementedError(...)` line with your code,
 # run the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
 # Chapter 05 (`chapters/05_decoder.ipynb`) has everything you need.
+#
+# **Read first:** [Chapter 05 — The decoder and the full model](../chapters/05_decoder.ipynb). These exercises use its sections: *5.3 The full model*; *5.4 Parameter counts*.
 
 # %%
 #| default_exp classroom.solutions.ch05

@@ -20,6 +20,8 @@
 # replace the `raise NotImplementedError(...)` line with your code, run the cell, then run the check
 # cell below it: it prints one line, ✅ or ❌ with what went wrong. Chapter 07
 # (`chapters/07_train.ipynb`) has everything you need.
+#
+# **Read first:** [Chapter 07 — Training](../chapters/07_train.ipynb). These exercises use its sections: *7.2 The loss: cross-entropy on the target tokens*; *7.5 Learning-rate schedules*; *7.6 One training step: accumulation and clipping*; *7.7 Data order you can resume*.
 
 # %%
 #| default_exp classroom.solutions.ch07

@@ -98,7 +98,93 @@ def build(root=ROOT):
     files = {}
     for src in sources(root):
         files.update(render(src))
+    if (root / INDEX).exists():  # the map of all exercises, generated from the index
+        files[root / README] = readme_text(load_index(root))
     return files
+
+
+INDEX = "exercises/index.json"
+README = "exercises/README.md"
+KINDS = ("implement", "predict", "debug", "explain", "experiment", "capstone")
+MANUAL_KINDS = ("explain",)  # graded by hand; every other kind has an automatic check
+
+
+def load_index(root=ROOT):
+    """The exercise index: a list of {chapter, id, title, kind, points, difficulty, minutes, notebook,
+    sections} dicts, in course order."""
+    import json
+
+    return json.loads((Path(root) / INDEX).read_text(encoding="utf-8"))
+
+
+def chapter_notebook(notebook):
+    """`exercises/ch01_tokenizer.ipynb` -> `chapters/01_tokenizer.ipynb` (the chapter it belongs to)."""
+    name = Path(notebook).name
+    return f"chapters/{name[2:]}" if CHAPTER.match(name) else ""
+
+
+README_HEAD = """# Exercises
+
+<!-- Generated from exercises/index.json by `t5edu exercises generate`; edit the index, not this file. -->
+
+Every chapter of the book has an exercise notebook here: {count} exercises, about {hours} hours of work
+in all. Each notebook starts with a link to its chapter; each exercise names the chapter sections it
+uses. Within a chapter the exercises ramp up: difficulty 1 is a warm-up (one idea from one section),
+2 combines sections, 3 asks for a careful implementation or a measurement.
+
+## Kinds of exercise
+
+| kind | you ... | checked |
+| --- | --- | --- |
+| implement | write a function the chapter describes in words | automatically, on several inputs |
+| predict | write what a snippet prints (a shape, a count) *before* running it | vs the real value |
+| debug | fix a broken chapter function (a bug people typically write) | the check names the bug |
+| explain | answer in a short paragraph where it says *Your answer here* | by hand, by your instructor |
+| experiment | change one thing, measure what happens, return the measurement | automatically: the direction |
+| capstone | build a whole component from an empty class | automatically, against the library's version |
+
+## How to work on them
+
+1. Open the notebook in Jupyter and run it from the top.
+2. Replace each `raise NotImplementedError(...)` line with your code (or write your answer where it says
+   *Your answer here*).
+3. Run the check cell right after it: it prints one line, ✅, or ❌ with what it tried, what it expected
+   and what it got.
+4. Stuck? The reference solutions are importable (`t5edu.classroom.solutions.ch01`) and their sources are
+   in `src/`. Try first: the check tells you a lot.
+
+## How they are checked and graded
+
+The check cells (`chNN.exercise_K(...)`) are the grader's tests. An instructor runs `t5edu grade` on the
+submitted notebooks: each notebook runs in an isolated sandbox, the checks judge what your functions
+return, and each passed check earns its points. Written answers (*explain*) are graded by hand.
+Instructors: see `docs/INSTRUCTORS.md` for the course plan, the release and grading commands, and the
+nbgrader export (`t5edu exercises release --format nbgrader`).
+"""
+
+
+def readme_text(index):
+    """exercises/README.md: the kinds, how to work, and one table per chapter, from the index."""
+    minutes = sum(e["minutes"] for e in index)
+    parts = [README_HEAD.format(count=len(index), hours=round(minutes / 60))]
+    chapters = {}
+    for entry in index:
+        chapters.setdefault(entry["chapter"], []).append(entry)
+    for chapter, entries in chapters.items():
+        notebook = Path(entries[0]["notebook"]).name
+        book = chapter_notebook(notebook)
+        total = sum(e["minutes"] for e in entries)
+        parts.append(f"\n## {chapter}: [{notebook}]({notebook}) — chapter [{Path(book).name}](../{book})\n\n"
+                     f"{len(entries)} exercises, about {total} minutes, "
+                     f"{sum(e['points'] for e in entries):g} points.\n\n"
+                     "| id | exercise | kind | difficulty | minutes | points | uses |\n"
+                     "| --- | --- | --- | --- | --- | --- | --- |\n")
+        for e in entries:
+            stars = "★" * e["difficulty"]
+            uses = "; ".join(e["sections"])
+            parts.append(f"| {e['id']} | {e['title']} | {e['kind']} | {stars} | {e['minutes']} | "
+                         f"{e['points']:g} | {uses} |\n")
+    return "".join(parts)
 
 
 def check(root=ROOT, out=sys.stdout):
