@@ -1,0 +1,89 @@
+"""The exercises of the new kinds (predict, debug, experiment, capstone), proven like every check: each
+passes on the reference solution, fails on the stub ("not done yet"), and fails on each plausible wrong
+answer with a message naming the mistake. `CASES` has the shape tests/test_exercise_checks.py reads on
+main: (check, reference solution, wrong answers), a wrong answer a function or a (function, hint) pair."""
+
+import pytest
+
+from t5edu.classroom.checks import ch00
+from t5edu.classroom.solutions import ch00 as s00
+
+# -- plausible wrong answers --------------------------------------------------------------------------------
+
+
+def stsb_one_decimal(s1, s2, score):
+    return f"stsb sentence1: {s1} sentence2: {s2}", f"{score:.1f}"
+
+
+def stsb_number(s1, s2, score):
+    return f"stsb sentence1: {s1} sentence2: {s2}", round(score * 5) / 5
+
+
+def target_no_final_sentinel():
+    return "<extra_id_0> for inviting <extra_id_1> last"
+
+
+def target_one_sentinel():
+    return "<extra_id_0> for inviting <extra_id_0> last <extra_id_1>"
+
+
+def inputs_sentinel_per_word():
+    return "Thank you <extra_id_0> <extra_id_1> me to your party <extra_id_2> week ."
+
+
+def label_broken(text):
+    return 1 if text == "positive" else 0
+
+
+def label_no_strip(text):
+    return {"positive": 1, "negative": 0}.get(text, -1)
+
+
+def distinct_counts_examples(n):
+    from t5edu.data import synthetic_mixture
+
+    counts = {}
+    for row in synthetic_mixture(n, seed=0):
+        counts[row["task"]] = counts.get(row["task"], 0) + 1
+    return counts
+
+
+CASES = [
+    (ch00.exercise_1, s00.stsb_to_text, [(stsb_one_decimal, "0.2"), stsb_number]),
+    (ch00.exercise_2, s00.predicted_target, [(target_no_final_sentinel, "one more sentinel"),
+                                             (target_one_sentinel, "its own sentinel")]),
+    (ch00.exercise_3, s00.predicted_inputs, [(inputs_sentinel_per_word, "one sentinel per span")]),
+    (ch00.exercise_4, s00.label_from_text, [(label_broken, "invalid"), (label_no_strip, "strip")]),
+    (ch00.exercise_5, s00.distinct_targets, [(distinct_counts_examples, "distinct")]),
+]
+IDS = [check.number for check, _, _ in CASES]
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+@pytest.mark.parametrize("check, solution, wrong", CASES, ids=IDS)
+def test_passes_on_reference_solution(check, solution, wrong, capsys):
+    result = check.run(solution)
+    assert result.passed, result.message
+    check(solution)
+    out = capsys.readouterr().out
+    assert out.startswith("✅") and out.count("\n") == 1
+
+
+@pytest.mark.parametrize("check, solution, wrong", CASES, ids=IDS)
+def test_fails_on_stub(check, solution, wrong):
+    result = check.run(stub)
+    assert not result.passed and "not done yet" in result.message
+
+
+@pytest.mark.parametrize("check, solution, wrong", CASES, ids=IDS)
+def test_fails_on_plausible_wrong_answers(check, solution, wrong):
+    assert wrong, "every check needs at least one plausible wrong answer"
+    for answer in wrong:
+        answer, hint = answer if isinstance(answer, tuple) else (answer, "")
+        result = check.run(answer)
+        assert not result.passed, answer.__name__
+        assert result.message.startswith("❌") and "Traceback" not in result.message, result.message
+        assert hint in result.message, (answer.__name__, hint, result.message)
