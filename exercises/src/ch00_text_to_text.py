@@ -53,7 +53,7 @@ def stsb_to_text(sentence1, sentence2, score):
 ch00.exercise_1(stsb_to_text)
 
 # %% [markdown]
-# ## Exercise 0.2 — Predict the target of a span-corruption example
+# ## Exercise 0.2 — Predict a span-corruption target
 #
 # Chapter 00's tour of the architecture mentions the pre-training task, *span corruption*: some spans
 # of the text are dropped from the input and replaced by sentinels `<extra_id_0>`, `<extra_id_1>`,

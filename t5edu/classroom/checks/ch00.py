@@ -11,7 +11,7 @@
 
 from t5edu.classroom.checks._core import exercise, expect_equal, fail
 
-WORDS = "Thank you for inviting me to your party last week .".split()
+WORDS = ["Thank", "you", "for", "inviting", "me", "to", "your", "party", "last", "week", "."]
 NOISE = [2, 3, 8]
 
 
@@ -40,12 +40,12 @@ def exercise_1(stsb_to_text):
         expected = (f"stsb sentence1: {s1} sentence2: {s2}", f"{round(score * 5) / 5:.1f}")
         if isinstance(got, tuple) and len(got) == 2 and got[0] == expected[0] and got[1] == f"{score:.1f}" \
                 and got[1] != expected[1]:
-            fail(f"the score {score} should be rounded to the nearest multiple of 0.2 ({expected[1]}), not to "
-                 f"one decimal ({got[1]}).")
+            fail(f"the score {score} should be rounded to the nearest multiple of 0.2 ({expected[1]}), "
+                 f"not to one decimal ({got[1]}).")
         expect_equal(got, expected, what=f"stsb_to_text({s1!r}, {s2!r}, {score})")
 
 
-@exercise("0.2", "Predict the target of a span-corruption example")
+@exercise("0.2", "Predict a span-corruption target")
 def exercise_2(predicted_target):
     _, expected = span_corrupt_words(WORDS, NOISE)
     got = predicted_target()
@@ -75,8 +75,8 @@ def exercise_4(label_from_text):
     for text, expected in cases.items():
         got = label_from_text(text)
         if expected == -1 and got == 0:
-            fail(f"label_from_text({text!r}) gave 0 (negative): text that is not a label is an invalid answer "
-                 "(-1), or a model that never learned the format gets every negative example right.")
+            fail(f"label_from_text({text!r}) gave 0 (negative): text that is not a label is an invalid "
+                 "answer (-1), or a model that never learned the format gets every negative example right.")
         if expected != -1 and got != expected and text != text.strip():
             fail(f"label_from_text({text!r}) gave {got!r}: strip the white space around the text first.")
         expect_equal(got, expected, what=f"label_from_text({text!r})")

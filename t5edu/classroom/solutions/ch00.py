@@ -12,7 +12,7 @@ def stsb_to_text(sentence1, sentence2, score):
     ### END SOLUTION
 
 
-# §Exercise 0.2 — Predict the target of a span-corruption example — exercises/src/ch00_text_to_text.ipynb, cell 7
+# §Exercise 0.2 — Predict a span-corruption target — exercises/src/ch00_text_to_text.ipynb, cell 7
 def predicted_target():
     """The span-corruption target for WORDS with NOISE dropped, as one string."""
     ### BEGIN SOLUTION
