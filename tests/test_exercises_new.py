@@ -3,10 +3,14 @@ passes on the reference solution, fails on the stub ("not done yet"), and fails 
 answer with a message naming the mistake. `CASES` has the shape tests/test_exercise_checks.py reads on
 main: (check, reference solution, wrong answers), a wrong answer a function or a (function, hint) pair."""
 
-import pytest
+import math
 
-from t5edu.classroom.checks import ch00
+import pytest
+import torch
+
+from t5edu.classroom.checks import ch00, ch02
 from t5edu.classroom.solutions import ch00 as s00
+from t5edu.classroom.solutions import ch02 as s02
 
 # -- plausible wrong answers --------------------------------------------------------------------------------
 
@@ -48,6 +52,53 @@ def distinct_counts_examples(n):
     return counts
 
 
+def shape_of_q():
+    return (2, 8, 5, 64)
+
+
+def shape_heads_third():
+    return (2, 5, 8, 7)
+
+
+def shape_transposed():
+    return (2, 8, 7, 5)
+
+
+def pairs_no_diagonal():
+    return 15
+
+
+def pairs_all():
+    return 36
+
+
+def padding_bias_broken(attention_mask):
+    return attention_mask * torch.finfo(torch.float32).min
+
+
+def padding_bias_inverted(attention_mask):
+    return (attention_mask.float() * torch.finfo(torch.float32).min)[:, None, None, :]
+
+
+def padding_bias_flat(attention_mask):
+    return (1.0 - attention_mask.float()) * torch.finfo(torch.float32).min
+
+
+def entropy_ignores_scale(d, scale):
+    return s02.attention_entropy(d, False)
+
+
+def entropy_log2(d, scale):
+    return s02.attention_entropy(d, scale) / math.log(2)
+
+
+def entropy_scale_multiplies(d, scale):
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(16, d, generator=g), torch.randn(16, d, generator=g)
+    w = torch.softmax(q @ k.T * (math.sqrt(d) if scale else 1.0), dim=-1)
+    return float(-(w * w.clamp_min(1e-30).log()).sum(-1).mean())
+
+
 CASES = [
     (ch00.exercise_1, s00.stsb_to_text, [(stsb_one_decimal, "0.2"), stsb_number]),
     (ch00.exercise_2, s00.predicted_target, [(target_no_final_sentinel, "one more sentinel"),
@@ -55,6 +106,15 @@ CASES = [
     (ch00.exercise_3, s00.predicted_inputs, [(inputs_sentinel_per_word, "one sentinel per span")]),
     (ch00.exercise_4, s00.label_from_text, [(label_broken, "invalid"), (label_no_strip, "strip")]),
     (ch00.exercise_5, s00.distinct_targets, [(distinct_counts_examples, "distinct")]),
+    (ch02.exercise_4, s02.predicted_scores_shape, [(shape_of_q, "one number per (query, key) pair"),
+                                                   (shape_heads_third, "head axis second"),
+                                                   (shape_transposed, "rows")]),
+    (ch02.exercise_5, s02.predicted_allowed_pairs, [(pairs_no_diagonal, "diagonal"), (pairs_all, "forbids")]),
+    (ch02.exercise_6, s02.padding_bias_fixed, [(padding_bias_broken, "broadcast"),
+                                               (padding_bias_inverted, "inverted"),
+                                               (padding_bias_flat, "(batch, 1, 1, L_k)")]),
+    (ch02.exercise_7, s02.attention_entropy, [(entropy_ignores_scale, "no effect"), entropy_log2,
+                                              (entropy_scale_multiplies, "direction")]),
 ]
 IDS = [check.number for check, _, _ in CASES]
 
