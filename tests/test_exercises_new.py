@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 
-from t5edu.classroom.checks import ch00, ch02
+from t5edu.classroom.checks import ch00, ch02, ch03
 from t5edu.classroom.solutions import ch00 as s00
 from t5edu.classroom.solutions import ch02 as s02
+from t5edu.classroom.solutions import ch03 as s03
 
 # -- plausible wrong answers --------------------------------------------------------------------------------
 
@@ -99,6 +100,48 @@ def entropy_scale_multiplies(d, scale):
     return float(-(w * w.clamp_min(1e-30).log()).sum(-1).mean())
 
 
+def neighbours_swapped():
+    return (17, 1)
+
+
+def neighbours_same():
+    return (1, 1)
+
+
+def decoder_buckets_all_exact():
+    return 20
+
+
+def decoder_buckets_16():
+    return 16
+
+
+def step_bias_broken(rel_bias, step):
+    return rel_bias(1, step + 1)
+
+
+def step_bias_last_row_of_square(rel_bias, step):
+    return rel_bias(step + 1, step + 1)[:, :, :1, :]
+
+
+def gap_ignores_bias(use_bias):
+    return s03.permutation_gap(False)
+
+
+def gap_forgets_to_permute_output(use_bias):
+    from t5edu.attention import T5Attention
+    from t5edu.relative_bias import RelativePositionBias
+
+    torch.manual_seed(0)
+    attn = T5Attention(16, 2, 8)
+    rel = RelativePositionBias(2, num_buckets=8, max_distance=16)
+    with torch.no_grad():
+        rel.weight.copy_(torch.randn(8, 2, generator=torch.Generator().manual_seed(1)))
+        x = torch.randn(1, 6, 16, generator=torch.Generator().manual_seed(2))
+        bias = rel(6, 6) if use_bias else None
+        return float((attn(x.flip(1), bias=bias) - attn(x, bias=bias)).abs().max())
+
+
 CASES = [
     (ch00.exercise_1, s00.stsb_to_text, [(stsb_one_decimal, "0.2"), stsb_number]),
     (ch00.exercise_2, s00.predicted_target, [(target_no_final_sentinel, "one more sentinel"),
@@ -115,6 +158,13 @@ CASES = [
                                                (padding_bias_flat, "(batch, 1, 1, L_k)")]),
     (ch02.exercise_7, s02.attention_entropy, [(entropy_ignores_scale, "no effect"), entropy_log2,
                                               (entropy_scale_multiplies, "direction")]),
+    (ch03.exercise_4, s03.predicted_neighbour_buckets, [(neighbours_swapped, "swapped"),
+                                                        (neighbours_same, "upper half")]),
+    (ch03.exercise_5, s03.predicted_decoder_buckets, [(decoder_buckets_all_exact, "exact"),
+                                                      (decoder_buckets_16, "logarithmic")]),
+    (ch03.exercise_6, s03.step_bias, [(step_bias_broken, "offset"), step_bias_last_row_of_square]),
+    (ch03.exercise_7, s03.permutation_gap, [(gap_ignores_bias, "use_bias"),
+                                            (gap_forgets_to_permute_output, "reverse the output")]),
 ]
 IDS = [check.number for check, _, _ in CASES]
 
