@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 
-from t5edu.classroom.checks import ch00, ch02, ch03
+from t5edu.classroom.checks import ch00, ch02, ch03, ch08
 from t5edu.classroom.solutions import ch00 as s00
 from t5edu.classroom.solutions import ch02 as s02
 from t5edu.classroom.solutions import ch03 as s03
+from t5edu.classroom.solutions import ch08 as s08
 
 # -- plausible wrong answers --------------------------------------------------------------------------------
 
@@ -142,6 +143,37 @@ def gap_forgets_to_permute_output(use_bias):
         return float((attn(x.flip(1), bias=bias) - attn(x, bias=bias)).abs().max())
 
 
+def positions_no_start_token():
+    return (15, 6)
+
+
+def positions_same():
+    return (6, 6)
+
+
+def append_step_broken(sequences, next_tokens, finished, eos_id=1, pad_id=0):
+    sequences = torch.cat([sequences, next_tokens[:, None]], dim=1)
+    return sequences, finished | (next_tokens == eos_id)
+
+
+def append_step_pads_new_eos(sequences, next_tokens, finished, eos_id=1, pad_id=0):
+    finished = finished | (next_tokens == eos_id)
+    next_tokens = torch.where(finished, torch.full_like(next_tokens, pad_id), next_tokens)
+    return torch.cat([sequences, next_tokens[:, None]], dim=1), finished
+
+
+def cache_experiment_ignores_flag(model, input_ids, steps):
+    result = s08.cache_experiment(model, input_ids, steps)
+    return dict(result, positions_without_cache=result["positions_with_cache"])
+
+
+def cache_experiment_counts_encoder(model, input_ids, steps):
+    result = s08.cache_experiment(model, input_ids, steps)
+    extra = input_ids.numel()
+    return dict(result, positions_with_cache=result["positions_with_cache"] + extra,
+                positions_without_cache=result["positions_without_cache"] + extra)
+
+
 CASES = [
     (ch00.exercise_1, s00.stsb_to_text, [(stsb_one_decimal, "0.2"), stsb_number]),
     (ch00.exercise_2, s00.predicted_target, [(target_no_final_sentinel, "one more sentinel"),
@@ -165,6 +197,12 @@ CASES = [
     (ch03.exercise_6, s03.step_bias, [(step_bias_broken, "offset"), step_bias_last_row_of_square]),
     (ch03.exercise_7, s03.permutation_gap, [(gap_ignores_bias, "use_bias"),
                                             (gap_forgets_to_permute_output, "reverse the output")]),
+    (ch08.exercise_5, s08.predicted_decoder_positions, [(positions_no_start_token, "start token"),
+                                                        (positions_same, "recomputes")]),
+    (ch08.exercise_6, s08.append_step, [(append_step_broken, "pad_id"),
+                                        (append_step_pads_new_eos, "EOS itself")]),
+    (ch08.exercise_7, s08.cache_experiment, [(cache_experiment_ignores_flag, "use_cache"),
+                                             cache_experiment_counts_encoder]),
 ]
 IDS = [check.number for check, _, _ in CASES]
 
