@@ -8,10 +8,12 @@ import math
 import pytest
 import torch
 
-from t5edu.classroom.checks import ch00, ch02, ch03, ch08
+from t5edu.classroom.checks import ch00, ch02, ch03, ch04, ch05, ch08
 from t5edu.classroom.solutions import ch00 as s00
 from t5edu.classroom.solutions import ch02 as s02
 from t5edu.classroom.solutions import ch03 as s03
+from t5edu.classroom.solutions import ch04 as s04
+from t5edu.classroom.solutions import ch05 as s05
 from t5edu.classroom.solutions import ch08 as s08
 
 # -- plausible wrong answers --------------------------------------------------------------------------------
@@ -174,6 +176,51 @@ def cache_experiment_counts_encoder(model, input_ids, steps):
                 positions_without_cache=result["positions_without_cache"] + extra)
 
 
+def norm_with_bias():
+    return 1024
+
+
+def ffn_two_matrices():
+    return 2 * 8 * 32
+
+
+def ffn_with_biases():
+    return 3 * 8 * 32 + 2 * 32 + 8
+
+
+def sublayer_post_norm(x, norm, f):
+    return norm(x + f(x))
+
+
+def sublayer_normalised_residual(x, norm, f):
+    return norm(x) + f(norm(x))
+
+
+def logits_last_only():
+    return (2, 100)
+
+
+def logits_follow_input():
+    return (2, 9, 100)
+
+
+def tables_per_layer():
+    return 6
+
+
+def tables_one():
+    return 1
+
+
+def tied_untied_swapped(vocab_size, d_model):
+    return s05.tied_untied_parameters(vocab_size, d_model)[::-1]
+
+
+def tied_untied_flag_ignored(vocab_size, d_model):
+    tied = s05.tied_untied_parameters(vocab_size, d_model)[0]
+    return (tied, tied)
+
+
 CASES = [
     (ch00.exercise_1, s00.stsb_to_text, [(stsb_one_decimal, "0.2"), stsb_number]),
     (ch00.exercise_2, s00.predicted_target, [(target_no_final_sentinel, "one more sentinel"),
@@ -197,6 +244,17 @@ CASES = [
     (ch03.exercise_6, s03.step_bias, [(step_bias_broken, "offset"), step_bias_last_row_of_square]),
     (ch03.exercise_7, s03.permutation_gap, [(gap_ignores_bias, "use_bias"),
                                             (gap_forgets_to_permute_output, "reverse the output")]),
+    (ch04.exercise_4, s04.predicted_norm_parameters, [(norm_with_bias, "no bias")]),
+    (ch04.exercise_5, s04.predicted_gated_ffn_parameters, [(ffn_two_matrices, "two input projections"),
+                                                           (ffn_with_biases, "biases")]),
+    (ch04.exercise_6, s04.pre_norm_sublayer, [(sublayer_post_norm, "post-norm"),
+                                              (sublayer_normalised_residual, "unnormalised")]),
+    (ch05.exercise_4, s05.predicted_logits_shape, [(logits_last_only, "teacher forcing"),
+                                                   (logits_follow_input, "follow the target")]),
+    (ch05.exercise_5, s05.predicted_bias_tables, [(tables_per_layer, "not per layer"),
+                                                  (tables_one, "own table")]),
+    (ch05.exercise_6, s05.tied_untied_parameters, [(tied_untied_swapped, "swapped"),
+                                                   (tied_untied_flag_ignored, "tie_word_embeddings")]),
     (ch08.exercise_5, s08.predicted_decoder_positions, [(positions_no_start_token, "start token"),
                                                         (positions_same, "recomputes")]),
     (ch08.exercise_6, s08.append_step, [(append_step_broken, "pad_id"),
