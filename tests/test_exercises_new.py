@@ -8,12 +8,13 @@ import math
 import pytest
 import torch
 
-from t5edu.classroom.checks import ch00, ch02, ch03, ch04, ch05, ch08
+from t5edu.classroom.checks import ch00, ch02, ch03, ch04, ch05, ch06, ch08
 from t5edu.classroom.solutions import ch00 as s00
 from t5edu.classroom.solutions import ch02 as s02
 from t5edu.classroom.solutions import ch03 as s03
 from t5edu.classroom.solutions import ch04 as s04
 from t5edu.classroom.solutions import ch05 as s05
+from t5edu.classroom.solutions import ch06 as s06
 from t5edu.classroom.solutions import ch08 as s08
 
 # -- plausible wrong answers --------------------------------------------------------------------------------
@@ -221,6 +222,35 @@ def tied_untied_flag_ignored(vocab_size, d_model):
     return (tied, tied)
 
 
+def noise_one_span_per_token():
+    return (15, 15)
+
+
+def noise_density_misread():
+    return (3, 1)
+
+
+def heldout_salted_hash(inputs):
+    return hash(inputs) % 10 == 0
+
+
+def heldout_wrong_modulus(inputs):
+    import zlib
+
+    return zlib.crc32(inputs.encode("utf-8")) % 5 == 0
+
+
+def ratios_inverted(inputs_length=512):
+    return [1 / r for r in s06.target_ratios(inputs_length)]
+
+
+def ratios_input_over_raw(inputs_length=512):
+    from t5edu.data import compute_input_and_target_lengths
+
+    return [compute_input_and_target_lengths(inputs_length, d)[0] / inputs_length
+            for d in (0.05, 0.15, 0.3, 0.5)]
+
+
 CASES = [
     (ch00.exercise_1, s00.stsb_to_text, [(stsb_one_decimal, "0.2"), stsb_number]),
     (ch00.exercise_2, s00.predicted_target, [(target_no_final_sentinel, "one more sentinel"),
@@ -255,6 +285,11 @@ CASES = [
                                                   (tables_one, "own table")]),
     (ch05.exercise_6, s05.tied_untied_parameters, [(tied_untied_swapped, "swapped"),
                                                    (tied_untied_flag_ignored, "tie_word_embeddings")]),
+    (ch06.exercise_5, s06.predicted_noise_counts, [(noise_one_span_per_token, "round(noise_tokens"),
+                                                   (noise_density_misread, "noise_density")]),
+    (ch06.exercise_6, s06.is_heldout_fixed, [(heldout_salted_hash, "PYTHONHASHSEED"),
+                                             (heldout_wrong_modulus, "inputs differ")]),
+    (ch06.exercise_7, s06.target_ratios, [(ratios_inverted, "above 1"), ratios_input_over_raw]),
     (ch08.exercise_5, s08.predicted_decoder_positions, [(positions_no_start_token, "start token"),
                                                         (positions_same, "recomputes")]),
     (ch08.exercise_6, s08.append_step, [(append_step_broken, "pad_id"),
