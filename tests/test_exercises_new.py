@@ -8,14 +8,16 @@ import math
 import pytest
 import torch
 
-from t5edu.classroom.checks import ch00, ch02, ch03, ch04, ch05, ch06, ch08
+from t5edu.classroom.checks import ch00, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09
 from t5edu.classroom.solutions import ch00 as s00
 from t5edu.classroom.solutions import ch02 as s02
 from t5edu.classroom.solutions import ch03 as s03
 from t5edu.classroom.solutions import ch04 as s04
 from t5edu.classroom.solutions import ch05 as s05
 from t5edu.classroom.solutions import ch06 as s06
+from t5edu.classroom.solutions import ch07 as s07
 from t5edu.classroom.solutions import ch08 as s08
+from t5edu.classroom.solutions import ch09 as s09
 
 # -- plausible wrong answers --------------------------------------------------------------------------------
 
@@ -251,6 +253,53 @@ def ratios_input_over_raw(inputs_length=512):
             for d in (0.05, 0.15, 0.3, 0.5)]
 
 
+def multipliers_off_by_one():
+    return (0.49, 0.5)
+
+
+def multipliers_no_warmup():
+    return (0.5, 0.05)
+
+
+def clip_per_parameter(parameters, max_norm):
+    total = float(torch.sqrt(sum((p.grad ** 2).sum() for p in parameters)))
+    for p in parameters:
+        norm = p.grad.norm()
+        if norm > max_norm:
+            p.grad.mul_(max_norm / norm)
+    return total
+
+
+def clip_never_scales(parameters, max_norm):
+    return float(torch.sqrt(sum((p.grad ** 2).sum() for p in parameters)))
+
+
+def state_counts_parameters(model):
+    n = sum(p.numel() for p in model.parameters())
+    return {"adamw": n, "adafactor": n}
+
+
+def state_swapped(model):
+    sizes = s07.optimizer_state_sizes(model)
+    return {"adamw": sizes["adafactor"], "adafactor": sizes["adamw"]}
+
+
+def truncate_after_eos(ids, max_length, eos_id=1):
+    return [*ids, eos_id][:max_length]
+
+
+def truncate_too_long(ids, max_length, eos_id=1):
+    return [*list(ids)[:max_length], eos_id]
+
+
+def rouge_recall():
+    return 0.5
+
+
+def rouge_precision():
+    return 1.0
+
+
 CASES = [
     (ch00.exercise_1, s00.stsb_to_text, [(stsb_one_decimal, "0.2"), stsb_number]),
     (ch00.exercise_2, s00.predicted_target, [(target_no_final_sentinel, "one more sentinel"),
@@ -290,12 +339,20 @@ CASES = [
     (ch06.exercise_6, s06.is_heldout_fixed, [(heldout_salted_hash, "PYTHONHASHSEED"),
                                              (heldout_wrong_modulus, "inputs differ")]),
     (ch06.exercise_7, s06.target_ratios, [(ratios_inverted, "above 1"), ratios_input_over_raw]),
+    (ch07.exercise_5, s07.predicted_multipliers, [(multipliers_off_by_one, "s = step + 1"),
+                                                  (multipliers_no_warmup, "leaves out the warm-up")]),
+    (ch07.exercise_6, s07.clip_global_norm, [(clip_per_parameter, "its own norm"), clip_never_scales]),
+    (ch07.exercise_7, s07.optimizer_state_sizes, [(state_counts_parameters, "not the parameters"),
+                                                  (state_swapped, "direction")]),
     (ch08.exercise_5, s08.predicted_decoder_positions, [(positions_no_start_token, "start token"),
                                                         (positions_same, "recomputes")]),
     (ch08.exercise_6, s08.append_step, [(append_step_broken, "pad_id"),
                                         (append_step_pads_new_eos, "EOS itself")]),
     (ch08.exercise_7, s08.cache_experiment, [(cache_experiment_ignores_flag, "use_cache"),
                                              cache_experiment_counts_encoder]),
+    (ch09.exercise_5, s09.truncate_with_eos, [(truncate_after_eos, "lost its EOS"),
+                                              (truncate_too_long, "counts toward max_length")]),
+    (ch09.exercise_6, s09.predicted_rouge1, [(rouge_recall, "recall"), (rouge_precision, "precision")]),
 ]
 IDS = [check.number for check, _, _ in CASES]
 
