@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from t5edu.classroom.checks import ch00, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09
+from t5edu.classroom.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09
 from t5edu.classroom.solutions import ch00 as s00
+from t5edu.classroom.solutions import ch01 as s01
 from t5edu.classroom.solutions import ch02 as s02
 from t5edu.classroom.solutions import ch03 as s03
 from t5edu.classroom.solutions import ch04 as s04
@@ -300,6 +301,22 @@ def rouge_precision():
     return 1.0
 
 
+def padded_left():
+    return ([[0, 8, 3, 1], [0, 0, 5, 1], [9, 9, 9, 1]], [[0, 1, 1, 1], [0, 0, 1, 1], [1, 1, 1, 1]])
+
+
+def padded_mask_without_eos():
+    return ([[8, 3, 1, 0], [5, 1, 0, 0], [9, 9, 9, 1]], [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]])
+
+
+def pieces_broken(pieces):
+    return "".join(pieces).replace("▁", " ")
+
+
+def pieces_strip(pieces):
+    return "".join(pieces).replace("▁", " ").strip()
+
+
 CASES = [
     (ch00.exercise_1, s00.stsb_to_text, [(stsb_one_decimal, "0.2"), stsb_number]),
     (ch00.exercise_2, s00.predicted_target, [(target_no_final_sentinel, "one more sentinel"),
@@ -307,6 +324,9 @@ CASES = [
     (ch00.exercise_3, s00.predicted_inputs, [(inputs_sentinel_per_word, "one sentinel per span")]),
     (ch00.exercise_4, s00.label_from_text, [(label_broken, "invalid"), (label_no_strip, "strip")]),
     (ch00.exercise_5, s00.distinct_targets, [(distinct_counts_examples, "distinct")]),
+    (ch01.exercise_5, s01.predicted_padded_batch, [(padded_left, "left"),
+                                                   (padded_mask_without_eos, "attention mask")]),
+    (ch01.exercise_6, s01.pieces_to_text, [(pieces_broken, "leading space"), (pieces_strip, "strip()")]),
     (ch02.exercise_4, s02.predicted_scores_shape, [(shape_of_q, "one number per (query, key) pair"),
                                                    (shape_heads_third, "head axis second"),
                                                    (shape_transposed, "rows")]),
