@@ -301,6 +301,98 @@ def release(dest, root=ROOT, chapters=None, no_solutions=False, out=sys.stdout, 
     return 0
 
 
+CHECK_CALL = re.compile(r"^(\s*)(\w+)\.(exercise_\w+)\((.*)\)\s*$")
+HEADING = re.compile(r"^#+\s*Exercise\s+(\d+\.\d+)\b", re.MULTILINE)
+NBGRADER_CONFIG = """# nbgrader configuration, written by `t5edu exercises release --format nbgrader`.
+import os
+
+c = get_config()  # noqa: F821 (nbgrader provides get_config)
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+"""
+
+
+def _nbgrader_meta(grade_id, solution=False, grade=False, locked=False, points=None):
+    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3,
+            "solution": solution, "task": False}
+    if points is not None:
+        meta["points"] = points
+    return meta
+
+
+def nbgrader_notebook(nb, chapter, index=(), checks_package="t5edu.classroom.checks"):
+    """A copy of the SOURCE notebook with nbgrader cell metadata: solution cells, check cells turned into
+    locked autograder tests worth the index's points (they raise when the check fails, which is how
+    nbgrader scores a test), and written answers (explain) as manually graded answer cells."""
+    import importlib
+
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("jupytext", None)
+    nb.metadata["t5edu"] = {"chapter": chapter}
+    points = {e["id"]: e["points"] for e in index if e["chapter"] == chapter}
+    module = importlib.import_module(f"{checks_package}.{chapter}")
+    current = None  # the exercise whose heading was seen last
+    for number, cell in enumerate(nb.cells):
+        src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        meta = None
+        if cell["cell_type"] == "markdown":
+            heading = HEADING.search(src)
+            current = heading.group(1) if heading else current
+            if has_solution(src):
+                meta = _nbgrader_meta(f"answer-{current or number}".replace(".", "_"), solution=True,
+                                      grade=True, points=points.get(current, 1))
+        elif has_solution(src):
+            meta = _nbgrader_meta(f"solution-{number}", solution=True)
+        else:
+            lines, ids = [], []
+            for line in src.splitlines():
+                call = CHECK_CALL.match(line)
+                check = getattr(module, call.group(3), None) if call and call.group(2) == chapter else None
+                if check is None:
+                    lines.append(line)
+                    continue
+                indent, name = call.group(1), f"{chapter}.{call.group(3)}"
+                ids.append(check.number)
+                lines += [f"{indent}_result = {name}.run({call.group(4)})", f"{indent}print(_result.message)",
+                          f"{indent}assert _result.passed, _result.message"]
+            if ids:
+                cell["source"] = "\n".join(lines)
+                meta = _nbgrader_meta("check-" + "-".join(ids).replace(".", "_"), grade=True, locked=True,
+                                      points=sum(points.get(i, 1) for i in ids))
+        if meta is not None:
+            cell.setdefault("metadata", {})["nbgrader"] = meta
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    return nb
+
+
+def release_nbgrader(dest, root=ROOT, chapters=None, out=sys.stdout, source_dir=None):
+    """Write an nbgrader course folder: DIR/source/<chapter>/<notebook>.ipynb and nbgrader_config.py."""
+    import nbformat
+
+    dest = Path(dest)
+    found = sorted(Path(source_dir).glob("*.ipynb")) if source_dir else sources(root)
+    available = {chapter_of(p): p for p in found}
+    wanted = [c.lower() for c in chapters] if chapters else sorted(available)
+    unknown = [c for c in wanted if c not in available]
+    if unknown:
+        raise ReleaseError(f"no exercise source for {', '.join(unknown)} "
+                           f"(have: {', '.join(sorted(available)) or 'none'})")
+    if dest.exists() and any(dest.iterdir()):
+        raise ReleaseError(f"{dest} is not empty; release into a new folder")
+    index = load_index(root) if (Path(root) / INDEX).exists() else []
+    for chapter in wanted:
+        src = available[chapter]
+        book = nbgrader_notebook(nbformat.read(src, as_version=4), chapter, index)
+        path = dest / "source" / chapter / src.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(nbformat.writes(book) + "\n", encoding="utf-8")
+        print(f"wrote {path}", file=out)
+    (dest / "nbgrader_config.py").write_text(NBGRADER_CONFIG, encoding="utf-8")
+    print(f"wrote {dest / 'nbgrader_config.py'}; next: cd {dest} && nbgrader generate_assignment "
+          f"{wanted[0]}", file=out)
+    return 0
+
+
 def configure(parser):
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     gen = sub.add_parser("generate", help="write student notebooks from exercises/src/")
@@ -311,12 +403,17 @@ def configure(parser):
     rel.add_argument("--no-solutions", action="store_true",
                      help="leave the reference notebooks out of the hand-out (for graded assignments)")
     rel.add_argument("--source", metavar="DIR", help="exercise sources to release (default: exercises/src)")
+    rel.add_argument("--format", choices=("t5edu", "nbgrader"), default="t5edu",
+                     help="t5edu: a hand-out folder (default); nbgrader: a course folder with "
+                          "source/<chapter>/ notebooks carrying nbgrader cell metadata")
 
 
 def main(args):
     try:
         if args.action == "generate":
             return check() if args.check else generate()
+        if args.action == "release" and getattr(args, "format", "t5edu") == "nbgrader":
+            return release_nbgrader(args.dest, chapters=args.chapters, source_dir=args.source)
         if args.action == "release":
             return release(args.dest, chapters=args.chapters, no_solutions=args.no_solutions,
                            source_dir=args.source)
