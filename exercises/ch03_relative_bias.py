@@ -106,7 +106,7 @@ def predicted_neighbour_buckets():
 ch03.exercise_4(predicted_neighbour_buckets)
 
 # %% [markdown]
-# ## Exercise 3.5 — Predict: how many buckets does a short decoder use?
+# ## Exercise 3.5 — Predict: the buckets of a short decoder
 #
 # A decoder self-attends causally over 20 positions, so the relative positions are 0, -1, …, -19; the
 # decoder's buckets are unidirectional (32 buckets, max distance 128). How many *different* buckets

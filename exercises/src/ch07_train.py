@@ -136,7 +136,7 @@ print(resume_position(7, 2, 5))
 ch07.exercise_4(resume_position)
 
 # %% [markdown]
-# ## Exercise 7.5 — Predict: the learning rate during and after warm-up
+# ## Exercise 7.5 — Predict: the learning rate around warm-up
 #
 # Chapter 07's schedules take `step`, the number of optimizer steps already taken, and compute the
 # multiplier for the step about to be taken, `s = step + 1`. With T5's inverse square root and

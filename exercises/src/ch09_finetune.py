@@ -171,7 +171,7 @@ print(truncate_broken([5, 6, 7, 8], 3))
 def truncate_with_eos(ids, max_length, eos_id=1):
     """At most max_length - 1 ids, then EOS: at most max_length ids, always ending with EOS."""
     ### BEGIN SOLUTION
-    return list(ids)[:max_length - 1] + [eos_id]
+    return [*list(ids)[:max_length - 1], eos_id]
     ### END SOLUTION
 
 

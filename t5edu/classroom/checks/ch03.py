@@ -78,7 +78,7 @@ def exercise_4(predicted_neighbour_buckets):
     expect_equal(got, expected, what="your predicted buckets")
 
 
-@exercise("3.5", "Predict: how many buckets does a short decoder use?")
+@exercise("3.5", "Predict: the buckets of a short decoder")
 def exercise_5(predicted_decoder_buckets):
     from t5edu.relative_bias import relative_position_bucket
 

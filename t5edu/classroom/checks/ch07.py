@@ -124,7 +124,7 @@ def exercise_4(resume_position):
 
 
 
-@exercise("7.5", "Predict: the learning rate during and after warm-up")
+@exercise("7.5", "Predict: the learning rate around warm-up")
 def exercise_5(predicted_multipliers):
     from t5edu.train import Schedule
 

@@ -133,8 +133,9 @@ def _tiny_model(seed=0):
     from t5edu.model import T5, T5Config
 
     torch.manual_seed(seed)
-    return T5(T5Config(vocab_size=50, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, dropout_rate=0.0,
-                       relative_attention_num_buckets=8, relative_attention_max_distance=16)).eval()
+    return T5(T5Config(vocab_size=50, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                       dropout_rate=0.0, relative_attention_num_buckets=8,
+                       relative_attention_max_distance=16)).eval()
 
 
 def _count_positions(model, input_ids, steps, use_cache):

@@ -51,7 +51,7 @@ def predicted_neighbour_buckets():
     ### END SOLUTION
 
 
-# §Exercise 3.5 — Predict: how many buckets does a short decoder use? — exercises/src/ch03_relative_bias.ipynb, cell 16
+# §Exercise 3.5 — Predict: the buckets of a short decoder — exercises/src/ch03_relative_bias.ipynb, cell 16
 def predicted_decoder_buckets():
     """How many distinct buckets a causal 20-position decoder uses (unidirectional, 32, 128)."""
     ### BEGIN SOLUTION

@@ -53,7 +53,7 @@ def resume_position(step, grad_accum, batches_per_epoch):
     ### END SOLUTION
 
 
-# §Exercise 7.5 — Predict: the learning rate during and after warm-up — exercises/src/ch07_train.ipynb, cell 15
+# §Exercise 7.5 — Predict: the learning rate around warm-up — exercises/src/ch07_train.ipynb, cell 15
 def predicted_multipliers():
     """(Schedule('inverse_sqrt', warmup=100)(49), ...(399))."""
     ### BEGIN SOLUTION

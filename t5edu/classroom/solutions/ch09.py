@@ -59,7 +59,7 @@ def rouge1_f1(prediction, reference):
 def truncate_with_eos(ids, max_length, eos_id=1):
     """At most max_length - 1 ids, then EOS: at most max_length ids, always ending with EOS."""
     ### BEGIN SOLUTION
-    return list(ids)[:max_length - 1] + [eos_id]
+    return [*list(ids)[:max_length - 1], eos_id]
     ### END SOLUTION
 
 
