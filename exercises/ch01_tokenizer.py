@@ -162,3 +162,21 @@ ch01.exercise_6(pieces_to_text)
 
 # %% [markdown]
 # *Your answer here.*
+
+# %% [markdown]
+# ## Exercise 1.8 — Predict: padding to a length that is too short
+#
+# `t5edu.tokenizer.pad_batch(sequences, length=...)` from Chapter 01's section on batches pads every
+# sequence to `length`. What are the lengths of the two rows of ids that
+# `pad_batch([[4, 1], [5, 6, 7, 8, 1]], length=3)` returns? Read the code in the chapter, then return
+# the pair of ints.
+
+# %%
+#| export
+def predicted_row_lengths():
+    """Lengths of the two id rows of pad_batch([[4, 1], [5, 6, 7, 8, 1]], length=3)."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch01.exercise_8(predicted_row_lengths)

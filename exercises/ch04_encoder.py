@@ -149,3 +149,20 @@ ch04.exercise_6(pre_norm_sublayer)
 
 # %% [markdown]
 # *Your answer here.*
+
+# %% [markdown]
+# ## Exercise 4.8 — Predict: RMS norm by hand
+#
+# `T5LayerNorm(2)` starts with a scale of ones (Chapter 04, the section on RMS layer norm). What does it
+# return for the input `[3.0, 4.0]`? Work it out by hand (the epsilon is negligible) and return the two
+# numbers, three decimals are enough.
+
+# %%
+#| export
+def predicted_rms_output():
+    """T5LayerNorm(2) applied to [3.0, 4.0], by hand."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch04.exercise_8(predicted_rms_output)

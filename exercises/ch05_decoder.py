@@ -144,3 +144,20 @@ ch05.exercise_6(tied_untied_parameters)
 
 # %% [markdown]
 # *Your answer here.*
+
+# %% [markdown]
+# ## Exercise 5.8 — Predict: decoder inputs from padded labels
+#
+# Chapter 05's full model builds the decoder's inputs from the labels with `t5edu.model.shift_right`.
+# For `labels = torch.tensor([[7, 1, -100, -100]])` (start token 0, pad 0), what are the decoder input
+# ids? Return them as a list of ints.
+
+# %%
+#| export
+def predicted_decoder_inputs():
+    """shift_right(tensor([[7, 1, -100, -100]]))[0] as a list."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch05.exercise_8(predicted_decoder_inputs)

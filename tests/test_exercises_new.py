@@ -317,6 +317,26 @@ def pieces_strip(pieces):
     return "".join(pieces).replace("▁", " ").strip()
 
 
+def rows_truncated():
+    return (3, 3)
+
+
+def rms_as_layer_norm():
+    return (-1.0, 1.0)
+
+
+def rms_as_unit_vector():
+    return (0.6, 0.8)
+
+
+def decoder_inputs_keep_ignore():
+    return [0, 7, 1, -100]
+
+
+def decoder_inputs_unshifted():
+    return [7, 1, 0, 0]
+
+
 CASES = [
     (ch00.exercise_1, s00.stsb_to_text, [(stsb_one_decimal, "0.2"), stsb_number]),
     (ch00.exercise_2, s00.predicted_target, [(target_no_final_sentinel, "one more sentinel"),
@@ -327,6 +347,11 @@ CASES = [
     (ch01.exercise_5, s01.predicted_padded_batch, [(padded_left, "left"),
                                                    (padded_mask_without_eos, "attention mask")]),
     (ch01.exercise_6, s01.pieces_to_text, [(pieces_broken, "leading space"), (pieces_strip, "strip()")]),
+    (ch01.exercise_8, s01.predicted_row_lengths, [(rows_truncated, "only pads")]),
+    (ch04.exercise_8, s04.predicted_rms_output, [(rms_as_layer_norm, "mean"),
+                                                 (rms_as_unit_vector, "Euclidean")]),
+    (ch05.exercise_8, s05.predicted_decoder_inputs, [(decoder_inputs_keep_ignore, "pad id"),
+                                                     (decoder_inputs_unshifted, "prepends the start token")]),
     (ch02.exercise_4, s02.predicted_scores_shape, [(shape_of_q, "one number per (query, key) pair"),
                                                    (shape_heads_third, "head axis second"),
                                                    (shape_transposed, "rows")]),

@@ -177,3 +177,22 @@ ch04.exercise_6(pre_norm_sublayer)
 # the stream). 1 point: the final norm is needed because the stream itself is not normalised (or:
 # post-norm needs warm-up/is unstable when deep).
 # ### END SOLUTION
+
+# %% [markdown]
+# ## Exercise 4.8 — Predict: RMS norm by hand
+#
+# `T5LayerNorm(2)` starts with a scale of ones (Chapter 04, the section on RMS layer norm). What does it
+# return for the input `[3.0, 4.0]`? Work it out by hand (the epsilon is negligible) and return the two
+# numbers, three decimals are enough.
+
+# %%
+#| export
+def predicted_rms_output():
+    """T5LayerNorm(2) applied to [3.0, 4.0], by hand."""
+    ### BEGIN SOLUTION
+    return (0.849, 1.131)
+    ### END SOLUTION
+
+
+# %%
+ch04.exercise_8(predicted_rms_output)

@@ -8,6 +8,7 @@
     ch01.exercise_4(spans_from_target)    # 1.4 spans_from_target(ids, tok) -> {k: text}
     ch01.exercise_5(predicted_padded_batch)  # 1.5 predict: (ids, attention_mask)
     ch01.exercise_6(pieces_to_text)       # 1.6 debug: pieces back to text
+    ch01.exercise_8(predicted_row_lengths)  # 1.8 predict: pad_batch does not truncate
 """
 
 import functools
@@ -137,3 +138,17 @@ def exercise_6(pieces_to_text):
             fail(f"pieces_to_text({pieces}) gave {got!r}, expected {expected!r}: remove only the one leading "
                  "space (strip() also removes spaces that belong to the text).")
         expect_equal(got, expected, what=f"pieces_to_text({pieces})")
+
+
+@exercise("1.8", "Predict: padding to a length that is too short")
+def exercise_8(predicted_row_lengths):
+    from t5edu.tokenizer import pad_batch
+
+    ids, _ = pad_batch([[4, 1], [5, 6, 7, 8, 1]], length=3)
+    expected = tuple(len(row) for row in ids)
+    got = predicted_row_lengths()
+    got = tuple(got) if isinstance(got, list) else got
+    if got == (3, 3):
+        fail("(3, 3) assumes pad_batch truncates; it only pads: a longer sequence keeps its length (truncate "
+             "first, as Exercise 1.3 does).")
+    expect_equal(got, expected, what="your predicted row lengths")

@@ -8,6 +8,7 @@
     ch04.exercise_4(predicted_norm_parameters)        # 4.4 predict: an int
     ch04.exercise_5(predicted_gated_ffn_parameters)   # 4.5 predict: an int
     ch04.exercise_6(pre_norm_sublayer)                # 4.6 debug: x + f(norm(x))
+    ch04.exercise_8(predicted_rms_output)             # 4.8 predict: RMS norm of [3, 4]
 """
 
 import torch
@@ -121,3 +122,24 @@ def exercise_6(pre_norm_sublayer):
         if torch.allclose(got, norm(x) + f(norm(x)), atol=1e-5):
             fail("the residual adds the normalised x: the residual path must carry x itself, unnormalised.")
     expect_close(got, expected, what="pre_norm_sublayer(x, norm, f)")
+
+
+@exercise("4.8", "Predict: RMS norm by hand")
+def exercise_8(predicted_rms_output):
+    from t5edu.encoder import T5LayerNorm
+
+    with torch.no_grad():
+        expected = [float(v) for v in T5LayerNorm(2)(torch.tensor([[3.0, 4.0]]))[0]]
+    got = predicted_rms_output()
+    try:
+        got = [float(v) for v in got]
+    except (TypeError, ValueError):
+        fail(f"return two numbers, got {got!r}.")
+    if len(got) == 2 and abs(got[0] + 1) < 1e-2 and abs(got[1] - 1) < 1e-2:
+        fail("(-1, 1) is LayerNorm: T5's RMS norm does not subtract the mean, it only divides by the root "
+             "mean square.")
+    if len(got) == 2 and abs(got[0] - 0.6) < 1e-2 and abs(got[1] - 0.8) < 1e-2:
+        fail("(0.6, 0.8) divides by the Euclidean norm (5); RMS divides by sqrt(mean of squares) = "
+             "sqrt(12.5).")
+    if len(got) != 2 or any(abs(g - e) > 1e-3 for g, e in zip(got, expected, strict=True)):
+        fail(f"expected ({expected[0]:.3f}, {expected[1]:.3f}), got {tuple(got)}.")

@@ -8,6 +8,7 @@
     ch05.exercise_4(predicted_logits_shape)  # 5.4 predict: a tuple
     ch05.exercise_5(predicted_bias_tables)   # 5.5 predict: an int
     ch05.exercise_6(tied_untied_parameters)  # 5.6 experiment: (tied, untied) parameter counts
+    ch05.exercise_8(predicted_decoder_inputs)  # 5.8 predict: shift_right of padded labels
 """
 
 import math
@@ -125,3 +126,17 @@ def exercise_6(tied_untied_parameters):
         if isinstance(got, tuple) and len(got) == 2 and got[0] == got[1]:
             fail("the same count for both: is `tie_word_embeddings` passed to the config?")
         expect_equal(got, expected, what=f"tied_untied_parameters({vocab_size}, {d_model})")
+
+
+@exercise("5.8", "Predict: decoder inputs from padded labels")
+def exercise_8(predicted_decoder_inputs):
+    from t5edu.model import shift_right
+
+    expected = shift_right(torch.tensor([[7, 1, -100, -100]]))[0].tolist()
+    got = predicted_decoder_inputs()
+    got = list(got) if isinstance(got, tuple) else got
+    if got == [0, 7, 1, -100]:
+        fail("-100 is the loss's 'ignore' marker, not a token id: shift_right turns it into the pad id.")
+    if got == [7, 1, 0, 0] or got == [1, -100, -100, 0]:
+        fail(f"{got}: shifting right prepends the start token and drops the last label.")
+    expect_equal(got, expected, what="your predicted decoder input ids")

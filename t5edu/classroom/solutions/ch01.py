@@ -79,11 +79,20 @@ def pieces_to_text(pieces):
     ### END SOLUTION
 
 
+# §Exercise 1.8 — Predict: padding to a length that is too short — exercises/src/ch01_tokenizer.ipynb, cell 26
+def predicted_row_lengths():
+    """Lengths of the two id rows of pad_batch([[4, 1], [5, 6, 7, 8, 1]], length=3)."""
+    ### BEGIN SOLUTION
+    return (3, 5)
+    ### END SOLUTION
+
+
 __all__ = [
     'best_segmentation',
     'pad_and_truncate',
     'pieces_to_text',
     'predicted_padded_batch',
+    'predicted_row_lengths',
     'sentinel_id',
     'spans_from_target',
 ]

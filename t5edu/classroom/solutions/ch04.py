@@ -61,11 +61,20 @@ def pre_norm_sublayer(x, norm, f):
     ### END SOLUTION
 
 
+# §Exercise 4.8 — Predict: RMS norm by hand — exercises/src/ch04_encoder.ipynb, cell 26
+def predicted_rms_output():
+    """T5LayerNorm(2) applied to [3.0, 4.0], by hand."""
+    ### BEGIN SOLUTION
+    return (0.849, 1.131)
+    ### END SOLUTION
+
+
 __all__ = [
     'encoder_param_count',
     'gated_ffn',
     'pre_norm_sublayer',
     'predicted_gated_ffn_parameters',
     'predicted_norm_parameters',
+    'predicted_rms_output',
     'rms_norm',
 ]

@@ -68,8 +68,17 @@ def tied_untied_parameters(vocab_size, d_model):
     ### END SOLUTION
 
 
+# §Exercise 5.8 — Predict: decoder inputs from padded labels — exercises/src/ch05_decoder.ipynb, cell 24
+def predicted_decoder_inputs():
+    """shift_right(tensor([[7, 1, -100, -100]]))[0] as a list."""
+    ### BEGIN SOLUTION
+    return [0, 7, 1, 0]
+    ### END SOLUTION
+
+
 __all__ = [
     'predicted_bias_tables',
+    'predicted_decoder_inputs',
     'predicted_logits_shape',
     'seq2seq_loss',
     'shift_labels_right',
