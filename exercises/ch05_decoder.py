@@ -16,9 +16,11 @@
 # %% [markdown]
 # # Exercises for Chapter 05 — The decoder and the full model
 #
-# Three short exercises. In each, replace the `raise NotImplementedError(...)` line with your code,
+# Short exercises, from warm-ups to a measurement. In each, replace the `raise NotImplementedError(...)` line with your code,
 # run the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
 # Chapter 05 (`chapters/05_decoder.ipynb`) has everything you need.
+#
+# **Read first:** [Chapter 05 — The decoder and the full model](../chapters/05_decoder.ipynb). These exercises use its sections: *5.1 Cross-attention*; *5.2 The decoder block and stack*; *5.3 The full model*; *5.4 Parameter counts*.
 
 # %%
 #| default_exp classroom.solutions.ch05
@@ -78,3 +80,84 @@ def tied_logits(hidden, embedding):
 
 # %%
 ch05.exercise_3(tied_logits)
+
+# %% [markdown]
+# ## Exercise 5.4 — Predict: the shape of the logits
+#
+# A T5 with `vocab_size=100` gets a batch of 2 inputs of 9 tokens and `labels` of shape `(2, 6)`
+# (Chapter 05, the section on the full model). What is the shape of `model(...).logits`?
+
+# %%
+#| export
+def predicted_logits_shape():
+    """The shape of the logits for input (2, 9), labels (2, 6), vocab 100."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch05.exercise_4(predicted_logits_shape)
+
+# %% [markdown]
+# ## Exercise 5.5 — Predict: how many relative-bias tables?
+#
+# A T5 with 3 encoder layers and 3 decoder layers: how many relative-position-bias tables
+# (`relative_attention_bias` parameters) does it hold? (Chapter 03, the section on one table per stack,
+# and Chapter 05, the decoder block and stack.)
+
+# %%
+#| export
+def predicted_bias_tables():
+    """How many relative_attention_bias tables a 3 + 3 layer T5 holds."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch05.exercise_5(predicted_bias_tables)
+
+# %% [markdown]
+# ## Exercise 5.6 — Experiment: untie the output head
+#
+# Chapter 05's sections on the full model and on parameter counts tie the output head to the input
+# embedding. Measure what untying costs: build `T5(T5Config(vocab_size=vocab_size, d_model=d_model,
+# d_kv=8, d_ff=64, num_layers=2, num_heads=4, tie_word_embeddings=tie))` for `tie` True and False and
+# return `(parameters_tied, parameters_untied)`, each the total `numel` over `model.parameters()`.
+
+# %%
+#| export
+def tied_untied_parameters(vocab_size, d_model):
+    """(parameters with the head tied, parameters untied) of a small T5."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+tied, untied = tied_untied_parameters(1000, 32)
+print(f"tied {tied:,}, untied {untied:,}, difference {untied - tied:,}")
+ch05.exercise_6(tied_untied_parameters)
+
+# %% [markdown]
+# ## Exercise 5.7 — Explain: why does cross-attention have no position bias?
+#
+# The decoder's self-attention gets a relative position bias, its cross-attention does not (Chapter 05,
+# the section on cross-attention). In two to four sentences: why would a relative position between a
+# decoder position and an encoder position make little sense, and where does the cross-attention get
+# position information from?
+
+# %% [markdown]
+# *Your answer here.*
+
+# %% [markdown]
+# ## Exercise 5.8 — Predict: decoder inputs from padded labels
+#
+# Chapter 05's full model builds the decoder's inputs from the labels with `t5edu.model.shift_right`.
+# For `labels = torch.tensor([[7, 1, -100, -100]])` (start token 0, pad 0), what are the decoder input
+# ids? Return them as a list of ints.
+
+# %%
+#| export
+def predicted_decoder_inputs():
+    """shift_right(tensor([[7, 1, -100, -100]]))[0] as a list."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch05.exercise_8(predicted_decoder_inputs)

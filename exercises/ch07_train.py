@@ -16,10 +16,12 @@
 # %% [markdown]
 # # Exercises for Chapter 07 — Training
 #
-# Four short exercises on the parts of a training loop that are easy to get subtly wrong. In each,
+# Exercises on the parts of a training loop that are easy to get subtly wrong. In each,
 # replace the `raise NotImplementedError(...)` line with your code, run the cell, then run the check
 # cell below it: it prints one line, ✅ or ❌ with what went wrong. Chapter 07
 # (`chapters/07_train.ipynb`) has everything you need.
+#
+# **Read first:** [Chapter 07 — Training](../chapters/07_train.ipynb). These exercises use its sections: *7.2 The loss: cross-entropy on the target tokens*; *7.4 Optimizers: AdamW and Adafactor*; *7.5 Learning-rate schedules*; *7.6 One training step: accumulation and clipping*; *7.7 Data order you can resume*.
 
 # %%
 #| default_exp classroom.solutions.ch07
@@ -111,3 +113,91 @@ def resume_position(step, grad_accum, batches_per_epoch):
 # %%
 print(resume_position(7, 2, 5))
 ch07.exercise_4(resume_position)
+
+# %% [markdown]
+# ## Exercise 7.5 — Predict: the learning rate around warm-up
+#
+# Chapter 07's schedules take `step`, the number of optimizer steps already taken, and compute the
+# multiplier for the step about to be taken, `s = step + 1`. With T5's inverse square root and
+# `warmup=100` (`t5edu.train.Schedule("inverse_sqrt", warmup=100)`), what are the multipliers at
+# `step=49` and at `step=399`? Return the pair of floats.
+
+# %%
+#| export
+def predicted_multipliers():
+    """(Schedule('inverse_sqrt', warmup=100)(49), ...(399))."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch07.exercise_5(predicted_multipliers)
+
+# %% [markdown]
+# ## Exercise 7.6 — Debug: clipping each parameter on its own
+#
+# Chapter 07's training step clips the gradient by its *global* norm. This version is a common slip:
+
+# %%
+def clip_broken(parameters, max_norm):
+    for p in parameters:
+        norm = p.grad.norm()
+        if norm > max_norm:
+            p.grad.mul_(max_norm / norm)
+
+
+# %% [markdown]
+# It changes the direction of the gradient (each tensor is scaled differently). Write the fixed
+# `clip_global_norm(parameters, max_norm)`: compute the norm of all gradients together (the square root
+# of the sum of every gradient's squared entries); if it exceeds `max_norm`, scale every gradient by
+# `max_norm / (norm + 1e-6)`; return the norm before clipping as a float. Do not call
+# `torch.nn.utils.clip_grad_norm_`.
+
+# %%
+#| export
+def clip_global_norm(parameters, max_norm):
+    """Scale all gradients together so that their global norm is at most max_norm; return the old norm."""
+    import torch
+
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch07.exercise_6(clip_global_norm)
+
+# %% [markdown]
+# ## Exercise 7.7 — Experiment: what the optimizer remembers
+#
+# Chapter 07's section on optimizers says Adafactor keeps far less state than AdamW. Measure it: for
+# `name` in `"adamw"` and `"adafactor"`, make `t5edu.train.make_optimizer(model, name)`, take one step
+# on the loss `sum((p ** 2).sum() for p in model.parameters())`, and count the optimizer's state: the
+# sum of `t.numel()` over every tensor in `optimizer.state[p].values()`, over all parameters. Zero the
+# gradients between the two runs. Return `{"adamw": count, "adafactor": count}`.
+
+# %%
+#| export
+def optimizer_state_sizes(model):
+    """How many numbers each optimizer keeps after one step: {"adamw": n, "adafactor": n}."""
+    import torch
+
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+from t5edu.model import T5, T5Config
+
+_ = torch.manual_seed(0)
+small = T5(T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4))
+sizes = optimizer_state_sizes(small)
+print(f"parameters {sum(p.numel() for p in small.parameters()):,}; state: AdamW {sizes['adamw']:,}, "
+      f"Adafactor {sizes['adafactor']:,}")
+ch07.exercise_7(optimizer_state_sizes)
+
+# %% [markdown]
+# ## Exercise 7.8 — Explain: sum, then divide once
+#
+# Chapter 07's loss returns the *sum* of the token losses and the number of tokens, and the training
+# step divides once by the number of target tokens in the whole accumulated batch. In two to four
+# sentences: why not average the loss of each micro-batch and then average those means?
+
+# %% [markdown]
+# *Your answer here.*

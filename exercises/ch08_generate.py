@@ -16,10 +16,12 @@
 # %% [markdown]
 # # Exercises for Chapter 08 — Decoding
 #
-# Four short exercises on the parts of decoding that are easy to get subtly wrong. In each, replace
+# Short exercises on the parts of decoding that are easy to get subtly wrong. In each, replace
 # the `raise NotImplementedError(...)` line with your code, run the cell, then run the check cell below
 # it: it prints one line, ✅ or ❌ with what went wrong. Chapter 08 (`chapters/08_generate.ipynb`) has
 # everything you need.
+#
+# **Read first:** [Chapter 08 — Decoding](../chapters/08_generate.ipynb). These exercises use its sections: *8.2 Greedy decoding, the slow way*; *8.3 The key/value cache*; *8.4 What the cache saves*; *8.5 Rules on the next token*; *8.6 Sampling*; *8.7 Beam search*; *8.10 `generate`*.
 
 # %%
 #| default_exp classroom.solutions.ch08
@@ -108,3 +110,89 @@ def reorder_beam_cache(cache, parents):
 
 # %%
 ch08.exercise_4(reorder_beam_cache)
+
+# %% [markdown]
+# ## Exercise 8.5 — Predict: what the cache saves
+#
+# Greedy decoding of 6 new tokens for one input. Without the key/value cache (Chapter 08, the section
+# on greedy decoding the slow way), each step runs the decoder over the whole prefix so far, starting
+# with the start token; with the cache (the section on the key/value cache), each step feeds one new
+# token. How many token positions go through the decoder's blocks in all, without and with the
+# cache? Return `(without_cache, with_cache)`.
+
+# %%
+#| export
+def predicted_decoder_positions():
+    """(decoder positions without the cache, with the cache) for 6 greedy steps."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch08.exercise_5(predicted_decoder_positions)
+
+# %% [markdown]
+# ## Exercise 8.6 — Debug: after the end of a sequence
+#
+# In a batch, some rows finish (emit EOS, id 1) before others; from then on they must only receive
+# padding (id 0). This step function, which appends the chosen tokens and updates which rows are
+# finished, has a bug:
+
+# %%
+def append_step_broken(sequences, next_tokens, finished, eos_id=1, pad_id=0):
+    sequences = torch.cat([sequences, next_tokens[:, None]], dim=1)
+    return sequences, finished | (next_tokens == eos_id)
+
+
+# %% [markdown]
+# Write the fixed `append_step(sequences, next_tokens, finished, eos_id=1, pad_id=0)` returning the new
+# `(sequences, finished)`: a row that was already finished gets `pad_id`; a row that emits EOS now keeps
+# its EOS and is finished from then on.
+
+# %%
+#| export
+def append_step(sequences, next_tokens, finished, eos_id=1, pad_id=0):
+    """Append one step of tokens; finished rows get padding. Returns (sequences, finished)."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch08.exercise_6(append_step)
+
+# %% [markdown]
+# ## Exercise 8.7 — Experiment: turn off the cache
+#
+# The cache must change *how much* is computed, never *what*. Measure both. Given a model and
+# `input_ids`, run `t5edu.generate.generate(model, input_ids, max_new_tokens=steps,
+# min_new_tokens=steps, use_cache=..., packed=False)` once with the cache and once without; count the
+# token positions that go through the decoder in each run (a hook on its first block,
+# `model.decoder.block[0].register_forward_pre_hook(...)`, counting `args[0].shape[0] * args[0].shape[1]`
+# of its input; remove the hook afterwards). (A hook on `embed_tokens` would also count the encoder's
+# positions: the embedding is shared.) Return a dict `{"same_tokens": bool, "positions_with_cache": int,
+# "positions_without_cache": int}`.
+
+# %%
+#| export
+def cache_experiment(model, input_ids, steps):
+    """Generate with and without the cache; compare the tokens and count decoder positions."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+from t5edu.model import T5, T5Config
+
+_ = torch.manual_seed(0)
+tiny = T5(T5Config(vocab_size=50, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, dropout_rate=0.0,
+                   relative_attention_num_buckets=8, relative_attention_max_distance=16)).eval()
+print(cache_experiment(tiny, torch.tensor([[5, 6, 7, 1]]), steps=6))
+ch08.exercise_7(cache_experiment)
+
+# %% [markdown]
+# ## Exercise 8.8 — Explain: greedy is not the most likely output
+#
+# Chapter 08's section on beam search says greedy decoding does not find the most likely sequence. In
+# two to four sentences, give a small example (two steps, two or three tokens, made-up probabilities)
+# where greedy picks a sequence with lower total probability than another, and say what beam search
+# with two beams would return on it.
+
+# %% [markdown]
+# *Your answer here.*

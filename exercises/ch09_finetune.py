@@ -16,10 +16,12 @@
 # %% [markdown]
 # # Exercises for Chapter 09 — Fine-tuning a pretrained T5
 #
-# Four short exercises on the steps of the blog's recipe that it got wrong, or that are easy to
+# Exercises on the steps of the blog's recipe that it got wrong, or that are easy to
 # get subtly wrong. In each, replace the `raise NotImplementedError(...)` line with your code, run
 # the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
 # Chapter 09 (`chapters/09_finetune.ipynb`) has everything you need.
+#
+# **Read first:** [Chapter 09 — Fine-tuning a pretrained T5](../chapters/09_finetune.ipynb). These exercises use its sections: *9.4 Tokenize, truncate, and keep the padding out of the loss*; *9.7 Scoring: ROUGE, BLEU, accuracy*; *9.8 Several tasks at once: prefixes and balanced sampling*.
 
 # %%
 #| default_exp classroom.solutions.ch09
@@ -121,3 +123,58 @@ def rouge1_f1(prediction, reference):
 # %%
 print(round(rouge1_f1("The cat sat on the mat.", "the cat lay on the mat"), 4))  # 5 of 6 words shared: 0.8333
 ch09.exercise_4(rouge1_f1)
+
+# %% [markdown]
+# ## Exercise 9.5 — Debug: truncation that eats the end
+#
+# Chapter 09's section on tokenizing and truncating keeps every target within `max_length` tokens,
+# EOS included. This version truncates *after* appending EOS:
+
+# %%
+def truncate_broken(ids, max_length, eos_id=1):
+    return (list(ids) + [eos_id])[:max_length]
+
+
+print(truncate_broken([5, 6, 7, 8], 3))
+
+# %% [markdown]
+# A long target loses its EOS, so the model is trained never to stop on long inputs. Write the fixed
+# `truncate_with_eos(ids, max_length, eos_id=1)`: `ids` holds no EOS; keep at most `max_length - 1` of
+# them and append EOS, returning a list.
+
+# %%
+#| export
+def truncate_with_eos(ids, max_length, eos_id=1):
+    """At most max_length - 1 ids, then EOS: at most max_length ids, always ending with EOS."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch09.exercise_5(truncate_with_eos)
+
+# %% [markdown]
+# ## Exercise 9.6 — Predict: a ROUGE-1 score
+#
+# Prediction `"the cat sat"`, reference `"the cat sat on the mat"`. Before computing anything: what is
+# the ROUGE-1 F1 (Chapter 09, the section on scoring; unigram overlap, clipped counts, lower-cased)?
+# Return it as a float (three decimals are enough).
+
+# %%
+#| export
+def predicted_rouge1():
+    """ROUGE-1 F1 of "the cat sat" against "the cat sat on the mat"."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+ch09.exercise_6(predicted_rouge1)
+
+# %% [markdown]
+# ## Exercise 9.7 — Explain: why cap examples-proportional mixing?
+#
+# Chapter 09's section on several tasks at once samples tasks in proportion to their sizes, with a cap
+# (Exercise 9.3). In two to four sentences: what goes wrong without the cap when one task has a million
+# examples and another a thousand, and what goes wrong with equal mixing instead?
+
+# %% [markdown]
+# *Your answer here.*

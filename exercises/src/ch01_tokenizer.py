@@ -16,9 +16,11 @@
 # %% [markdown]
 # # Exercises for Chapter 01 — The tokenizer
 #
-# Four short exercises. In each, replace the `raise NotImplementedError(...)` line with your code,
+# Short exercises, from warm-ups to a careful implementation. In each, replace the `raise NotImplementedError(...)` line with your code,
 # run the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
 # Chapter 01 (`chapters/01_tokenizer.ipynb`) has everything you need.
+#
+# **Read first:** [Chapter 01 — The tokenizer](../chapters/01_tokenizer.ipynb). These exercises use its sections: *1.1 Why subwords*; *1.2 Training a unigram model with T5's conventions*; *1.3 Unigram segmentation from scratch: Viterbi*; *1.5 Sentinels and special ids*; *1.6 Batches: padding, truncation, attention masks*; *1.7 The `Tokenizer`*.
 
 # %%
 #| default_exp classroom.solutions.ch01
@@ -140,3 +142,94 @@ def spans_from_target(ids, tok):
 
 # %%
 ch01.exercise_4(spans_from_target)
+
+# %% [markdown]
+# ## Exercise 1.5 — Predict: a padded batch
+#
+# Chapter 01's section on batches pads with `t5edu.tokenizer.pad_batch`. Before running it: what does
+# `pad_batch([[8, 3, 1], [5, 1], [9, 9, 9, 1]])` return? Return the pair `(ids, attention_mask)` as
+# lists of lists.
+
+# %%
+#| export
+def predicted_padded_batch():
+    """What pad_batch([[8, 3, 1], [5, 1], [9, 9, 9, 1]]) returns."""
+    ### BEGIN SOLUTION
+    return ([[8, 3, 1, 0], [5, 1, 0, 0], [9, 9, 9, 1]], [[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]])
+    ### END SOLUTION
+
+
+# %%
+ch01.exercise_5(predicted_padded_batch)
+
+# %% [markdown]
+# ## Exercise 1.6 — Debug: pieces back to text
+#
+# SentencePiece marks the start of each word with `▁` (U+2581). Turning pieces back into text looks
+# easy:
+
+# %%
+def pieces_to_text_broken(pieces):
+    return "".join(pieces).replace("▁", " ")
+
+
+print(repr(pieces_to_text_broken(["▁The", "▁cat", "s", "▁sat", "."])))
+
+# %% [markdown]
+# The text gains a space at the front, so `decode(encode(text)) != text`. Write the fixed
+# `pieces_to_text(pieces)`: the same, without the single leading space that the first word's `▁` adds
+# (and only that one: text that truly starts with spaces is not this exercise's concern).
+
+# %%
+#| export
+def pieces_to_text(pieces):
+    """Join SentencePiece pieces into text: ▁ becomes a space, minus the first word's leading space."""
+    ### BEGIN SOLUTION
+    text = "".join(pieces).replace("▁", " ")
+    return text[1:] if text.startswith(" ") else text
+    ### END SOLUTION
+
+
+# %%
+ch01.exercise_6(pieces_to_text)
+
+# %% [markdown]
+# ## Exercise 1.7 — Explain: why subwords?
+#
+# In three to five sentences, using Chapter 01's section on why subwords: what goes wrong with a
+# vocabulary of whole words, and with a vocabulary of single characters, and how does a unigram
+# subword vocabulary of a few thousand pieces avoid both?
+
+# %% [markdown]
+# ### BEGIN SOLUTION
+# *Model answer.* A word vocabulary is huge (every inflection, name and number is a new entry, so the
+# embedding table and softmax grow) and still meets unknown words at test time, which become `<unk>`
+# and lose their content. Characters never meet an unknown word but make sequences several times longer
+# (attention costs grow with the square of the length) and leave the model to learn spelling before
+# meaning. Subwords keep frequent words whole and split rare ones into known pieces, so the vocabulary
+# is small and fixed, nothing is unknown (pieces fall back to characters), and sequences stay short.
+#
+# **Rubric (3 points).** 1 point: word vocabularies are large and produce unknown words. 1 point:
+# characters make sequences long (cost, harder to learn). 1 point: subwords split rare words into known
+# pieces with a bounded vocabulary (frequent words stay whole).
+# ### END SOLUTION
+
+# %% [markdown]
+# ## Exercise 1.8 — Predict: padding to a length that is too short
+#
+# `t5edu.tokenizer.pad_batch(sequences, length=...)` from Chapter 01's section on batches pads every
+# sequence to `length`. What are the lengths of the two rows of ids that
+# `pad_batch([[4, 1], [5, 6, 7, 8, 1]], length=3)` returns? Read the code in the chapter, then return
+# the pair of ints.
+
+# %%
+#| export
+def predicted_row_lengths():
+    """Lengths of the two id rows of pad_batch([[4, 1], [5, 6, 7, 8, 1]], length=3)."""
+    ### BEGIN SOLUTION
+    return (3, 5)
+    ### END SOLUTION
+
+
+# %%
+ch01.exercise_8(predicted_row_lengths)

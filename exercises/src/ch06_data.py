@@ -16,10 +16,12 @@
 # %% [markdown]
 # # Exercises for Chapter 06 — Text-to-text data
 #
-# Four short exercises on the data side of T5: writing a real task as text, and the three steps of
+# Exercises on the data side of T5: writing a real task as text, and the three steps of
 # span corruption. In each, replace the `raise NotImplementedError(...)` line with your code, run
 # the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
 # Chapter 06 (`chapters/06_data.ipynb`) has everything you need.
+#
+# **Read first:** [Chapter 06 — Text-to-text data](../chapters/06_data.ipynb). These exercises use its sections: *6.1 Examples are rows of a `datasets.Dataset`*; *6.2 A synthetic task mixture*; *6.7 Span corruption: how many raw tokens make one example?*; *6.8 The noise mask*; *6.9 Sentinels, inputs and targets*.
 
 # %%
 #| default_exp classroom.solutions.ch06
@@ -137,3 +139,101 @@ def span_corruption_lengths(inputs_length, noise_density=0.15, mean_noise_span_l
 # %%
 print(span_corruption_lengths(512))
 ch06.exercise_4(span_corruption_lengths)
+
+# %% [markdown]
+# ## Exercise 6.5 — Predict: noise tokens and spans
+#
+# `t5edu.data.random_spans_noise_mask(100)` (Chapter 06, the section on the noise mask) uses T5's
+# defaults: noise density 0.15, mean noise span length 3. Whatever the random seed, how many tokens are
+# noise, and in how many spans? Return `(noise_tokens, noise_spans)`.
+
+# %%
+#| export
+def predicted_noise_counts():
+    """(noise tokens, noise spans) of random_spans_noise_mask(100) with the defaults."""
+    ### BEGIN SOLUTION
+    return (15, 5)
+    ### END SOLUTION
+
+
+# %%
+ch06.exercise_5(predicted_noise_counts)
+
+# %% [markdown]
+# ## Exercise 6.6 — Debug: a test split that moves
+#
+# Chapter 06's synthetic mixture puts an input in the test split by a fixed hash of its text, so that
+# train and test never share an input, whatever the seeds. Here is a version that looks the same:
+
+# %%
+def is_heldout_broken(inputs):
+    return hash(inputs) % 10 == 0
+
+
+# %% [markdown]
+# Run it in two fresh Python processes and the split changes: Python salts `hash()` of strings per
+# process (`PYTHONHASHSEED`). Write the fixed `is_heldout_fixed(inputs)`: one input in ten, chosen by
+# `zlib.crc32` of the UTF-8 bytes, modulo 10, equal to 0 — the same in every process.
+
+# %%
+#| export
+def is_heldout_fixed(inputs):
+    """True for the test split: crc32 of the UTF-8 text, modulo 10, is 0 (stable across processes)."""
+    ### BEGIN SOLUTION
+    import zlib
+
+    return zlib.crc32(inputs.encode("utf-8")) % 10 == 0
+    ### END SOLUTION
+
+
+# %%
+ch06.exercise_6(is_heldout_fixed)
+
+# %% [markdown]
+# ## Exercise 6.7 — Experiment: how much shorter are the targets?
+#
+# Span corruption makes targets much shorter than inputs, which is part of why it is cheap (Chapter 06,
+# the section on how many raw tokens make one example). Measure it with
+# `t5edu.data.compute_input_and_target_lengths(inputs_length, noise_density)`: return the list of
+# `target_length / inputs_length` ratios (floats) for noise densities 0.05, 0.15, 0.3 and 0.5, with
+# `inputs_length=512`.
+
+# %%
+#| export
+def target_ratios(inputs_length=512):
+    """target_length / inputs_length for noise densities 0.05, 0.15, 0.3, 0.5."""
+    ### BEGIN SOLUTION
+    from t5edu.data import compute_input_and_target_lengths
+
+    ratios = []
+    for density in (0.05, 0.15, 0.3, 0.5):
+        _, targets_length = compute_input_and_target_lengths(inputs_length, density)
+        ratios.append(targets_length / inputs_length)
+    return ratios
+    ### END SOLUTION
+
+
+# %%
+print([round(r, 3) for r in target_ratios()])
+ch06.exercise_7(target_ratios)
+
+# %% [markdown]
+# ## Exercise 6.8 — Explain: why predict only the spans?
+#
+# BERT-style denoising predicts every token of the corrupted text; T5's span corruption predicts only
+# the dropped spans, each after its sentinel. In two to four sentences, using your measurement in
+# Exercise 6.7: what does this save, and why are spans (rather than single tokens) a better thing to
+# drop?
+
+# %% [markdown]
+# ### BEGIN SOLUTION
+# *Model answer.* The target holds only the noise tokens plus one sentinel per span (about a quarter of
+# the input length at density 0.15, as measured), so the decoder processes and is trained on far fewer
+# positions per example and pre-training is cheaper; reconstructing the whole text would spend most of
+# the compute copying tokens the model can already see. Dropping contiguous spans (mean length 3)
+# shortens both sequences further (one sentinel per span, not per token) and makes the task harder than
+# filling single gaps from their immediate neighbours, which the T5 paper found to work as well or better.
+#
+# **Rubric (2 points).** 1 point: shorter targets → less decoder compute per example (uses the
+# measurement). 1 point: spans mean fewer sentinels / shorter sequences, or a harder, more useful task.
+# ### END SOLUTION

@@ -16,10 +16,12 @@
 # %% [markdown]
 # # Exercises for Chapter 09 — Fine-tuning a pretrained T5
 #
-# Four short exercises on the steps of the blog's recipe that it got wrong, or that are easy to
+# Exercises on the steps of the blog's recipe that it got wrong, or that are easy to
 # get subtly wrong. In each, replace the `raise NotImplementedError(...)` line with your code, run
 # the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
 # Chapter 09 (`chapters/09_finetune.ipynb`) has everything you need.
+#
+# **Read first:** [Chapter 09 — Fine-tuning a pretrained T5](../chapters/09_finetune.ipynb). These exercises use its sections: *9.4 Tokenize, truncate, and keep the padding out of the loss*; *9.7 Scoring: ROUGE, BLEU, accuracy*; *9.8 Several tasks at once: prefixes and balanced sampling*.
 
 # %%
 #| default_exp classroom.solutions.ch09
@@ -145,3 +147,72 @@ def rouge1_f1(prediction, reference):
 # %%
 print(round(rouge1_f1("The cat sat on the mat.", "the cat lay on the mat"), 4))  # 5 of 6 words shared: 0.8333
 ch09.exercise_4(rouge1_f1)
+
+# %% [markdown]
+# ## Exercise 9.5 — Debug: truncation that eats the end
+#
+# Chapter 09's section on tokenizing and truncating keeps every target within `max_length` tokens,
+# EOS included. This version truncates *after* appending EOS:
+
+# %%
+def truncate_broken(ids, max_length, eos_id=1):
+    return (list(ids) + [eos_id])[:max_length]
+
+
+print(truncate_broken([5, 6, 7, 8], 3))
+
+# %% [markdown]
+# A long target loses its EOS, so the model is trained never to stop on long inputs. Write the fixed
+# `truncate_with_eos(ids, max_length, eos_id=1)`: `ids` holds no EOS; keep at most `max_length - 1` of
+# them and append EOS, returning a list.
+
+# %%
+#| export
+def truncate_with_eos(ids, max_length, eos_id=1):
+    """At most max_length - 1 ids, then EOS: at most max_length ids, always ending with EOS."""
+    ### BEGIN SOLUTION
+    return [*list(ids)[:max_length - 1], eos_id]
+    ### END SOLUTION
+
+
+# %%
+ch09.exercise_5(truncate_with_eos)
+
+# %% [markdown]
+# ## Exercise 9.6 — Predict: a ROUGE-1 score
+#
+# Prediction `"the cat sat"`, reference `"the cat sat on the mat"`. Before computing anything: what is
+# the ROUGE-1 F1 (Chapter 09, the section on scoring; unigram overlap, clipped counts, lower-cased)?
+# Return it as a float (three decimals are enough).
+
+# %%
+#| export
+def predicted_rouge1():
+    """ROUGE-1 F1 of "the cat sat" against "the cat sat on the mat"."""
+    ### BEGIN SOLUTION
+    return 0.667
+    ### END SOLUTION
+
+
+# %%
+ch09.exercise_6(predicted_rouge1)
+
+# %% [markdown]
+# ## Exercise 9.7 — Explain: why cap examples-proportional mixing?
+#
+# Chapter 09's section on several tasks at once samples tasks in proportion to their sizes, with a cap
+# (Exercise 9.3). In two to four sentences: what goes wrong without the cap when one task has a million
+# examples and another a thousand, and what goes wrong with equal mixing instead?
+
+# %% [markdown]
+# ### BEGIN SOLUTION
+# *Model answer.* Without the cap the large task takes 99.9% of the batches: the small task is seen so
+# rarely that the model barely learns it (or the run ends before it has seen it much). Equal mixing goes
+# the other way: the small task's thousand examples are repeated hundreds of times while the large one is
+# under-sampled, so the model overfits and memorises the small task. The cap (a maximum size per task)
+# keeps proportional sampling for the small and middle tasks and stops a giant task from crowding them
+# out.
+#
+# **Rubric (2 points).** 1 point: without a cap, the small task is starved (under-trained). 1 point:
+# equal mixing over-repeats small tasks (overfitting) / under-uses the large one; the cap balances both.
+# ### END SOLUTION

@@ -98,7 +98,93 @@ def build(root=ROOT):
     files = {}
     for src in sources(root):
         files.update(render(src))
+    if (root / INDEX).exists():  # the map of all exercises, generated from the index
+        files[root / README] = readme_text(load_index(root))
     return files
+
+
+INDEX = "exercises/index.json"
+README = "exercises/README.md"
+KINDS = ("implement", "predict", "debug", "explain", "experiment", "capstone")
+MANUAL_KINDS = ("explain",)  # graded by hand; every other kind has an automatic check
+
+
+def load_index(root=ROOT):
+    """The exercise index: a list of {chapter, id, title, kind, points, difficulty, minutes, notebook,
+    sections} dicts, in course order."""
+    import json
+
+    return json.loads((Path(root) / INDEX).read_text(encoding="utf-8"))
+
+
+def chapter_notebook(notebook):
+    """`exercises/ch01_tokenizer.ipynb` -> `chapters/01_tokenizer.ipynb` (the chapter it belongs to)."""
+    name = Path(notebook).name
+    return f"chapters/{name[2:]}" if CHAPTER.match(name) else ""
+
+
+README_HEAD = """# Exercises
+
+<!-- Generated from exercises/index.json by `t5edu exercises generate`; edit the index, not this file. -->
+
+Every chapter of the book has an exercise notebook here: {count} exercises, about {hours} hours of work
+in all. Each notebook starts with a link to its chapter; each exercise names the chapter sections it
+uses. Within a chapter the exercises ramp up: difficulty 1 is a warm-up (one idea from one section),
+2 combines sections, 3 asks for a careful implementation or a measurement.
+
+## Kinds of exercise
+
+| kind | you ... | checked |
+| --- | --- | --- |
+| implement | write a function the chapter describes in words | automatically, on several inputs |
+| predict | write what a snippet prints (a shape, a count) *before* running it | vs the real value |
+| debug | fix a broken chapter function (a bug people typically write) | the check names the bug |
+| explain | answer in a short paragraph where it says *Your answer here* | by hand, by your instructor |
+| experiment | change one thing, measure what happens, return the measurement | automatically: the direction |
+| capstone | build a whole component from an empty class | automatically, against the library's version |
+
+## How to work on them
+
+1. Open the notebook in Jupyter and run it from the top.
+2. Replace each `raise NotImplementedError(...)` line with your code (or write your answer where it says
+   *Your answer here*).
+3. Run the check cell right after it: it prints one line, ✅, or ❌ with what it tried, what it expected
+   and what it got.
+4. Stuck? The reference solutions are importable (`t5edu.classroom.solutions.ch01`) and their sources are
+   in `src/`. Try first: the check tells you a lot.
+
+## How they are checked and graded
+
+The check cells (`chNN.exercise_K(...)`) are the grader's tests. An instructor runs `t5edu grade` on the
+submitted notebooks: each notebook runs in an isolated sandbox, the checks judge what your functions
+return, and each passed check earns its points. Written answers (*explain*) are graded by hand.
+Instructors: see `docs/INSTRUCTORS.md` for the course plan, the release and grading commands, and the
+nbgrader export (`t5edu exercises release --format nbgrader`).
+"""
+
+
+def readme_text(index):
+    """exercises/README.md: the kinds, how to work, and one table per chapter, from the index."""
+    minutes = sum(e["minutes"] for e in index)
+    parts = [README_HEAD.format(count=len(index), hours=round(minutes / 60))]
+    chapters = {}
+    for entry in index:
+        chapters.setdefault(entry["chapter"], []).append(entry)
+    for chapter, entries in chapters.items():
+        notebook = Path(entries[0]["notebook"]).name
+        book = chapter_notebook(notebook)
+        total = sum(e["minutes"] for e in entries)
+        parts.append(f"\n## {chapter}: [{notebook}]({notebook}) — chapter [{Path(book).name}](../{book})\n\n"
+                     f"{len(entries)} exercises, about {total} minutes, "
+                     f"{sum(e['points'] for e in entries):g} points.\n\n"
+                     "| id | exercise | kind | difficulty | minutes | points | uses |\n"
+                     "| --- | --- | --- | --- | --- | --- | --- |\n")
+        for e in entries:
+            stars = "★" * e["difficulty"]
+            uses = "; ".join(e["sections"])
+            parts.append(f"| {e['id']} | {e['title']} | {e['kind']} | {stars} | {e['minutes']} | "
+                         f"{e['points']:g} | {uses} |\n")
+    return "".join(parts)
 
 
 def check(root=ROOT, out=sys.stdout):
@@ -215,6 +301,98 @@ def release(dest, root=ROOT, chapters=None, no_solutions=False, out=sys.stdout, 
     return 0
 
 
+CHECK_CALL = re.compile(r"^(\s*)(\w+)\.(exercise_\w+)\((.*)\)\s*$")
+HEADING = re.compile(r"^#+\s*Exercise\s+(\d+\.\d+)\b", re.MULTILINE)
+NBGRADER_CONFIG = """# nbgrader configuration, written by `t5edu exercises release --format nbgrader`.
+import os
+
+c = get_config()  # noqa: F821 (nbgrader provides get_config)
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+"""
+
+
+def _nbgrader_meta(grade_id, solution=False, grade=False, locked=False, points=None):
+    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3,
+            "solution": solution, "task": False}
+    if points is not None:
+        meta["points"] = points
+    return meta
+
+
+def nbgrader_notebook(nb, chapter, index=(), checks_package="t5edu.classroom.checks"):
+    """A copy of the SOURCE notebook with nbgrader cell metadata: solution cells, check cells turned into
+    locked autograder tests worth the index's points (they raise when the check fails, which is how
+    nbgrader scores a test), and written answers (explain) as manually graded answer cells."""
+    import importlib
+
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("jupytext", None)
+    nb.metadata["t5edu"] = {"chapter": chapter}
+    points = {e["id"]: e["points"] for e in index if e["chapter"] == chapter}
+    module = importlib.import_module(f"{checks_package}.{chapter}")
+    current = None  # the exercise whose heading was seen last
+    for number, cell in enumerate(nb.cells):
+        src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        meta = None
+        if cell["cell_type"] == "markdown":
+            heading = HEADING.search(src)
+            current = heading.group(1) if heading else current
+            if has_solution(src):
+                meta = _nbgrader_meta(f"answer-{current or number}".replace(".", "_"), solution=True,
+                                      grade=True, points=points.get(current, 1))
+        elif has_solution(src):
+            meta = _nbgrader_meta(f"solution-{number}", solution=True)
+        else:
+            lines, ids = [], []
+            for line in src.splitlines():
+                call = CHECK_CALL.match(line)
+                check = getattr(module, call.group(3), None) if call and call.group(2) == chapter else None
+                if check is None:
+                    lines.append(line)
+                    continue
+                indent, name = call.group(1), f"{chapter}.{call.group(3)}"
+                ids.append(check.number)
+                lines += [f"{indent}_result = {name}.run({call.group(4)})", f"{indent}print(_result.message)",
+                          f"{indent}assert _result.passed, _result.message"]
+            if ids:
+                cell["source"] = "\n".join(lines)
+                meta = _nbgrader_meta("check-" + "-".join(ids).replace(".", "_"), grade=True, locked=True,
+                                      points=sum(points.get(i, 1) for i in ids))
+        if meta is not None:
+            cell.setdefault("metadata", {})["nbgrader"] = meta
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    return nb
+
+
+def release_nbgrader(dest, root=ROOT, chapters=None, out=sys.stdout, source_dir=None):
+    """Write an nbgrader course folder: DIR/source/<chapter>/<notebook>.ipynb and nbgrader_config.py."""
+    import nbformat
+
+    dest = Path(dest)
+    found = sorted(Path(source_dir).glob("*.ipynb")) if source_dir else sources(root)
+    available = {chapter_of(p): p for p in found}
+    wanted = [c.lower() for c in chapters] if chapters else sorted(available)
+    unknown = [c for c in wanted if c not in available]
+    if unknown:
+        raise ReleaseError(f"no exercise source for {', '.join(unknown)} "
+                           f"(have: {', '.join(sorted(available)) or 'none'})")
+    if dest.exists() and any(dest.iterdir()):
+        raise ReleaseError(f"{dest} is not empty; release into a new folder")
+    index = load_index(root) if (Path(root) / INDEX).exists() else []
+    for chapter in wanted:
+        src = available[chapter]
+        book = nbgrader_notebook(nbformat.read(src, as_version=4), chapter, index)
+        path = dest / "source" / chapter / src.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(nbformat.writes(book) + "\n", encoding="utf-8")
+        print(f"wrote {path}", file=out)
+    (dest / "nbgrader_config.py").write_text(NBGRADER_CONFIG, encoding="utf-8")
+    print(f"wrote {dest / 'nbgrader_config.py'}; next: cd {dest} && nbgrader generate_assignment "
+          f"{wanted[0]}", file=out)
+    return 0
+
+
 def configure(parser):
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     gen = sub.add_parser("generate", help="write student notebooks from exercises/src/")
@@ -225,12 +403,17 @@ def configure(parser):
     rel.add_argument("--no-solutions", action="store_true",
                      help="leave the reference notebooks out of the hand-out (for graded assignments)")
     rel.add_argument("--source", metavar="DIR", help="exercise sources to release (default: exercises/src)")
+    rel.add_argument("--format", choices=("t5edu", "nbgrader"), default="t5edu",
+                     help="t5edu: a hand-out folder (default); nbgrader: a course folder with "
+                          "source/<chapter>/ notebooks carrying nbgrader cell metadata")
 
 
 def main(args):
     try:
         if args.action == "generate":
             return check() if args.check else generate()
+        if args.action == "release" and getattr(args, "format", "t5edu") == "nbgrader":
+            return release_nbgrader(args.dest, chapters=args.chapters, source_dir=args.source)
         if args.action == "release":
             return release(args.dest, chapters=args.chapters, no_solutions=args.no_solutions,
                            source_dir=args.source)

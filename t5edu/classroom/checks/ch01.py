@@ -6,6 +6,9 @@
     ch01.exercise_2(best_segmentation)    # 1.2 best_segmentation(text, scores) -> list[str]
     ch01.exercise_3(pad_and_truncate)     # 1.3 pad_and_truncate(seqs, max_length, pad_id, eos_id)
     ch01.exercise_4(spans_from_target)    # 1.4 spans_from_target(ids, tok) -> {k: text}
+    ch01.exercise_5(predicted_padded_batch)  # 1.5 predict: (ids, attention_mask)
+    ch01.exercise_6(pieces_to_text)       # 1.6 debug: pieces back to text
+    ch01.exercise_8(predicted_row_lengths)  # 1.8 predict: pad_batch does not truncate
 """
 
 import functools
@@ -101,3 +104,51 @@ def exercise_4(spans_from_target):
         got = spans_from_target(list(ids), tok)
         expect_equal(got, expected,
                      what=f"spans_from_target({ids}, tok) (that is {tok.decode(ids, skip_special_tokens=False)!r})")
+
+
+@exercise("1.5", "Predict: a padded batch")
+def exercise_5(predicted_padded_batch):
+    from t5edu.tokenizer import pad_batch
+
+    batch = [[8, 3, 1], [5, 1], [9, 9, 9, 1]]
+    ids, mask = pad_batch(batch)
+    expected = (ids, mask)
+    got = predicted_padded_batch()
+    got = tuple(got) if isinstance(got, list) and len(got) == 2 else got
+    if isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], list) and got[0] and \
+            isinstance(got[0][0], list):
+        if any(row[0] == 0 for row in got[0][:2]) and got[0] != ids:
+            fail("the padding is on the left: pad_batch pads on the right, after the EOS.")
+        if got[0] == ids and got[1] != mask:
+            fail("the ids are right; the attention mask is 1 for every real token (EOS included) and 0 for "
+                 "padding.")
+    expect_equal(got, expected, what="your predicted (ids, attention_mask)")
+
+
+@exercise("1.6", "Debug: pieces back to text")
+def exercise_6(pieces_to_text):
+    cases = [(["▁The", "▁cat", "s", "▁sat", "."], "The cats sat."), (["▁a"], "a"),
+             (["x", "y", "▁z"], "xy z"), (["▁New", "▁York", "▁▁", "city"], "New York  city"),
+             (["▁Hi", "!", "▁"], "Hi! ")]
+    for pieces, expected in cases:
+        got = pieces_to_text(pieces)
+        if isinstance(got, str) and got == " " + expected:
+            fail(f"pieces_to_text({pieces}) gave {got!r}: the first word's ▁ still becomes a leading space.")
+        if isinstance(got, str) and got.strip() == expected.strip() and got != expected:
+            fail(f"pieces_to_text({pieces}) gave {got!r}, expected {expected!r}: remove only the one leading "
+                 "space (strip() also removes spaces that belong to the text).")
+        expect_equal(got, expected, what=f"pieces_to_text({pieces})")
+
+
+@exercise("1.8", "Predict: padding to a length that is too short")
+def exercise_8(predicted_row_lengths):
+    from t5edu.tokenizer import pad_batch
+
+    ids, _ = pad_batch([[4, 1], [5, 6, 7, 8, 1]], length=3)
+    expected = tuple(len(row) for row in ids)
+    got = predicted_row_lengths()
+    got = tuple(got) if isinstance(got, list) else got
+    if got == (3, 3):
+        fail("(3, 3) assumes pad_batch truncates; it only pads: a longer sequence keeps its length (truncate "
+             "first, as Exercise 1.3 does).")
+    expect_equal(got, expected, what="your predicted row lengths")

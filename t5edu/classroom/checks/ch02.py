@@ -5,6 +5,10 @@
     ch02.exercise_1(causal_bias)          # 2.1 causal_bias(length) -> (L, L) float additive mask
     ch02.exercise_2(attention_weights)    # 2.2 attention_weights(q, k, bias=None) -> softmax(q kᵀ + bias)
     ch02.exercise_3(heads_to_features)    # 2.3 heads_to_features(x) (B, H, L, d) -> (B, L, H·d)
+    ch02.exercise_4(predicted_scores_shape)    # 2.4 predict: a tuple
+    ch02.exercise_5(predicted_allowed_pairs)   # 2.5 predict: an int
+    ch02.exercise_6(padding_bias_fixed)        # 2.6 debug: (batch, 1, 1, L_k) bias, min-float on padding
+    ch02.exercise_7(attention_entropy)         # 2.7 experiment: attention_entropy(d, scale) -> float
 """
 
 import torch
@@ -60,3 +64,74 @@ def exercise_3(heads_to_features):
         fail("the shape is right but the numbers are scrambled: a plain reshape mixes positions and heads. "
              "Move the head axis next to the features first (transpose), then reshape.")
     expect_equal(got, expected, what="heads_to_features(x) for x of shape (2, 3, 4, 5)")
+
+
+@exercise("2.4", "Predict: the shape of the scores")
+def exercise_4(predicted_scores_shape):
+    from t5edu.attention import split_heads
+
+    g = torch.Generator().manual_seed(0)
+    x, memory = torch.randn(2, 5, 512, generator=g), torch.randn(2, 7, 512, generator=g)
+    expected = tuple((split_heads(x, 8) @ split_heads(memory, 8).transpose(-1, -2)).shape)
+    got = predicted_scores_shape()
+    got = tuple(got) if isinstance(got, (list, torch.Size)) else got
+    if got == (2, 8, 5, 64) or got == (2, 8, 7, 64):
+        fail(f"{got} is the shape of q or k; the scores hold one number per (query, key) pair, per head.")
+    if got == (2, 5, 8, 7):
+        fail(f"{got}: split_heads puts the head axis second, before the positions.")
+    if got == (2, 8, 7, 5):
+        fail(f"{got}: queries (the decoder's 5 positions) are the rows, keys (the memory's 7) the columns.")
+    expect_equal(got, expected, what="your predicted shape")
+
+
+@exercise("2.5", "Predict: how many pairs may attend?")
+def exercise_5(predicted_allowed_pairs):
+    from t5edu.attention import causal_mask
+
+    expected = int(causal_mask(6).sum())
+    got = predicted_allowed_pairs()
+    if got == expected - 6:
+        fail(f"{got} leaves out the diagonal: a position may attend to itself.")
+    if got == 36:
+        fail("36 is every pair: the causal mask forbids the keys after each query.")
+    expect_equal(got, expected, what="your predicted count")
+
+
+@exercise("2.6", "Debug: the padding bias",
+          forbid=("t5edu.attention.padding_bias", "t5edu.attention.mask_to_bias"))
+def exercise_6(padding_bias_fixed):
+    from t5edu.attention import padding_bias as reference
+
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
+    got = padding_bias_fixed(mask)
+    expected = reference(mask)
+    if isinstance(got, torch.Tensor) and got.numel() == expected.numel() and got.shape != expected.shape:
+        fail(f"shape {tuple(got.shape)}: the bias must broadcast over heads and queries, "
+             "(batch, 1, 1, L_k).")
+    if isinstance(got, torch.Tensor) and got.shape == expected.shape and \
+            bool(((got < -1e30) == (mask[:, None, None, :] == 1)).all()):
+        fail("the mask is inverted: the large negative number goes on padding (mask 0), not on tokens.")
+    expect_equal(got, expected, what="padding_bias_fixed(mask (3, 5))")
+
+
+@exercise("2.7", "Experiment: what 1/√d does to the weights")
+def exercise_7(attention_entropy):
+    import math
+
+    for d in (64, 4, 256):
+        g = torch.Generator().manual_seed(0)
+        q, k = torch.randn(16, d, generator=g), torch.randn(16, d, generator=g)
+        results = {}
+        for scale in (False, True):
+            w = torch.softmax(q @ k.T / (math.sqrt(d) if scale else 1.0), dim=-1)
+            results[scale] = float(-(w * w.clamp_min(1e-30).log()).sum(-1).mean())
+        unscaled, scaled = attention_entropy(d, False), attention_entropy(d, True)
+        if isinstance(unscaled, (int, float)) and isinstance(scaled, (int, float)):
+            if d > 4 and abs(unscaled - scaled) < 1e-9:
+                fail(f"attention_entropy({d}, False) == attention_entropy({d}, True): the scale had no "
+                     "effect.")
+            if d > 4 and scaled < unscaled:
+                fail("the direction is wrong: dividing by √d makes the scores smaller and the weights "
+                     "flatter, so the entropy goes *up*.")
+        expect_close(unscaled, results[False], what=f"attention_entropy({d}, scale=False)", atol=1e-4)
+        expect_close(scaled, results[True], what=f"attention_entropy({d}, scale=True)", atol=1e-4)

@@ -3,13 +3,17 @@
 
     from t5edu.classroom.checks import ch03
     ch03.exercise_1(relative_position_matrix)  # 3.1 (L_q, L_k) matrix of key - query positions
-    ch03.exercise_2(bucket)                    # 3.2 bucket(relative_position, bidirectional, num_buckets, max_distance)
+    ch03.exercise_2(bucket)                    # 3.2 bucket(relative_position, bidirectional, ...)
     ch03.exercise_3(bias_from_table)           # 3.3 bias_from_table(table, buckets) -> (1, H, L_q, L_k)
+    ch03.exercise_4(predicted_neighbour_buckets)  # 3.4 predict: (bucket of -1, bucket of +1)
+    ch03.exercise_5(predicted_decoder_buckets)    # 3.5 predict: distinct buckets of a 20-position decoder
+    ch03.exercise_6(step_bias)                    # 3.6 debug: step_bias(rel_bias, step) with the offset
+    ch03.exercise_7(permutation_gap)              # 3.7 experiment: permutation_gap(use_bias) -> float
 """
 
 import torch
 
-from t5edu.classroom.checks._core import exercise, expect_equal, fail
+from t5edu.classroom.checks._core import exercise, expect_close, expect_equal, fail
 
 
 @exercise("3.1", "Relative positions")
@@ -56,3 +60,69 @@ def exercise_3(bias_from_table):
             torch.equal(got, table[buckets].reshape(1, 3, 4, 5)):
         fail("right shape, wrong numbers: reshape does not move the head axis to the front; use permute.")
     expect_equal(got, expected, what="bias_from_table(table (8, 3), buckets (4, 5))")
+
+
+@exercise("3.4", "Predict: one step left, one step right")
+def exercise_4(predicted_neighbour_buckets):
+    from t5edu.relative_bias import relative_position_bucket
+
+    expected = tuple(int(b) for b in relative_position_bucket(torch.tensor([-1, 1]), True, 32, 128))
+    got = predicted_neighbour_buckets()
+    got = tuple(got) if isinstance(got, list) else got
+    if got == expected[::-1]:
+        fail(f"{got} is swapped: the right half (keys after the query, relative position > 0) starts at "
+             "bucket 16.")
+    if got == (1, 1):
+        fail("(1, 1): bidirectional buckets keep the two directions apart; keys to the right use the upper "
+             "half of the buckets.")
+    expect_equal(got, expected, what="your predicted buckets")
+
+
+@exercise("3.5", "Predict: the buckets of a short decoder")
+def exercise_5(predicted_decoder_buckets):
+    from t5edu.relative_bias import relative_position_bucket
+
+    positions = torch.arange(20)
+    buckets = relative_position_bucket(positions[None, :] - positions[:, None], False, 32, 128)
+    expected = len(buckets.unique())
+    got = predicted_decoder_buckets()
+    if got == 20:
+        fail("20 would give every distance its own bucket; only distances below 16 are exact, larger ones "
+             "share logarithmic buckets.")
+    if got in (16, 19):
+        fail(f"{got}: count the exact buckets 0..15, then the logarithmic ones that distances 16..19 reach "
+             "(work out the formula for d = 16 and d = 19).")
+    expect_equal(got, expected, what="your predicted number of buckets")
+
+
+@exercise("3.6", "Debug: the bias of one decoding step")
+def exercise_6(step_bias):
+    from t5edu.relative_bias import RelativePositionBias
+
+    rel = RelativePositionBias(3, num_buckets=8, max_distance=16, bidirectional=False)
+    with torch.no_grad():
+        rel.weight.copy_(torch.randn(8, 3, generator=torch.Generator().manual_seed(0)))
+    full = rel(12, 12)
+    for step in (0, 1, 5, 11):
+        got = step_bias(rel, step)
+        expected = full[:, :, step:step + 1, :step + 1]
+        if step and isinstance(got, torch.Tensor) and got.shape == expected.shape and \
+                torch.equal(got, rel(1, step + 1)):
+            fail("the query is placed at position 0, so every key looks like the future: pass the query's "
+                 "position as the offset (rel_bias(1, step + 1, offset=step)).")
+        expect_close(got, expected, what=f"step_bias(rel_bias, step={step})")
+
+
+@exercise("3.7", "Experiment: attention without positions")
+def exercise_7(permutation_gap):
+    without, with_bias = permutation_gap(False), permutation_gap(True)
+    for value in (without, with_bias):
+        if not isinstance(value, float):
+            fail(f"permutation_gap should return a float, got {type(value).__name__}.")
+    if abs(without - with_bias) < 1e-9:
+        fail("the same gap with and without the bias: is `use_bias` used?")
+    if without > 1e-5:
+        fail(f"without the bias the gap is {without:.3g}: attention alone is permutation-equivariant, so the "
+             "two outputs should agree to rounding error. Check that you reverse the output's positions.")
+    if with_bias < 1e-3:
+        fail(f"with the relative bias the gap is only {with_bias:.3g}: the bias should make order matter.")

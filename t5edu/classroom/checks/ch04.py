@@ -5,6 +5,10 @@
     ch04.exercise_1(rms_norm)              # 4.1 rms_norm(x, weight, eps=1e-6)
     ch04.exercise_2(gated_ffn)             # 4.2 gated_ffn(x, wi_0, wi_1, wo) -> T5 v1.1 feed-forward
     ch04.exercise_3(encoder_param_count)   # 4.3 encoder_param_count(config) -> int
+    ch04.exercise_4(predicted_norm_parameters)        # 4.4 predict: an int
+    ch04.exercise_5(predicted_gated_ffn_parameters)   # 4.5 predict: an int
+    ch04.exercise_6(pre_norm_sublayer)                # 4.6 debug: x + f(norm(x))
+    ch04.exercise_8(predicted_rms_output)             # 4.8 predict: RMS norm of [3, 4]
 """
 
 import torch
@@ -68,3 +72,75 @@ def exercise_3(encoder_param_count):
         if got == expected + bias * (cfg.num_layers - 1):
             fail(f"{what}: the relative bias table is counted in every layer; only the first layer has one.")
         expect_equal(got, expected, what=what)
+
+
+@exercise("4.4", "Predict: the parameters of one norm")
+def exercise_4(predicted_norm_parameters):
+    from t5edu.encoder import T5LayerNorm
+
+    expected = sum(p.numel() for p in T5LayerNorm(512).parameters())
+    got = predicted_norm_parameters()
+    if got == 2 * expected:
+        fail(f"{got} counts a scale and a bias: T5's RMS norm has a scale only (no bias, no mean).")
+    expect_equal(got, expected, what="your predicted number of parameters")
+
+
+@exercise("4.5", "Predict: the parameters of a gated feed-forward")
+def exercise_5(predicted_gated_ffn_parameters):
+    from t5edu.encoder import T5Config, T5DenseGatedActDense
+
+    config = T5Config(d_model=8, d_ff=32, feed_forward_proj="gated-gelu")
+    expected = sum(p.numel() for p in T5DenseGatedActDense(config).parameters())
+    got = predicted_gated_ffn_parameters()
+    if got == 2 * 8 * 32:
+        fail(f"{got} counts two matrices: the gated version has two input projections (wi_0, the gate, and "
+             "wi_1) and one output projection.")
+    if got in (expected + 2 * 32 + 8, expected + 32 + 8):
+        fail(f"{got} counts biases: T5's linear layers have none.")
+    expect_equal(got, expected, what="your predicted number of parameters")
+
+
+@exercise("4.6", "Debug: where the norm goes")
+def exercise_6(pre_norm_sublayer):
+    from t5edu.encoder import T5LayerNorm
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, generator=g) * 5
+    norm = T5LayerNorm(8)
+    with torch.no_grad():
+        norm.weight.copy_(torch.rand(8, generator=g) + 0.5)
+    w = torch.randn(8, 8, generator=g)
+
+    def f(h):
+        return h @ w
+
+    got = pre_norm_sublayer(x, norm, f)
+    expected = x + f(norm(x))
+    if isinstance(got, torch.Tensor) and got.shape == expected.shape:
+        if torch.allclose(got, norm(x + f(x)), atol=1e-5):
+            fail("this is post-norm: the norm is applied to the residual sum. T5 normalises the sub-layer's "
+                 "input and adds the result to the untouched x.")
+        if torch.allclose(got, norm(x) + f(norm(x)), atol=1e-5):
+            fail("the residual adds the normalised x: the residual path must carry x itself, unnormalised.")
+    expect_close(got, expected, what="pre_norm_sublayer(x, norm, f)")
+
+
+@exercise("4.8", "Predict: RMS norm by hand")
+def exercise_8(predicted_rms_output):
+    from t5edu.encoder import T5LayerNorm
+
+    with torch.no_grad():
+        expected = [float(v) for v in T5LayerNorm(2)(torch.tensor([[3.0, 4.0]]))[0]]
+    got = predicted_rms_output()
+    try:
+        got = [float(v) for v in got]
+    except (TypeError, ValueError):
+        fail(f"return two numbers, got {got!r}.")
+    if len(got) == 2 and abs(got[0] + 1) < 1e-2 and abs(got[1] - 1) < 1e-2:
+        fail("(-1, 1) is LayerNorm: T5's RMS norm does not subtract the mean, it only divides by the root "
+             "mean square.")
+    if len(got) == 2 and abs(got[0] - 0.6) < 1e-2 and abs(got[1] - 0.8) < 1e-2:
+        fail("(0.6, 0.8) divides by the Euclidean norm (5); RMS divides by sqrt(mean of squares) = "
+             "sqrt(12.5).")
+    if len(got) != 2 or any(abs(g - e) > 1e-3 for g, e in zip(got, expected, strict=True)):
+        fail(f"expected ({expected[0]:.3f}, {expected[1]:.3f}), got {tuple(got)}.")

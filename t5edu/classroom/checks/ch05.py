@@ -5,6 +5,10 @@
     ch05.exercise_1(shift_labels_right)     # 5.1 decoder inputs from labels
     ch05.exercise_2(seq2seq_loss)   # 5.2 mean cross-entropy over positions whose label is not -100
     ch05.exercise_3(tied_logits)            # 5.3 T5's tied, scaled output head
+    ch05.exercise_4(predicted_logits_shape)  # 5.4 predict: a tuple
+    ch05.exercise_5(predicted_bias_tables)   # 5.5 predict: an int
+    ch05.exercise_6(tied_untied_parameters)  # 5.6 experiment: (tied, untied) parameter counts
+    ch05.exercise_8(predicted_decoder_inputs)  # 5.8 predict: shift_right of padded labels
 """
 
 import math
@@ -64,3 +68,75 @@ def exercise_3(tied_logits):
         if torch.allclose(got, hidden @ embedding.T * 16 ** 0.5, atol=1e-4):
             fail("scaled the wrong way: multiply by d_model ** -0.5 (divide by √d_model).")
     expect_close(got, expected, what="tied_logits(hidden (2, 3, 16), embedding (40, 16))")
+
+
+def _tiny_t5(**overrides):
+    from t5edu.model import T5, T5Config
+
+    torch.manual_seed(0)
+    options = dict(vocab_size=100, d_model=16, d_kv=4, d_ff=32, num_layers=3, num_heads=2, dropout_rate=0.0,
+                   relative_attention_num_buckets=8, relative_attention_max_distance=16)
+    options.update(overrides)
+    return T5(T5Config(**options)).eval()
+
+
+@exercise("5.4", "Predict: the shape of the logits")
+def exercise_4(predicted_logits_shape):
+    model = _tiny_t5()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        logits = model(input_ids=torch.randint(2, 100, (2, 9), generator=g),
+                       labels=torch.randint(2, 100, (2, 6), generator=g)).logits
+    expected = tuple(logits.shape)
+    got = predicted_logits_shape()
+    got = tuple(got) if isinstance(got, (list, torch.Size)) else got
+    if got in ((2, 100), (2, 1, 100)):
+        fail(f"{got}: with labels, the decoder runs over every target position at once (teacher forcing), "
+             "so there is one row of logits per target position.")
+    if got == (2, 9, 100):
+        fail(f"{got}: the logits follow the target (the labels), not the input.")
+    expect_equal(got, expected, what="your predicted shape")
+
+
+@exercise("5.5", "Predict: how many relative-bias tables?")
+def exercise_5(predicted_bias_tables):
+    model = _tiny_t5(num_layers=3, num_decoder_layers=3)
+    expected = sum(1 for name, _ in model.named_parameters() if "relative_attention_bias" in name)
+    got = predicted_bias_tables()
+    if got in (6, 3):
+        fail(f"{got}: the table is not per layer; each stack has one, in its first block, shared by all "
+             "its layers.")
+    if got == 1:
+        fail("1: the encoder (bidirectional) and the decoder (causal) each have their own table.")
+    expect_equal(got, expected, what="your predicted number of tables")
+
+
+@exercise("5.6", "Experiment: untie the output head")
+def exercise_6(tied_untied_parameters):
+    from t5edu.model import T5, T5Config
+
+    for vocab_size, d_model in ((1000, 32), (300, 16)):
+        expected = tuple(sum(p.numel() for p in T5(T5Config(
+            vocab_size=vocab_size, d_model=d_model, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+            tie_word_embeddings=tie)).parameters()) for tie in (True, False))
+        got = tied_untied_parameters(vocab_size, d_model)
+        got = tuple(got) if isinstance(got, list) else got
+        if isinstance(got, tuple) and len(got) == 2 and got == expected[::-1]:
+            fail("swapped: the untied model has the extra (vocab_size, d_model) head, so it is the larger.")
+        if isinstance(got, tuple) and len(got) == 2 and got[0] == got[1]:
+            fail("the same count for both: is `tie_word_embeddings` passed to the config?")
+        expect_equal(got, expected, what=f"tied_untied_parameters({vocab_size}, {d_model})")
+
+
+@exercise("5.8", "Predict: decoder inputs from padded labels")
+def exercise_8(predicted_decoder_inputs):
+    from t5edu.model import shift_right
+
+    expected = shift_right(torch.tensor([[7, 1, -100, -100]]))[0].tolist()
+    got = predicted_decoder_inputs()
+    got = list(got) if isinstance(got, tuple) else got
+    if got == [0, 7, 1, -100]:
+        fail("-100 is the loss's 'ignore' marker, not a token id: shift_right turns it into the pad id.")
+    if got == [7, 1, 0, 0] or got == [1, -100, -100, 0]:
+        fail(f"{got}: shifting right prepends the start token and drops the last label.")
+    expect_equal(got, expected, what="your predicted decoder input ids")

@@ -6,6 +6,9 @@
     ch06.exercise_2(segment_lengths)          # 6.2 segment_lengths(num_items, num_segments, rng) -> list of ints
     ch06.exercise_3(replace_noise_spans)      # 6.3 replace_noise_spans(tokens, noise_mask, first_sentinel_id) -> list
     ch06.exercise_4(span_corruption_lengths)  # 6.4 span_corruption_lengths(inputs_length, ...) -> (int, int)
+    ch06.exercise_5(predicted_noise_counts)   # 6.5 predict: (noise tokens, noise spans)
+    ch06.exercise_6(is_heldout_fixed)         # 6.6 debug: a split stable across processes
+    ch06.exercise_7(target_ratios)            # 6.7 experiment: target/input length ratios
 """
 
 import math
@@ -113,3 +116,63 @@ def exercise_4(span_corruption_lengths):
             fail(f"span_corruption_lengths should return a pair of ints, got {got!r}.")
         expect_equal(got, expected, what=f"span_corruption_lengths({inputs_length}, noise_density={density}, "
                                          f"mean_noise_span_length={span})")
+
+
+@exercise("6.5", "Predict: noise tokens and spans")
+def exercise_5(predicted_noise_counts):
+    import numpy as np
+    import torch
+
+    from t5edu.data import random_spans_noise_mask
+
+    found = set()
+    for seed in range(3):
+        mask = torch.as_tensor(np.asarray(random_spans_noise_mask(100, rng=np.random.default_rng(seed))))
+        starts = int(mask[0]) + int(((mask[1:].int() - mask[:-1].int()) == 1).sum())
+        found.add((int(mask.sum()), starts))
+    expected = found.pop()
+    got = predicted_noise_counts()
+    got = tuple(got) if isinstance(got, list) else got
+    if isinstance(got, tuple) and len(got) == 2 and got[0] == expected[0] and got[1] == expected[0]:
+        fail("each noise span covers several tokens: num_noise_spans = round(noise_tokens / mean span "
+             "length).")
+    if isinstance(got, tuple) and len(got) == 2 and got[0] != expected[0]:
+        fail(f"{got[0]} noise tokens: it is round(length * noise_density).")
+    expect_equal(got, expected, what="your predicted (noise_tokens, noise_spans)")
+
+
+@exercise("6.6", "Debug: a test split that moves")
+def exercise_6(is_heldout_fixed):
+    import zlib
+
+    texts = [f"copy: {a} {b}" for a in ("cat", "dog", "sun", "sea", "tree", "king") for b in range(40)]
+    expected = [zlib.crc32(t.encode("utf-8")) % 10 == 0 for t in texts]
+    got = [is_heldout_fixed(t) for t in texts]
+    if got == [hash(t) % 10 == 0 for t in texts] and got != expected:
+        fail("this still uses hash(), which Python salts per process (PYTHONHASHSEED): the split would "
+             "change every run. Use zlib.crc32 of the UTF-8 bytes.")
+    wrong = [t for t, g, e in zip(texts, got, expected, strict=True) if g is not e]
+    if wrong:
+        fail(f"is_heldout_fixed({wrong[0]!r}) gave {got[texts.index(wrong[0])]!r}, expected "
+             f"{expected[texts.index(wrong[0])]!r} ({len(wrong)} of {len(texts)} inputs differ; return a "
+             "bool).")
+
+
+@exercise("6.7", "Experiment: how much shorter are the targets?")
+def exercise_7(target_ratios):
+    from t5edu.data import compute_input_and_target_lengths
+
+    expected = [compute_input_and_target_lengths(512, d)[1] / 512 for d in (0.05, 0.15, 0.3, 0.5)]
+    got = target_ratios()
+    if isinstance(got, (list, tuple)) and len(got) == 4 and all(isinstance(r, (int, float)) for r in got):
+        if any(r > 1 for r in got):
+            fail("these ratios are above 1: divide the target length by the input length, not the other "
+                 "way.")
+        if sorted(got) != list(got):
+            fail("the direction is wrong: more noise means more dropped tokens to predict, so longer "
+                 "targets.")
+    if not isinstance(got, list) or len(got) != 4:
+        fail(f"target_ratios() should return a list of 4 floats, got {got!r}.")
+    for density, g, e in zip((0.05, 0.15, 0.3, 0.5), got, expected, strict=True):
+        if not isinstance(g, float) or abs(g - e) > 1e-9:
+            fail(f"at noise density {density}: expected {e:.4f}, got {g!r}.")

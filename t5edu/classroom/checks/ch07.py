@@ -6,6 +6,9 @@
     ch07.exercise_2(masked_cross_entropy)   # 7.2 masked_cross_entropy(logits, labels) -> scalar tensor
     ch07.exercise_3(accumulate_gradients)   # 7.3 accumulate_gradients(model, micro_batches) -> float
     ch07.exercise_4(resume_position)        # 7.4 resume_position(step, grad_accum, per_epoch) -> (epoch, batch)
+    ch07.exercise_5(predicted_multipliers)  # 7.5 predict: two schedule multipliers
+    ch07.exercise_6(clip_global_norm)       # 7.6 debug: clip by the global norm
+    ch07.exercise_7(optimizer_state_sizes)  # 7.7 experiment: AdamW vs Adafactor state
 """
 
 from t5edu.classroom.checks._core import exercise, expect_close, expect_equal, fail
@@ -119,3 +122,74 @@ def exercise_4(resume_position):
         expect_equal(got, expected, what=f"resume_position(step={step}, grad_accum={accum}, "
                                           f"batches_per_epoch={per_epoch})")
 
+
+
+@exercise("7.5", "Predict: the learning rate around warm-up")
+def exercise_5(predicted_multipliers):
+    from t5edu.train import Schedule
+
+    schedule = Schedule("inverse_sqrt", warmup=100)
+    expected = (schedule(49), schedule(399))
+    got = predicted_multipliers()
+    got = tuple(got) if isinstance(got, list) else got
+    if isinstance(got, tuple) and len(got) == 2 and all(isinstance(g, (int, float)) for g in got):
+        if abs(got[0] - 0.49) < 1e-9:
+            fail("0.49 at step 49: the multiplier is for the step about to be taken, s = step + 1 = 50.")
+        if abs(got[1] - 0.05) < 1e-9:
+            fail("0.05 = 1/sqrt(400) leaves out the warm-up: after warm-up the multiplier is "
+                 "sqrt(warmup / s), 1 at the end of warm-up.")
+        if all(abs(g - e) < 1e-9 for g, e in zip(got, expected, strict=True)):
+            return
+    expect_equal(got, expected, what="your predicted multipliers")
+
+
+@exercise("7.6", "Debug: clipping each parameter on its own",
+          forbid=("torch.nn.utils.clip_grad_norm_",))
+def exercise_6(clip_global_norm):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    for max_norm, scale in ((1.0, 3.0), (100.0, 1.0)):
+        params = [torch.nn.Parameter(torch.zeros(s)) for s in ((3, 4), (5,), (2, 2))]
+        grads = [torch.randn(p.shape, generator=g) * scale * (i + 1) for i, p in enumerate(params)]
+        reference = [torch.nn.Parameter(torch.zeros(p.shape)) for p in params]
+        for p, r, gr in zip(params, reference, grads, strict=True):
+            p.grad, r.grad = gr.clone(), gr.clone()
+        expected_norm = float(torch.nn.utils.clip_grad_norm_(reference, max_norm))
+        got_norm = clip_global_norm(params, max_norm)
+        for p, gr in zip(params, grads, strict=True):
+            if gr.norm() > max_norm and torch.allclose(p.grad, gr * (max_norm / gr.norm()), atol=1e-6) and \
+                    expected_norm > max_norm:
+                fail("each gradient was clipped by its own norm: that changes the gradient's direction. "
+                     "Use one global norm over all of them.")
+        for i, (p, r) in enumerate(zip(params, reference, strict=True)):
+            expect_close(p.grad, r.grad, what=f"gradient {i} after clipping to {max_norm}", atol=1e-5)
+        expect_close(got_norm, expected_norm, what=f"the returned norm (max_norm={max_norm})")
+
+
+@exercise("7.7", "Experiment: what the optimizer remembers")
+def exercise_7(optimizer_state_sizes):
+    import torch
+
+    from t5edu.model import T5, T5Config
+    from t5edu.train import make_optimizer
+
+    torch.manual_seed(0)
+    model = T5(T5Config(vocab_size=48, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=2))
+    probe = T5(T5Config(vocab_size=48, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=2))
+    expected = {}
+    for name in ("adamw", "adafactor"):
+        probe.zero_grad(set_to_none=True)
+        optimizer = make_optimizer(probe, name)
+        sum((p ** 2).sum() for p in probe.parameters()).backward()
+        optimizer.step()
+        expected[name] = sum(t.numel() for state in optimizer.state.values() for t in state.values()
+                             if isinstance(t, torch.Tensor))
+    got = optimizer_state_sizes(model)
+    if isinstance(got, dict) and set(got) == set(expected) and got["adamw"] == got["adafactor"]:
+        fail("the same count for both optimizers: count the tensors in optimizer.state, not the "
+             "parameters.")
+    if isinstance(got, dict) and set(got) == set(expected) and got.get("adafactor", 0) > got.get("adamw", 0):
+        fail("the direction is wrong: AdamW keeps two full-size moments per parameter, Adafactor factored "
+             "row and column statistics for matrices.")
+    expect_equal(got, expected, what="optimizer_state_sizes(model)")

@@ -6,7 +6,12 @@
     ch08.exercise_2(banned_next_tokens)      # 8.2 banned_next_tokens(sequence, n) -> sorted list of ids
     ch08.exercise_3(nucleus_filter)          # 8.3 nucleus_filter(logits, top_p) -> logits with -inf outside
     ch08.exercise_4(reorder_beam_cache)      # 8.4 reorder_beam_cache(cache, parents) -> None (in place)
+    ch08.exercise_5(predicted_decoder_positions)  # 8.5 predict: (without_cache, with_cache)
+    ch08.exercise_6(append_step)             # 8.6 debug: finished rows get padding
+    ch08.exercise_7(cache_experiment)        # 8.7 experiment: cache_experiment(model, ids, steps) -> dict
 """
+
+import torch
 
 from t5edu.classroom.checks._core import exercise, expect_close, expect_equal, fail
 
@@ -122,3 +127,75 @@ def exercise_4(reorder_beam_cache):
             if not (torch.equal(layer["cross"]["k"], cross[i][0]) and torch.equal(layer["cross"]["v"], cross[i][1])):
                 fail(f"{what}: the cross-attention keys/values of layer {i} changed; leave them alone "
                      "(all beams of an input share them).")
+
+
+def _tiny_model(seed=0):
+    from t5edu.model import T5, T5Config
+
+    torch.manual_seed(seed)
+    return T5(T5Config(vocab_size=50, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                       dropout_rate=0.0, relative_attention_num_buckets=8,
+                       relative_attention_max_distance=16)).eval()
+
+
+def _count_positions(model, input_ids, steps, use_cache):
+    """Generate and count the token positions the first decoder block sees: (tokens, positions)."""
+    from t5edu.generate import generate
+
+    counted = []
+    hook = model.decoder.block[0].register_forward_pre_hook(
+        lambda module, args: counted.append(args[0].shape[0] * args[0].shape[1]))
+    try:
+        tokens = generate(model, input_ids, max_new_tokens=steps, min_new_tokens=steps, use_cache=use_cache,
+                          packed=False)
+    finally:
+        hook.remove()
+    return tokens, sum(counted)
+
+
+@exercise("8.5", "Predict: what the cache saves")
+def exercise_5(predicted_decoder_positions):
+    model, ids = _tiny_model(), torch.tensor([[5, 6, 7, 1]])
+    expected = tuple(_count_positions(model, ids, 6, use_cache)[1] for use_cache in (False, True))
+    got = predicted_decoder_positions()
+    got = tuple(got) if isinstance(got, list) else got
+    if isinstance(got, tuple) and len(got) == 2 and got[1] == expected[1] and got[0] == expected[0] - 6:
+        fail(f"without the cache {got[0]} leaves out the start token: step t feeds the start token and the t "
+             "tokens chosen so far.")
+    if isinstance(got, tuple) and len(got) == 2 and got[0] == got[1]:
+        fail("the same count with and without the cache: without it, every step recomputes the whole prefix.")
+    expect_equal(got, expected, what="your predicted (without_cache, with_cache)")
+
+
+@exercise("8.6", "Debug: after the end of a sequence")
+def exercise_6(append_step):
+    sequences = torch.tensor([[0, 5], [0, 1], [0, 7]])
+    finished = torch.tensor([False, True, False])
+    next_tokens = torch.tensor([1, 9, 4])
+    got = append_step(sequences, next_tokens, finished)
+    expected = (torch.tensor([[0, 5, 1], [0, 1, 0], [0, 7, 4]]), torch.tensor([True, True, False]))
+    if isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], torch.Tensor) and \
+            got[0].shape == expected[0].shape:
+        if int(got[0][1, -1]) == 9:
+            fail("row 1 had already finished, yet it received token 9: finished rows must get pad_id.")
+        if int(got[0][0, -1]) == 0:
+            fail("row 0 emitted EOS at this step and lost it: keep the EOS itself, pad only from the next "
+                 "step.")
+    expect_equal(got, expected, what="append_step(sequences, next_tokens=[1, 9, 4], finished=[F, T, F])")
+
+
+@exercise("8.7", "Experiment: turn off the cache")
+def exercise_7(cache_experiment):
+    model, ids, steps = _tiny_model(1), torch.tensor([[3, 9, 4, 4, 1], [8, 2, 1, 0, 0]]), 5
+    with_cache, positions_with = _count_positions(model, ids, steps, True)
+    without_cache, positions_without = _count_positions(model, ids, steps, False)
+    expected = {"same_tokens": bool(torch.equal(with_cache, without_cache)),
+                "positions_with_cache": positions_with, "positions_without_cache": positions_without}
+    got = cache_experiment(model, ids, steps)
+    if isinstance(got, dict) and set(got) == set(expected):
+        if got["positions_without_cache"] == got["positions_with_cache"]:
+            fail("the same number of positions with and without the cache: is `use_cache` passed?")
+        if got["positions_without_cache"] < got["positions_with_cache"]:
+            fail("the direction is wrong: without the cache every step recomputes the whole prefix, so it "
+                 "runs more positions.")
+    expect_equal(got, expected, what=f"cache_experiment(model, input_ids (2, 5), steps={steps})")

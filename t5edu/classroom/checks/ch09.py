@@ -6,7 +6,11 @@
     ch09.exercise_2(format_example)       # 9.2 format_example(task, row) -> (inputs, targets)
     ch09.exercise_3(mixing_rates)         # 9.3 mixing_rates(sizes, cap=None, temperature=1.0) -> {task: rate}
     ch09.exercise_4(rouge1_f1)            # 9.4 rouge1_f1(prediction, reference) -> float
+    ch09.exercise_5(truncate_with_eos)    # 9.5 debug: truncate, then append EOS
+    ch09.exercise_6(predicted_rouge1)     # 9.6 predict: a ROUGE-1 F1
 """
+
+from collections import Counter
 
 from t5edu.classroom.checks._core import exercise, expect_close, expect_equal, expect_raises, fail
 
@@ -96,3 +100,36 @@ def exercise_4(rouge1_f1):
         expected = scorer.score(reference, prediction)["rouge1"].fmeasure
         got = rouge1_f1(prediction, reference)
         expect_close(got, expected, what=f"rouge1_f1({prediction!r}, {reference!r})", atol=1e-9, rtol=1e-9)
+
+
+@exercise("9.5", "Debug: truncation that eats the end")
+def exercise_5(truncate_with_eos):
+    for ids, max_length in (([5, 6, 7, 8], 3), ([5, 6], 8), ([9] * 10, 10), ([4, 3], 3), ([], 4)):
+        got = truncate_with_eos(list(ids), max_length)
+        expected = [*list(ids)[:max_length - 1], 1]
+        if isinstance(got, list) and got == [*ids, 1][:max_length] and got != expected:
+            fail(f"truncate_with_eos({ids}, {max_length}) gave {got}: it lost its EOS. Truncate the ids to "
+                 "max_length - 1 first, then append EOS.")
+        if isinstance(got, list) and len(got) > max_length:
+            fail(f"truncate_with_eos({ids}, {max_length}) gave {len(got)} ids: EOS counts toward "
+                 "max_length.")
+        expect_equal(got, expected, what=f"truncate_with_eos({ids}, {max_length})")
+
+
+@exercise("9.6", "Predict: a ROUGE-1 score")
+def exercise_6(predicted_rouge1):
+    prediction, reference = ["the", "cat", "sat"], ["the", "cat", "sat", "on", "the", "mat"]
+    overlap = sum((Counter(prediction) & Counter(reference)).values())
+    precision, recall = overlap / len(prediction), overlap / len(reference)
+    expected = 2 * precision * recall / (precision + recall)
+    got = predicted_rouge1()
+    if isinstance(got, (int, float)):
+        if abs(got - recall) < 1e-3:
+            fail(f"{got} is the recall (3 of 6 reference words); ROUGE-1 F1 combines it with the "
+                 "precision.")
+        if abs(got - precision) < 1e-3:
+            fail(f"{got} is the precision (every predicted word is in the reference); F1 is their harmonic "
+                 "mean.")
+        if abs(got - expected) < 1e-3:
+            return
+    fail(f"your predicted ROUGE-1 F1 is wrong: expected {expected:.3f}, got {got!r}.")

@@ -60,9 +60,37 @@ def spans_from_target(ids, tok):
     ### END SOLUTION
 
 
+# §Exercise 1.5 — Predict: a padded batch — exercises/src/ch01_tokenizer.ipynb, cell 16
+def predicted_padded_batch():
+    """What pad_batch([[8, 3, 1], [5, 1], [9, 9, 9, 1]]) returns."""
+    ### BEGIN SOLUTION
+    return ([[8, 3, 1, 0], [5, 1, 0, 0], [9, 9, 9, 1]], [[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]])
+    ### END SOLUTION
+
+
+# §Exercise 1.6 — Debug: pieces back to text — exercises/src/ch01_tokenizer.ipynb, cell 21
+def pieces_to_text(pieces):
+    """Join SentencePiece pieces into text: ▁ becomes a space, minus the first word's leading space."""
+    ### BEGIN SOLUTION
+    text = "".join(pieces).replace("▁", " ")
+    return text[1:] if text.startswith(" ") else text
+    ### END SOLUTION
+
+
+# §Exercise 1.8 — Predict: padding to a length that is too short — exercises/src/ch01_tokenizer.ipynb, cell 26
+def predicted_row_lengths():
+    """Lengths of the two id rows of pad_batch([[4, 1], [5, 6, 7, 8, 1]], length=3)."""
+    ### BEGIN SOLUTION
+    return (3, 5)
+    ### END SOLUTION
+
+
 __all__ = [
     'best_segmentation',
     'pad_and_truncate',
+    'pieces_to_text',
+    'predicted_padded_batch',
+    'predicted_row_lengths',
     'sentinel_id',
     'spans_from_target',
 ]

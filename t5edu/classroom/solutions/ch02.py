@@ -34,8 +34,52 @@ def heads_to_features(x):
     ### END SOLUTION
 
 
+# §Exercise 2.4 — Predict: the shape of the scores — exercises/src/ch02_attention.ipynb, cell 13
+def predicted_scores_shape():
+    """The shape of `scores` in the snippet above."""
+    ### BEGIN SOLUTION
+    return (2, 8, 5, 7)
+    ### END SOLUTION
+
+
+# §Exercise 2.5 — Predict: how many pairs may attend? — exercises/src/ch02_attention.ipynb, cell 16
+def predicted_allowed_pairs():
+    """How many entries of causal_mask(6) are True."""
+    ### BEGIN SOLUTION
+    return 21
+    ### END SOLUTION
+
+
+# §Exercise 2.6 — Debug: the padding bias — exercises/src/ch02_attention.ipynb, cell 21
+def padding_bias_fixed(attention_mask):
+    """(batch, L_k) 1/0 mask -> (batch, 1, 1, L_k) float32 additive bias, min-float on padding."""
+    ### BEGIN SOLUTION
+    bias = (1.0 - attention_mask.float()) * torch.finfo(torch.float32).min
+    return bias[:, None, None, :]
+    ### END SOLUTION
+
+
+# §Exercise 2.7 — Experiment: what 1/√d does to the weights — exercises/src/ch02_attention.ipynb, cell 24
+def attention_entropy(d, scale):
+    """Mean entropy (nats) of softmax(q kᵀ [/ sqrt(d)]) for seeded random q, k of shape (16, d)."""
+    ### BEGIN SOLUTION
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(16, d, generator=g)
+    k = torch.randn(16, d, generator=g)
+    scores = q @ k.T
+    if scale:
+        scores = scores / d**0.5
+    w = torch.softmax(scores, dim=-1)
+    return float(-(w * w.clamp_min(1e-30).log()).sum(-1).mean())
+    ### END SOLUTION
+
+
 __all__ = [
+    'attention_entropy',
     'attention_weights',
     'causal_bias',
     'heads_to_features',
+    'padding_bias_fixed',
+    'predicted_allowed_pairs',
+    'predicted_scores_shape',
 ]

@@ -41,8 +41,55 @@ def bias_from_table(table, buckets):
     ### END SOLUTION
 
 
+# §Exercise 3.4 — Predict: one step left, one step right — exercises/src/ch03_relative_bias.ipynb, cell 13
+def predicted_neighbour_buckets():
+    """(bucket of relative position -1, bucket of +1) for bidirectional, 32 buckets, max distance 128."""
+    ### BEGIN SOLUTION
+    return (1, 17)
+    ### END SOLUTION
+
+
+# §Exercise 3.5 — Predict: the buckets of a short decoder — exercises/src/ch03_relative_bias.ipynb, cell 16
+def predicted_decoder_buckets():
+    """How many distinct buckets a causal 20-position decoder uses (unidirectional, 32, 128)."""
+    ### BEGIN SOLUTION
+    return 18
+    ### END SOLUTION
+
+
+# §Exercise 3.6 — Debug: the bias of one decoding step — exercises/src/ch03_relative_bias.ipynb, cell 21
+def step_bias(rel_bias, step):
+    """The (1, H, 1, step + 1) relative bias of the query at position `step` against keys 0..step."""
+    ### BEGIN SOLUTION
+    return rel_bias(1, step + 1, offset=step)
+    ### END SOLUTION
+
+
+# §Exercise 3.7 — Experiment: attention without positions — exercises/src/ch03_relative_bias.ipynb, cell 24
+def permutation_gap(use_bias):
+    """max |attn(x reversed) - attn(x) reversed| with or without the relative bias."""
+    ### BEGIN SOLUTION
+    from t5edu.attention import T5Attention
+    from t5edu.relative_bias import RelativePositionBias
+
+    torch.manual_seed(0)
+    attn = T5Attention(16, 2, 8)
+    rel = RelativePositionBias(2, num_buckets=8, max_distance=16)
+    with torch.no_grad():
+        rel.weight.copy_(torch.randn(8, 2, generator=torch.Generator().manual_seed(1)))
+        x = torch.randn(1, 6, 16, generator=torch.Generator().manual_seed(2))
+        perm = torch.arange(5, -1, -1)
+        bias = rel(6, 6) if use_bias else None
+        return float((attn(x[:, perm], bias=bias) - attn(x, bias=bias)[:, perm]).abs().max())
+    ### END SOLUTION
+
+
 __all__ = [
     'bias_from_table',
     'bucket',
+    'permutation_gap',
+    'predicted_decoder_buckets',
+    'predicted_neighbour_buckets',
     'relative_position_matrix',
+    'step_bias',
 ]

@@ -35,8 +35,44 @@ def encoder_param_count(config):
     ### END SOLUTION
 
 
+# §Exercise 4.4 — Predict: the parameters of one norm — exercises/src/ch04_encoder.ipynb, cell 13
+def predicted_norm_parameters():
+    """The number of parameters of T5LayerNorm(512)."""
+    ### BEGIN SOLUTION
+    return 512
+    ### END SOLUTION
+
+
+# §Exercise 4.5 — Predict: the parameters of a gated feed-forward — exercises/src/ch04_encoder.ipynb, cell 16
+def predicted_gated_ffn_parameters():
+    """Parameters of T5's gated feed-forward with d_model=8, d_ff=32."""
+    ### BEGIN SOLUTION
+    return 3 * 8 * 32
+    ### END SOLUTION
+
+
+# §Exercise 4.6 — Debug: where the norm goes — exercises/src/ch04_encoder.ipynb, cell 21
+def pre_norm_sublayer(x, norm, f):
+    """T5's pre-norm residual sub-layer, without dropout."""
+    ### BEGIN SOLUTION
+    return x + f(norm(x))
+    ### END SOLUTION
+
+
+# §Exercise 4.8 — Predict: RMS norm by hand — exercises/src/ch04_encoder.ipynb, cell 26
+def predicted_rms_output():
+    """T5LayerNorm(2) applied to [3.0, 4.0], by hand."""
+    ### BEGIN SOLUTION
+    return (0.849, 1.131)
+    ### END SOLUTION
+
+
 __all__ = [
     'encoder_param_count',
     'gated_ffn',
+    'pre_norm_sublayer',
+    'predicted_gated_ffn_parameters',
+    'predicted_norm_parameters',
+    'predicted_rms_output',
     'rms_norm',
 ]

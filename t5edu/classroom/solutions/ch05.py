@@ -35,8 +35,51 @@ def tied_logits(hidden, embedding):
     ### END SOLUTION
 
 
+# §Exercise 5.4 — Predict: the shape of the logits — exercises/src/ch05_decoder.ipynb, cell 13
+def predicted_logits_shape():
+    """The shape of the logits for input (2, 9), labels (2, 6), vocab 100."""
+    ### BEGIN SOLUTION
+    return (2, 6, 100)
+    ### END SOLUTION
+
+
+# §Exercise 5.5 — Predict: how many relative-bias tables? — exercises/src/ch05_decoder.ipynb, cell 16
+def predicted_bias_tables():
+    """How many relative_attention_bias tables a 3 + 3 layer T5 holds."""
+    ### BEGIN SOLUTION
+    return 2
+    ### END SOLUTION
+
+
+# §Exercise 5.6 — Experiment: untie the output head — exercises/src/ch05_decoder.ipynb, cell 19
+def tied_untied_parameters(vocab_size, d_model):
+    """(parameters with the head tied, parameters untied) of a small T5."""
+    ### BEGIN SOLUTION
+    from t5edu.model import T5, T5Config
+
+    counts = []
+    for tie in (True, False):
+        model = T5(T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=8, d_ff=64, num_layers=2,
+                            num_heads=4, tie_word_embeddings=tie))
+        counts.append(sum(p.numel() for p in model.parameters()))
+    return tuple(counts)
+    ### END SOLUTION
+
+
+# §Exercise 5.8 — Predict: decoder inputs from padded labels — exercises/src/ch05_decoder.ipynb, cell 24
+def predicted_decoder_inputs():
+    """shift_right(tensor([[7, 1, -100, -100]]))[0] as a list."""
+    ### BEGIN SOLUTION
+    return [0, 7, 1, 0]
+    ### END SOLUTION
+
+
 __all__ = [
+    'predicted_bias_tables',
+    'predicted_decoder_inputs',
+    'predicted_logits_shape',
     'seq2seq_loss',
     'shift_labels_right',
     'tied_logits',
+    'tied_untied_parameters',
 ]

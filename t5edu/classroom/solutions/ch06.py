@@ -54,9 +54,44 @@ def span_corruption_lengths(inputs_length, noise_density=0.15, mean_noise_span_l
     ### END SOLUTION
 
 
+# §Exercise 6.5 — Predict: noise tokens and spans — exercises/src/ch06_data.ipynb, cell 15
+def predicted_noise_counts():
+    """(noise tokens, noise spans) of random_spans_noise_mask(100) with the defaults."""
+    ### BEGIN SOLUTION
+    return (15, 5)
+    ### END SOLUTION
+
+
+# §Exercise 6.6 — Debug: a test split that moves — exercises/src/ch06_data.ipynb, cell 20
+def is_heldout_fixed(inputs):
+    """True for the test split: crc32 of the UTF-8 text, modulo 10, is 0 (stable across processes)."""
+    ### BEGIN SOLUTION
+    import zlib
+
+    return zlib.crc32(inputs.encode("utf-8")) % 10 == 0
+    ### END SOLUTION
+
+
+# §Exercise 6.7 — Experiment: how much shorter are the targets? — exercises/src/ch06_data.ipynb, cell 23
+def target_ratios(inputs_length=512):
+    """target_length / inputs_length for noise densities 0.05, 0.15, 0.3, 0.5."""
+    ### BEGIN SOLUTION
+    from t5edu.data import compute_input_and_target_lengths
+
+    ratios = []
+    for density in (0.05, 0.15, 0.3, 0.5):
+        _, targets_length = compute_input_and_target_lengths(inputs_length, density)
+        ratios.append(targets_length / inputs_length)
+    return ratios
+    ### END SOLUTION
+
+
 __all__ = [
+    'is_heldout_fixed',
+    'predicted_noise_counts',
     'replace_noise_spans',
     'segment_lengths',
     'span_corruption_lengths',
     'sst2_to_text',
+    'target_ratios',
 ]

@@ -51,9 +51,56 @@ def resume_position(step, grad_accum, batches_per_epoch):
     ### END SOLUTION
 
 
+# §Exercise 7.5 — Predict: the learning rate around warm-up — exercises/src/ch07_train.ipynb, cell 15
+def predicted_multipliers():
+    """(Schedule('inverse_sqrt', warmup=100)(49), ...(399))."""
+    ### BEGIN SOLUTION
+    return (0.5, 0.5)
+    ### END SOLUTION
+
+
+# §Exercise 7.6 — Debug: clipping each parameter on its own — exercises/src/ch07_train.ipynb, cell 20
+def clip_global_norm(parameters, max_norm):
+    """Scale all gradients together so that their global norm is at most max_norm; return the old norm."""
+    import torch
+
+    ### BEGIN SOLUTION
+    parameters = [p for p in parameters if p.grad is not None]
+    norm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in parameters))
+    if norm > max_norm:
+        for p in parameters:
+            p.grad.mul_(max_norm / (norm + 1e-6))
+    return float(norm)
+    ### END SOLUTION
+
+
+# §Exercise 7.7 — Experiment: what the optimizer remembers — exercises/src/ch07_train.ipynb, cell 23
+def optimizer_state_sizes(model):
+    """How many numbers each optimizer keeps after one step: {"adamw": n, "adafactor": n}."""
+    import torch
+
+    ### BEGIN SOLUTION
+    from t5edu.train import make_optimizer
+
+    sizes = {}
+    for name in ("adamw", "adafactor"):
+        model.zero_grad(set_to_none=True)
+        optimizer = make_optimizer(model, name)
+        sum((p ** 2).sum() for p in model.parameters()).backward()
+        optimizer.step()
+        sizes[name] = sum(t.numel() for state in optimizer.state.values() for t in state.values()
+                          if isinstance(t, torch.Tensor))
+    model.zero_grad(set_to_none=True)
+    return sizes
+    ### END SOLUTION
+
+
 __all__ = [
     'accumulate_gradients',
+    'clip_global_norm',
     'inverse_sqrt_lr',
     'masked_cross_entropy',
+    'optimizer_state_sizes',
+    'predicted_multipliers',
     'resume_position',
 ]

@@ -49,9 +49,52 @@ def reorder_beam_cache(cache, parents):
     ### END SOLUTION
 
 
+# §Exercise 8.5 — Predict: what the cache saves — exercises/src/ch08_generate.ipynb, cell 15
+def predicted_decoder_positions():
+    """(decoder positions without the cache, with the cache) for 6 greedy steps."""
+    ### BEGIN SOLUTION
+    return (21, 6)
+    ### END SOLUTION
+
+
+# §Exercise 8.6 — Debug: after the end of a sequence — exercises/src/ch08_generate.ipynb, cell 20
+def append_step(sequences, next_tokens, finished, eos_id=1, pad_id=0):
+    """Append one step of tokens; finished rows get padding. Returns (sequences, finished)."""
+    ### BEGIN SOLUTION
+    next_tokens = torch.where(finished, torch.full_like(next_tokens, pad_id), next_tokens)
+    return torch.cat([sequences, next_tokens[:, None]], dim=1), finished | (next_tokens == eos_id)
+    ### END SOLUTION
+
+
+# §Exercise 8.7 — Experiment: turn off the cache — exercises/src/ch08_generate.ipynb, cell 23
+def cache_experiment(model, input_ids, steps):
+    """Generate with and without the cache; compare the tokens and count decoder positions."""
+    ### BEGIN SOLUTION
+    from t5edu.generate import generate
+
+    counted = []
+    hook = model.decoder.block[0].register_forward_pre_hook(
+        lambda module, args: counted.append(args[0].shape[0] * args[0].shape[1]))
+    try:
+        results = {}
+        for use_cache in (True, False):
+            counted.clear()
+            tokens = generate(model, input_ids, max_new_tokens=steps, min_new_tokens=steps,
+                              use_cache=use_cache, packed=False)
+            results[use_cache] = (tokens, sum(counted))
+    finally:
+        hook.remove()
+    return {"same_tokens": bool(torch.equal(results[True][0], results[False][0])),
+            "positions_with_cache": results[True][1], "positions_without_cache": results[False][1]}
+    ### END SOLUTION
+
+
 __all__ = [
+    'append_step',
     'banned_next_tokens',
+    'cache_experiment',
     'length_penalised_score',
     'nucleus_filter',
+    'predicted_decoder_positions',
     'reorder_beam_cache',
 ]

@@ -53,9 +53,27 @@ def rouge1_f1(prediction, reference):
     ### END SOLUTION
 
 
+# §Exercise 9.5 — Debug: truncation that eats the end — exercises/src/ch09_finetune.ipynb, cell 17
+def truncate_with_eos(ids, max_length, eos_id=1):
+    """At most max_length - 1 ids, then EOS: at most max_length ids, always ending with EOS."""
+    ### BEGIN SOLUTION
+    return [*list(ids)[:max_length - 1], eos_id]
+    ### END SOLUTION
+
+
+# §Exercise 9.6 — Predict: a ROUGE-1 score — exercises/src/ch09_finetune.ipynb, cell 20
+def predicted_rouge1():
+    """ROUGE-1 F1 of "the cat sat" against "the cat sat on the mat"."""
+    ### BEGIN SOLUTION
+    return 0.667
+    ### END SOLUTION
+
+
 __all__ = [
     'format_example',
     'mask_label_padding',
     'mixing_rates',
+    'predicted_rouge1',
     'rouge1_f1',
+    'truncate_with_eos',
 ]
