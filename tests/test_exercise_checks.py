@@ -9,7 +9,7 @@ import importlib
 import pytest
 
 CASE_MODULES = ["test_exercises_ch01", "test_exercises_ch02_05", "test_exercises_ch06",
-                "test_exercises_ch08", "test_exercises_ch09"]
+                "test_exercises_ch08", "test_exercises_ch09", "test_exercises_new"]
 CASES = [case for name in CASE_MODULES for case in importlib.import_module(name).CASES]
 IDS = [check.number for check, _, _ in CASES]
 

@@ -70,7 +70,8 @@ def banned_next_tokens(sequence, n):
     if n <= 0 or len(sequence) < n:
         return []
     suffix = tuple(sequence[len(sequence) - n + 1:])
-    banned = {sequence[i + n - 1] for i in range(len(sequence) - n + 1) if tuple(sequence[i:i + n - 1]) == suffix}
+    banned = {sequence[i + n - 1] for i in range(len(sequence) - n + 1)
+              if tuple(sequence[i:i + n - 1]) == suffix}
     return sorted(banned)
     ### END SOLUTION
 

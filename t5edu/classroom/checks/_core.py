@@ -94,8 +94,10 @@ def expect_close(got, expected, what="the result", atol=1e-5, rtol=1e-4):
         if not torch.allclose(got_f, exp_f, atol=atol, rtol=rtol, equal_nan=False):
             diff = (got_f - exp_f).abs()
             where = tuple(int(i) for i in torch.nonzero(diff == diff.max())[0]) if diff.numel() else ()
-            fail(f"{what} differs from the reference: largest difference {diff.max().item():.3g} at index "
-                 f"{where} (expected {exp_f[where].item():.6g}, got {got_f[where].item():.6g}).")
+            fail(
+                f"{what} differs from the reference: largest difference {diff.max().item():.3g} at index "
+                f"{where} (expected {exp_f[where].item():.6g}, got {got_f[where].item():.6g})."
+            )
         return
     try:
         ok = math.isclose(float(got), float(expected), rel_tol=rtol, abs_tol=atol)
@@ -132,8 +134,10 @@ def _student_frame(err):
 
 def refusal(names):
     """Why a solution that calls the library's own version of the exercise gets no credit."""
-    return (f"your function uses {', '.join(sorted(set(names)))}, the library's own version of what this "
-            "exercise asks you to write. Use your own implementation (the point is to build it).")
+    return (
+        f"your function uses {', '.join(sorted(set(names)))}, the library's own version of what this "
+        "exercise asks you to write. Use your own implementation (the point is to build it)."
+    )
 
 
 def library_shortcuts(student, forbid):
@@ -198,13 +202,20 @@ def exercise(number, title, forbid=()):
             except CheckFailed as err:
                 return Result(number, title, False, f"❌ {label}: {err}")
             except NotImplementedError:
-                return Result(number, title, False,
-                              f"❌ {label}: not done yet — replace the `raise NotImplementedError` "
-                              "line with your solution, run that cell, then run this check again.")
+                return Result(
+                    number,
+                    title,
+                    False,
+                    f"❌ {label}: not done yet — replace the `raise NotImplementedError` "
+                    "line with your solution, run that cell, then run this check again.",
+                )
             except Exception as err:
-                return Result(number, title, False,
-                              f"❌ {label}: your code raised {type(err).__name__}: {err}"
-                              f"{_student_frame(err)}")
+                return Result(
+                    number,
+                    title,
+                    False,
+                    f"❌ {label}: your code raised {type(err).__name__}: {err}{_student_frame(err)}",
+                )
             return Result(number, title, True, f"✅ {label}: passed.")
 
         @functools.wraps(check)

@@ -36,7 +36,7 @@ def pad_and_truncate(sequences, max_length, pad_id=0, eos_id=1):
     ### BEGIN SOLUTION
     ids, mask = [], []
     for seq in sequences:
-        seq = list(seq)[:max_length - 1] + [eos_id]
+        seq = [*list(seq)[:max_length - 1], eos_id]
         ids.append(seq + [pad_id] * (max_length - len(seq)))
         mask.append([1] * len(seq) + [0] * (max_length - len(seq)))
     return ids, mask

@@ -27,7 +27,7 @@ def replace_noise_spans(tokens, noise_mask, first_sentinel_id):
     """`tokens` with each run of noise replaced by one sentinel, counting down from `first_sentinel_id`."""
     ### BEGIN SOLUTION
     out, sentinel, previous = [], first_sentinel_id, False
-    for token, noise in zip(tokens, noise_mask):
+    for token, noise in zip(tokens, noise_mask, strict=True):
         if noise and not previous:
             out.append(int(sentinel))
             sentinel -= 1

@@ -31,7 +31,8 @@ def format_example(task, row):
 def mixing_rates(sizes, cap=None, temperature=1.0):
     """Sampling rate of each task: min(size, cap) ** (1 / temperature), normalised to sum to 1."""
     ### BEGIN SOLUTION
-    weights = {task: min(n, cap if cap is not None else n) ** (1.0 / temperature) for task, n in sizes.items()}
+    weights = {task: min(n, cap if cap is not None else n) ** (1.0 / temperature)
+               for task, n in sizes.items()}
     total = sum(weights.values())
     return {task: w / total for task, w in weights.items()}
     ### END SOLUTION
