@@ -22,6 +22,7 @@ import nbformat
 import pytest
 
 from t5edu.classroom import exercises, grading
+from t5edu.classroom.grading.runner import manual_items
 
 slow = pytest.mark.slow  # tests that run kernels: `make test-fast` skips them, `make test` (CI) runs them
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
@@ -614,6 +615,20 @@ def test_grade_a_real_chapter(tmp_path):
         assert ref.passed, ref.message
         st = rows[("stub", f"{chapter.chapter}.{e.name}")]
         assert not st.passed and NOT_DONE in st.message, st.message
+    # written answers (kind "explain" in exercises/index.json) are listed for the instructor, scored by no one
+    manual = manual_items(grading.SOURCE_DIR.parent / "index.json").get(chapter.chapter, [])
+    for item in manual:
+        for student in ("reference", "stub"):
+            row = rows[(student, f"{chapter.chapter}.{item['id']}")]
+            assert row.manual and row.points == 0 and row.max_points == item["points"], row
+    csv_rows = {(r["student"], r["exercise"]): r for r in read_rows(tmp_path / "g.csv")}
+    totals = {r["student"]: r for r in read_rows(tmp_path / "g_totals.csv")}
+    for item in manual:
+        row = csv_rows[("reference", f"{chapter.chapter}.{item['id']}")]
+        assert row["passed"] == "manual" and row["points"] == "" and float(row["max_points"]) == item["points"]
+    auto = sum(e.points for e in chapter.exercises)
+    assert float(totals["reference"]["points"]) == auto == float(totals["reference"]["max_points"])
+    assert float(totals["reference"]["manual_max_points"]) == sum(item["points"] for item in manual)
 
 
 def test_students_are_named_after_files_or_folders(tmp_path):

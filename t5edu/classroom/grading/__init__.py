@@ -168,8 +168,8 @@ def run(paths, out, feedback=None, settings=None, source_dir=SOURCE_DIR, stream=
 
     def progress(graded):
         done["n"] += 1
-        got = sum(r.points for r in graded.rows)
-        best = sum(r.max_points for r in graded.rows)
+        got = sum(r.points for r in graded.rows if not r.manual)
+        best = sum(r.max_points for r in graded.rows if not r.manual)
         print(
             f"[{done['n']}/{len(submissions)}] {graded.student}: {graded.notebook} "
             f"{got:g}/{best:g} ({graded.seconds:.1f} s)",

@@ -39,11 +39,15 @@ def totals(results):
                 "max_points": 0.0,
                 "passed": 0,
                 "exercises": 0,
+                "manual_max_points": 0.0,
                 "notes": [],
             },
         )
         t["notebooks"] += 1
         for row in graded.rows:
+            if row.manual:  # graded by hand later: counted apart from the automatic points
+                t["manual_max_points"] += row.max_points
+                continue
             t["points"] += row.points
             t["max_points"] += row.max_points
             t["passed"] += int(row.passed)
@@ -78,14 +82,17 @@ def write_csv(results, out):
                     r.student,
                     r.notebook,
                     r.exercise,
-                    "yes" if r.passed else "no",
-                    fmt_points(r.points),
+                    "manual" if r.manual else "yes" if r.passed else "no",
+                    # a written answer's score is left empty for the instructor to fill in
+                    "" if r.manual else fmt_points(r.points),
                     fmt_points(r.max_points),
                     r.message,
                 ]
             )
     summary = out.with_name(out.stem + "_totals" + out.suffix)
-    sums = [["student", "notebooks", "points", "max_points", "passed", "exercises", "notes"]]
+    sums = [
+        ["student", "notebooks", "points", "max_points", "passed", "exercises", "manual_max_points", "notes"]
+    ]
     for t in totals(results):
         sums.append(
             [
@@ -95,6 +102,7 @@ def write_csv(results, out):
                 fmt_points(t["max_points"]),
                 t["passed"],
                 t["exercises"],
+                fmt_points(t["manual_max_points"]),
                 "; ".join(t["notes"]),
             ]
         )
@@ -123,14 +131,19 @@ def write_feedback(results, folder):
             f"**Total: {fmt_points(t['points'])} / {fmt_points(t['max_points'])} points** "
             f"({t['passed']} of {t['exercises']} exercises passed)"
         )
+        if t["manual_max_points"]:
+            manual = fmt_points(t["manual_max_points"])
+            total += f"; written answers (up to {manual} points) are graded by hand"
         lines = [f"# Feedback for {t['student']}", "", total, ""]
         for graded in (g for g in results if g.student == t["student"]):
             lines += [f"## {graded.notebook}", ""]
-            got = sum(r.points for r in graded.rows)
-            best = sum(r.max_points for r in graded.rows)
-            lines += [f"{fmt_points(got)} / {fmt_points(best)} points", ""]
+            got = sum(r.points for r in graded.rows if not r.manual)
+            best = sum(r.max_points for r in graded.rows if not r.manual)
+            lines += [f"{fmt_points(got)} / {fmt_points(best)} points checked automatically", ""]
             for r in graded.rows:
                 points = f"{fmt_points(r.points)}/{fmt_points(r.max_points)}"
+                if r.manual:
+                    points = f"by hand, up to {fmt_points(r.max_points)}"
                 message = r.message.replace("\n", "\n  ")
                 lines.append(f"- **{r.exercise}** ({points}): {message}")
             if graded.notes:

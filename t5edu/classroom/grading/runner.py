@@ -44,6 +44,7 @@ class Row:
     points: float
     max_points: float
     message: str
+    manual: bool = False  # a written answer the instructor grades by hand: no points here, only the maximum
 
 
 @dataclass
@@ -55,6 +56,23 @@ class Graded:
     notes: list
     seconds: float = 0.0
     problem: str | None = None  # the grader's own failure (checks that do not import, ...): not the student's
+
+
+def manual_items(index_path):
+    """{chapter: [index entries]} of the exercises graded by hand (kind "explain"), from exercises/index.json;
+    empty when the course has no index."""
+    import json
+
+    from t5edu.classroom.exercises import MANUAL_KINDS
+
+    path = Path(index_path)
+    if not path.is_file():
+        return {}
+    items = {}
+    for entry in json.loads(path.read_text(encoding="utf-8")):
+        if entry.get("kind") in MANUAL_KINDS:
+            items.setdefault(entry["chapter"], []).append(entry)
+    return items
 
 
 def _package_dirs(name):
@@ -82,6 +100,7 @@ class Grader:
         self.hide_after += sandbox.git_dirs(Path(__file__).resolve().parents[3])
         self.needed = sandbox.needed_paths(s.pythonpath)
         self.checks = {}
+        self.manual = manual_items(self.source_dir.parent / "index.json")
 
     def check_module(self, chapter):
         if chapter not in self.checks:
@@ -159,6 +178,11 @@ class Grader:
                 notes=[f"cell code uses {uses}"],
             )
         graded = await self._run(student, label, nb, chapter)
+        graded.rows += [
+            Row(student, label, f"{chapter.chapter}.{item['id']}", False, 0.0, float(item["points"]),
+                f"graded by hand: your written answer to {item['id']} ({item['title']})", manual=True)
+            for item in self.manual.get(chapter.chapter, [])
+        ]
         graded.seconds = time.monotonic() - started
         return graded
 
