@@ -690,6 +690,7 @@ FINETUNE_TASKS = {
 # %%
 #| export
 def task_spec(task):
+    """The FinetuneTask named `task` (summarize, translate, classify), or a ValueError naming the choices."""
     if task not in FINETUNE_TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(FINETUNE_TASKS)}")
     return FINETUNE_TASKS[task]

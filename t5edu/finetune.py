@@ -98,6 +98,7 @@ FINETUNE_TASKS = {
 
 # §9.9 The data: CNN/DailyMail, online and offline — chapters/09_finetune.ipynb, cell 37
 def task_spec(task):
+    """The FinetuneTask named `task` (summarize, translate, classify), or a ValueError naming the choices."""
     if task not in FINETUNE_TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(FINETUNE_TASKS)}")
     return FINETUNE_TASKS[task]
