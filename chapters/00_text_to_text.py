@@ -270,8 +270,10 @@ for name, (d_model, d_ff, layers, heads, params) in sizes.items():
 # %% [markdown]
 # ## 0.4 Exercises
 #
-# Each chapter has an exercise notebook in `exercises/`. You write a function where the notebook
-# says `raise NotImplementedError`, then run the check cell below it:
+# Each chapter has an exercise notebook in `exercises/` ([the list, with kinds, difficulty and
+# minutes](../exercises/README.md)). You write a function where the notebook says
+# `raise NotImplementedError`, or predict an output, fix a bug, measure an experiment or write a short
+# answer, then run the check cell below it:
 #
 # ```python
 # from t5edu.classroom.checks import ch01
@@ -327,4 +329,4 @@ print("PyTorch is installed; the book will train on the best device it finds.")
 # ---
 #
 # Next: [Chapter 01 — The tokenizer](01_tokenizer.ipynb) ·
-# [Exercises](../exercises/)
+# [Exercises for this chapter](../exercises/ch00_text_to_text.ipynb) · [All exercises](../exercises/README.md)

@@ -406,7 +406,8 @@ def make_cache(model, encoder_hidden_states, attention_mask, max_length, fast=Fa
         return FastCache(model, encoder_hidden_states, attention_mask, max_length)
     return DecoderCache(model, encoder_hidden_states, attention_mask)
 
-
+# %%
+#| export
 def sample_search(model, encoder_hidden_states, attention_mask, max_new_tokens, *, do_sample=False,
                   temperature=1.0, top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0,
                   generator=None, use_cache=True, fast=False):
@@ -439,7 +440,6 @@ def sample_search(model, encoder_hidden_states, attention_mask, max_new_tokens, 
         if not bool(unfinished.any()):
             break
     return sequences
-
 
 # %% [markdown]
 # Checks: greedy `sample_search` is the slow loop of Section 8.2, exactly; with a generator seeded the
@@ -538,7 +538,8 @@ def _gather(tensor, index):
         index = index.unsqueeze(-1)
     return torch.take_along_dim(tensor, index, dim=1)
 
-
+# %%
+#| export
 def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, num_beams, *,
                 length_penalty=1.0, early_stopping=False, num_return_sequences=1, min_new_tokens=0,
                 no_repeat_ngram_size=0, use_cache=True, fast=False, trace=None):
@@ -631,7 +632,6 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
     scores = finished_scores[:, :num_return_sequences].reshape(-1)
     longest = int(finished_lengths[:, :num_return_sequences].max()) if max_new_tokens else 0
     return sequences[:, :1 + longest], scores
-
 
 # %% [markdown]
 # One step of the search, drawn for 4 beams: each beam proposes its most likely next tokens, their scores
@@ -929,7 +929,8 @@ def check_inputs(input_ids, attention_mask):
         raise ValueError(f"attention_mask has shape {shape} but input_ids has shape "
                          f"{tuple(input_ids.shape)}: they must be the same (batch, length)")
 
-
+# %%
+#| export
 def check_generate_args(max_new_tokens, max_length, num_beams, early_stopping, num_return_sequences,
                         do_sample, temperature, top_k, top_p, min_new_tokens, no_repeat_ngram_size):
     """Validate generate()'s options; return the number of new tokens to generate."""
@@ -975,7 +976,8 @@ def fast_path_allowed(fast, device):
         return False
     return bool(fast)
 
-
+# %%
+#| export
 def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_length=None, num_beams=1,
              length_penalty=1.0, early_stopping=False, num_return_sequences=1, do_sample=False,
              temperature=1.0, top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0,
@@ -1031,7 +1033,6 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_len
     finally:
         model.train(was_training)
     return GenerateOutput(sequences, scores) if output_scores else sequences
-
 
 # %% [markdown]
 # Checks: cached and uncached `generate` agree for greedy and beam search; the output starts with the
@@ -1183,7 +1184,8 @@ def packed_weights(model):
     _PACKED[model] = packed
     return packed
 
-
+# %%
+#| export fast_generate
 class FastCache(DecoderCache):
     """A DecoderCache (same layout) that steps with fast_step: the packed weights, the cross-attention
     keys/values computed here once, and the causal position bias of all `max_length` positions."""
@@ -1222,7 +1224,8 @@ def _attend(q, k, v, bias):
     out, _ = attention(q, k, v, bias)
     return out.reshape(out.shape[0], -1)
 
-
+# %%
+#| export fast_generate
 def fast_step(model, cache, tokens):
     """decoder_step with the packed weights of a FastCache: (rows,) tokens -> float32 logits (rows, vocab)."""
     packed, config = cache.packed, model.config
@@ -1252,7 +1255,6 @@ def fast_step(model, cache, tokens):
     if config.scale_decoder_outputs:
         hidden = hidden * config.d_model ** -0.5
     return product(hidden, packed.lm_head).float()
-
 
 # %% [markdown]
 # The check: the fast path gives the tokens of the book's path — greedy and beam search — on the trained

@@ -124,6 +124,7 @@ def make_cache(model, encoder_hidden_states, attention_mask, max_length, fast=Fa
     return DecoderCache(model, encoder_hidden_states, attention_mask)
 
 
+# §8.6 Sampling — chapters/08_generate.ipynb, cell 26
 def sample_search(model, encoder_hidden_states, attention_mask, max_new_tokens, *, do_sample=False,
                   temperature=1.0, top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0,
                   generator=None, use_cache=True, fast=False):
@@ -158,7 +159,7 @@ def sample_search(model, encoder_hidden_states, attention_mask, max_new_tokens, 
     return sequences
 
 
-# §8.7 Beam search — chapters/08_generate.ipynb, cell 31
+# §8.7 Beam search — chapters/08_generate.ipynb, cell 32
 NEG = -1.0e9  # "minus infinity" that stays finite in sums, as in Hugging Face's beam search
 
 
@@ -174,6 +175,7 @@ def _gather(tensor, index):
     return torch.take_along_dim(tensor, index, dim=1)
 
 
+# §8.7 Beam search — chapters/08_generate.ipynb, cell 33
 def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, num_beams, *,
                 length_penalty=1.0, early_stopping=False, num_return_sequences=1, min_new_tokens=0,
                 no_repeat_ngram_size=0, use_cache=True, fast=False, trace=None):
@@ -268,7 +270,7 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
     return sequences[:, :1 + longest], scores
 
 
-# §8.10 `generate` — chapters/08_generate.ipynb, cell 49
+# §8.10 `generate` — chapters/08_generate.ipynb, cell 51
 @dataclasses.dataclass
 class GenerateOutput:
     """What generate(..., output_scores=True) returns."""
@@ -296,6 +298,7 @@ def check_inputs(input_ids, attention_mask):
                          f"{tuple(input_ids.shape)}: they must be the same (batch, length)")
 
 
+# §8.10 `generate` — chapters/08_generate.ipynb, cell 52
 def check_generate_args(max_new_tokens, max_length, num_beams, early_stopping, num_return_sequences,
                         do_sample, temperature, top_k, top_p, min_new_tokens, no_repeat_ngram_size):
     """Validate generate()'s options; return the number of new tokens to generate."""
@@ -342,6 +345,7 @@ def fast_path_allowed(fast, device):
     return bool(fast)
 
 
+# §8.10 `generate` — chapters/08_generate.ipynb, cell 53
 def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_length=None, num_beams=1,
              length_penalty=1.0, early_stopping=False, num_return_sequences=1, do_sample=False,
              temperature=1.0, top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0,
