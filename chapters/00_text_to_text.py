@@ -253,7 +253,7 @@ for name, (d_model, d_ff, layers, heads, params) in sizes.items():
 # | §2.1 Model | relative position bias: 32 log-spaced buckets, one table per stack | 03 | `t5edu.relative_bias.relative_position_bucket`, `t5edu.relative_bias.RelativePositionBias` |
 # | §2.1 Model | simplified layer norm (scale only), pre-norm residual blocks | 04 | `t5edu.encoder.T5LayerNorm`, `t5edu.encoder.T5Encoder` |
 # | §2.1 Model | decoder with causal self-attention and cross-attention; shared embeddings | 05 | `t5edu.decoder.T5Decoder`, `t5edu.model.T5` |
-# | §2.2 C4 / §3.1.3 vocabulary | SentencePiece, 32,000 pieces; the C4 corpus | 01, 06 | `t5edu.tokenizer.Tokenizer`, `t5edu.data.load_task` |
+# | §2.2 C4 / §3.1.3 vocabulary | SentencePiece, 32,000 pieces; the C4 corpus | 01, 06 | `t5edu.tokenizer.Tokenizer`, `t5edu.hub_tasks.load_task` |
 # | §2.3 Downstream tasks | GLUE, SQuAD, CNN/DailyMail, WMT; their metrics | 09 | `t5edu.finetune.load_task_rows`, `t5edu.finetune.score_task` |
 # | §2.4 Input and output format | every task as text to text, named by a prefix | 00, 06, 09 | `t5edu.data.TextToTextCollator`, `t5edu.finetune.task_spec` |
 # | §3.1.1 Baseline model | sizes of the model configuration | 04 | `t5edu.config.T5Config` |

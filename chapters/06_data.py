@@ -59,7 +59,6 @@
 # %%
 #| export
 import ast
-import os
 import sysconfig
 import zlib
 from pathlib import Path
@@ -1137,7 +1136,13 @@ assert all(r["targets"] not in r["inputs"] for r in summaries)
 # than it deserves.
 
 # %%
-#| export
+#| export hub_tasks
+import os
+from pathlib import Path
+
+from t5edu.data import DataError
+
+
 def _text(row, key):
     value = row.get(key)
     if value is None:
@@ -1186,7 +1191,7 @@ HUB_TASKS = {
 }
 
 # %%
-#| export
+#| export hub_tasks
 def _file_format(path):
     name = path.name.lower()
     for suffix in (".gz", ".bz2", ".xz", ".zst"):
@@ -1240,7 +1245,7 @@ def _to_text_to_text(dataset, name, source):
     return mapped.select_columns(["text"] if name == "c4" else ["task", "inputs", "targets"])
 
 # %%
-#| export
+#| export hub_tasks
 def load_task(name, split="train", data_files=None, streaming=False):
     """A real task as rows (`task`, `inputs`, `targets`) in T5's text-to-text format; "c4" gives (`text`,).
 
@@ -1355,7 +1360,8 @@ assert features == [{"input_ids": r["input_ids"], "labels": r["labels"]} for r i
 #
 # ```python
 # from t5edu.data import synthetic_mixture, featurize, tokenize_dataset, TextToTextCollator, make_loader
-# from t5edu.data import load_task, pydoc_documents, stdlib_summaries, DataError
+# from t5edu.data import pydoc_documents, stdlib_summaries, DataError
+# from t5edu.hub_tasks import load_task, HUB_TASKS
 # from t5edu.span_corruption import span_corruption, reconstruct, span_corruption_dataset
 # from t5edu.span_corruption import random_spans_noise_mask, compute_input_and_target_lengths
 # ```

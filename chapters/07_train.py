@@ -48,7 +48,6 @@ import contextlib
 import functools
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,6 +64,7 @@ from t5edu.checkpoint import (
     seed_everything,
     unwrap,
 )
+from t5edu.distributed import barrier, global_batches, init_distributed, shard
 from t5edu.files import atomic_write
 
 # %%
@@ -526,7 +526,13 @@ assert all(torch.equal(a.nan_to_num(), b.nan_to_num())
 # whatever the number of processes.
 
 # %%
-#| export
+#| export distributed
+import os
+
+import torch
+import torch.distributed as dist
+
+
 def epoch_order(num_examples, seed, epoch):
     """The shuffled order of one epoch: a function of (seed, epoch) only, so resuming can recompute it."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -1028,7 +1034,7 @@ print("nearly untrained model, greedy:", [tokenizer.decode(g) for g in generated
 # sets, and the model is wrapped in `DistributedDataParallel`.
 
 # %%
-#| export
+#| export distributed
 def init_distributed():
     """(rank, world_size, local_rank) — and the process group, when launched by torchrun.
 
@@ -1050,6 +1056,8 @@ def barrier():
         dist.barrier()
 
 
+# %%
+#| export
 @dataclass
 class TrainConfig:
     """Everything the loop needs to know besides the model and the data."""

@@ -45,8 +45,9 @@ from pathlib import Path
 import torch
 
 from t5edu.checkpoint import save_weights
-from t5edu.data import HUB_TASKS, DataError, TextToTextCollator, load_task
+from t5edu.data import DataError, TextToTextCollator
 from t5edu.generate import generate
+from t5edu.hub_tasks import HUB_TASKS, load_task
 from t5edu.metrics import bleu, exact_match, rouge
 from t5edu.model import T5, looks_like_path
 from t5edu.tokenizer import SPIECE_FILENAME, Tokenizer
@@ -668,7 +669,7 @@ assert not model.training  # from_pretrained returns the model in eval mode, as 
 #| export
 @dataclass
 class FinetuneTask:
-    """One fine-tuning task: its dataset (a `t5edu.data.load_task` name), metrics and lengths."""
+    """One fine-tuning task: its dataset (a `t5edu.hub_tasks.load_task` name), metrics and lengths."""
 
     name: str
     dataset: str

@@ -3,7 +3,6 @@
 
 # §6.1 Examples are rows of a `datasets.Dataset` — chapters/06_data.ipynb, cell 3
 import ast
-import os
 import sysconfig
 import zlib
 from pathlib import Path
@@ -306,156 +305,8 @@ def stdlib_summaries(modules=None, max_input_chars=1500, verbose=True):
     return datasets.Dataset.from_dict(rows)
 
 
-# §Hub datasets and local files in the same schema — chapters/06_data.ipynb, cell 80
-def _text(row, key):
-    value = row.get(key)
-    if value is None:
-        raise ValueError(f"missing field {key!r}")
-    if not isinstance(value, str):
-        raise TypeError(f"field {key!r} should be text, got {type(value).__name__}")
-    if not value.strip():
-        raise ValueError(f"empty field {key!r}")
-    return value.strip()
-
-
-def _cnn_dailymail(row):
-    return "summarize: " + _text(row, "article"), _text(row, "highlights")
-
-
-def _wmt16_en_de(row):
-    pair = row.get("translation")
-    if not isinstance(pair, dict):
-        raise TypeError("missing field 'translation' (a dict with 'de' and 'en')")
-    return "translate English to German: " + _text(pair, "en"), _text(pair, "de")
-
-
-SST2_LABELS = ("negative", "positive")
-
-
-def _sst2(row):
-    label = row.get("label")
-    if label is None:
-        raise ValueError("missing field 'label'")
-    if isinstance(label, bool) or label not in (0, 1):
-        raise ValueError(f"label {label!r} is not 0 (negative) or 1 (positive) "
-                         "(GLUE's test split has no labels: -1)")
-    return "sst2 sentence: " + _text(row, "sentence"), SST2_LABELS[label]
-
-
-def _c4(row):
-    return _text(row, "text")
-
-
-# name -> (hub path, hub config, columns a row needs, row -> (inputs, targets), or text for c4)
-HUB_TASKS = {
-    "cnn_dailymail": ("abisee/cnn_dailymail", "3.0.0", ("article", "highlights"), _cnn_dailymail),
-    "wmt16_en_de": ("wmt/wmt16", "de-en", ("translation",), _wmt16_en_de),
-    "sst2": ("nyu-mll/glue", "sst2", ("sentence", "label"), _sst2),
-    "c4": ("allenai/c4", "en", ("text",), _c4),
-}
-
-
-# §Hub datasets and local files in the same schema — chapters/06_data.ipynb, cell 81
-def _file_format(path):
-    name = path.name.lower()
-    for suffix in (".gz", ".bz2", ".xz", ".zst"):
-        name = name.removesuffix(suffix)
-    if name.endswith((".json", ".jsonl")):
-        return "json"
-    if name.endswith(".parquet"):
-        return "parquet"
-    raise DataError(f"{path}: unknown file type; use .json or .jsonl (optionally .gz) or .parquet")
-
-
-def _check_utf8(path):
-    """Name the line of a JSON file that is not UTF-8 (the JSON reader's own error does not)."""
-    import gzip
-
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as f:
-        for number, line in enumerate(f, 1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataError(f"{path}: line {number} is not valid UTF-8 "
-                                f"(byte {line[err.start]:#04x} at column {err.start + 1})") from None
-
-
-def _to_text_to_text(dataset, name, source):
-    """Hub-schema rows -> (task, inputs, targets), or (text,) for c4; every row is checked."""
-    _, _, columns, convert = HUB_TASKS[name]
-    if dataset.column_names is not None:
-        missing = [c for c in columns if c not in dataset.column_names]
-        if missing:
-            raise DataError(f"{source}: no column {missing[0]!r}; {name} needs {list(columns)}, "
-                            f"found {dataset.column_names}")
-
-    def convert_batch(batch, indices):
-        out = {"text": []} if name == "c4" else {"task": [], "inputs": [], "targets": []}
-        for j, index in enumerate(indices):
-            try:
-                result = convert({key: values[j] for key, values in batch.items()})
-            except (ValueError, TypeError) as err:
-                raise DataError(f"{source}: row {index}: {err}") from None
-            if name == "c4":
-                out["text"].append(result)
-            else:
-                out["task"].append(name)
-                out["inputs"].append(result[0])
-                out["targets"].append(result[1])
-        return out
-
-    mapped = dataset.map(convert_batch, batched=True, with_indices=True, remove_columns=dataset.column_names)
-    return mapped.select_columns(["text"] if name == "c4" else ["task", "inputs", "targets"])
-
-
-# §Hub datasets and local files in the same schema — chapters/06_data.ipynb, cell 82
-def load_task(name, split="train", data_files=None, streaming=False):
-    """A real task as rows (`task`, `inputs`, `targets`) in T5's text-to-text format; "c4" gives (`text`,).
-
-    Without `data_files`, `datasets.load_dataset` reads the Hub dataset (network needed):
-    "cnn_dailymail", "wmt16_en_de", "sst2" or "c4" (see `HUB_TASKS`). With `data_files` (a path
-    or a list of local .json/.jsonl[.gz]/.parquet files in the Hub's schema) the same rows are
-    built offline; `split` is then unused. `streaming=True` returns an `IterableDataset`.
-    A missing or empty field, a bad label or a non-UTF-8 file raises one `DataError` naming the
-    file and the row (0-based).
-    """
-    import datasets
-
-    if name not in HUB_TASKS:
-        raise ValueError(f"unknown task {name!r}; choose from {sorted(HUB_TASKS)}")
-    path, config, _, _ = HUB_TASKS[name]
-    if data_files is None:
-        try:
-            ds = datasets.load_dataset(path, config, split=split, streaming=streaming)
-        except Exception as err:  # whatever the Hub client raises becomes one clear message
-            raise DataError(f"could not load {path} ({config}, split {split!r}) from the Hugging Face Hub: "
-                            f"{type(err).__name__}: {str(err)[:300]} -- offline? Pass data_files=[...] "
-                            "with local files in the same schema.") from None
-        return _to_text_to_text(ds, name, f"{path}/{config}[{split}]")
-    files = [data_files] if isinstance(data_files, (str, os.PathLike)) else list(data_files)
-    if not files:
-        raise DataError("data_files is empty")
-    parts = []
-    for file in map(Path, files):
-        if not file.is_file():
-            raise DataError(f"{file}: no such file")
-        kind = _file_format(file)
-        if kind == "json":
-            _check_utf8(file)
-        try:
-            ds = datasets.load_dataset(kind, data_files=str(file), split="train", streaming=streaming)
-        except Exception as err:  # a reader error becomes one message naming the file
-            raise DataError(f"{file}: cannot be read as {kind}: {type(err).__name__}: "
-                            f"{str(err)[:300]}") from None
-        parts.append(_to_text_to_text(ds, name, str(file)))
-    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
-
-
 __all__ = [
     'HELDOUT_EVERY',
-    'HUB_TASKS',
-    'SST2_LABELS',
     'SYNTHETIC_TASKS',
     'TASK_WORDS',
     'WORDS',
@@ -464,7 +315,6 @@ __all__ = [
     'collate_fn',
     'featurize',
     'is_heldout',
-    'load_task',
     'make_loader',
     'pydoc_documents',
     'stdlib_summaries',

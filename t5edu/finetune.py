@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 
 from t5edu.checkpoint import save_weights
-from t5edu.data import HUB_TASKS, DataError, TextToTextCollator, load_task
+from t5edu.data import DataError, TextToTextCollator
 from t5edu.generate import generate
+from t5edu.hub_tasks import HUB_TASKS, load_task
 from t5edu.metrics import bleu, exact_match, rouge
 from t5edu.model import T5, looks_like_path
 from t5edu.tokenizer import SPIECE_FILENAME, Tokenizer
@@ -77,7 +78,7 @@ def load_pretrained(name_or_path, dtype=None):
 # §9.9 The data: CNN/DailyMail, online and offline — chapters/09_finetune.ipynb, cell 36
 @dataclass
 class FinetuneTask:
-    """One fine-tuning task: its dataset (a `t5edu.data.load_task` name), metrics and lengths."""
+    """One fine-tuning task: its dataset (a `t5edu.hub_tasks.load_task` name), metrics and lengths."""
 
     name: str
     dataset: str

@@ -6,7 +6,6 @@ import contextlib
 import functools
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from t5edu.checkpoint import (
     seed_everything,
     unwrap,
 )
+from t5edu.distributed import barrier, global_batches, init_distributed, shard
 from t5edu.files import atomic_write
 
 
@@ -175,63 +175,7 @@ def train_step(model, micro_batches, optimizer, scheduler=None, *, clip_norm=1.0
     return {"loss": loss, "target_tokens": int(n_tokens.item()), "grad_norm": grad_norm}
 
 
-# §7.7 Data order you can resume — chapters/07_train.ipynb, cell 35
-def epoch_order(num_examples, seed, epoch):
-    """The shuffled order of one epoch: a function of (seed, epoch) only, so resuming can recompute it."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(num_examples, generator=g).tolist()
-
-
-def global_batches(num_examples, batch_size, seed, start=0):
-    """Yield (position, indices) for every global micro-batch, forever, from micro-batch number `start`.
-
-    Position p is batch p % per_epoch of epoch p // per_epoch; the last incomplete batch of an epoch is
-    dropped so that every batch has exactly `batch_size` examples (and splits evenly over processes)."""
-    per_epoch = num_examples // batch_size
-    if per_epoch == 0:
-        raise ValueError(f"{num_examples} examples cannot fill one batch of {batch_size}")
-    position = start
-    while True:
-        epoch, first = divmod(position, per_epoch)
-        order = epoch_order(num_examples, seed, epoch)
-        for k in range(first, per_epoch):
-            yield position, order[k * batch_size:(k + 1) * batch_size]
-            position += 1
-
-
-def shard(rows, rank, world_size):
-    """This process's contiguous share of a global batch (a list, or a dict of tensors)."""
-    if isinstance(rows, dict):
-        return {k: shard(v, rank, world_size) for k, v in rows.items()}
-    n = len(rows)
-    if n % world_size:
-        raise ValueError(f"a batch of {n} does not split evenly over {world_size} processes")
-    per = n // world_size
-    return rows[rank * per:(rank + 1) * per]
-
-
-# §7.10 The loop — chapters/07_train.ipynb, cell 54
-def init_distributed():
-    """(rank, world_size, local_rank) — and the process group, when launched by torchrun.
-
-    torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; we use NCCL between GPUs and gloo on CPUs."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if world_size > 1 and not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local_rank)
-            dist.init_process_group("nccl")
-        else:
-            dist.init_process_group("gloo")
-    return rank, world_size, local_rank
-
-
-def barrier():
-    """Wait for every process (a no-op without a process group)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
+# §7.10 The loop — chapters/07_train.ipynb, cell 55
 @dataclass
 class TrainConfig:
     """Everything the loop needs to know besides the model and the data."""
@@ -256,7 +200,7 @@ class TrainConfig:
     progress: bool = True  # a tqdm bar on stderr
 
 
-# §7.10 The loop — chapters/07_train.ipynb, cell 55
+# §7.10 The loop — chapters/07_train.ipynb, cell 56
 def _read_metrics(path, up_to_step):
     """Metrics lines already written, up to a step (a resumed run rewrites what came after)."""
     if not path.exists():
@@ -310,7 +254,7 @@ def _wrap(model, cfg, world_size, local_rank, device):
     return torch.compile(net) if cfg.compile else net
 
 
-# §7.10 The loop — chapters/07_train.ipynb, cell 56
+# §7.10 The loop — chapters/07_train.ipynb, cell 57
 def _aim_at_budget(scheduler, step, start_step, elapsed, start_elapsed, cfg, device, world_size):
     """With a time budget (max_seconds), decaying schedules end where the time will run out, at the speed
     so far; returns that step."""
@@ -372,7 +316,7 @@ def _save(out_dir, step, model, optimizer, scheduler, cfg, position, elapsed, ra
     barrier()
 
 
-# §7.10 The loop — chapters/07_train.ipynb, cell 57
+# §7.10 The loop — chapters/07_train.ipynb, cell 58
 def train(model, examples, collate, config, out_dir, *, resume=False, device=None, evaluate=None):
     """Train `model` on `examples` (a list of features) and return the metrics history.
 
@@ -439,15 +383,10 @@ __all__ = [
     'Schedule',
     'TrainConfig',
     'autocast_for',
-    'barrier',
     'enable_tf32',
-    'epoch_order',
-    'global_batches',
-    'init_distributed',
     'make_optimizer',
     'make_scheduler',
     'pick_device',
-    'shard',
     'token_loss_sum',
     'train',
     'train_step',

@@ -10,7 +10,7 @@ import datasets
 import pytest
 import torch
 
-from t5edu import data, span_corruption
+from t5edu import data, hub_tasks, span_corruption
 from t5edu.data import (
     SYNTHETIC_TASKS,
     WORDS,
@@ -19,7 +19,6 @@ from t5edu.data import (
     collate_fn,
     featurize,
     is_heldout,
-    load_task,
     make_loader,
     pydoc_documents,
     stdlib_summaries,
@@ -27,6 +26,7 @@ from t5edu.data import (
     synthetic_tokenizer_corpus,
     tokenize_dataset,
 )
+from t5edu.hub_tasks import load_task
 from t5edu.span_corruption import reconstruct, span_corruption_dataset
 from t5edu.tokenizer import Tokenizer
 
@@ -384,8 +384,10 @@ def test_span_corruption_dataset_rejects_empty_text(tok):
 
 
 def test_module_exports():
-    for name in ("synthetic_mixture", "load_task", "tokenize_dataset", "featurize", "collate_fn"):
+    for name in ("synthetic_mixture", "tokenize_dataset", "featurize", "collate_fn"):
         assert name in data.__all__
+    for name in ("load_task", "HUB_TASKS"):
+        assert name in hub_tasks.__all__ and name not in data.__all__
     for name in ("span_corruption_dataset", "compute_input_and_target_lengths", "random_spans_noise_mask",
                  "reconstruct", "span_corruption", "noise_span_to_unique_sentinel"):
         assert name in span_corruption.__all__ and name not in data.__all__
