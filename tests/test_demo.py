@@ -59,7 +59,9 @@ def test_train_refuses_a_folder_with_another_run_and_leaves_it_alone(tmp_path):
     assert _run(args).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     again = _run([*args, "--seed", "5"])
-    assert again.returncode == 1 and "already holds the checkpoints of a run" in again.stderr
+    # refused before anything is touched (t5edu.rundir): exit 2, the folder and both ways out named
+    assert again.returncode == 2 and str(out) in again.stderr, again.stderr
+    assert "--resume" in again.stderr and "--overwrite" in again.stderr
     assert "Traceback" not in again.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
