@@ -247,7 +247,7 @@ def ratios_inverted(inputs_length=512):
 
 
 def ratios_input_over_raw(inputs_length=512):
-    from t5edu.data import compute_input_and_target_lengths
+    from t5edu.span_corruption import compute_input_and_target_lengths
 
     return [compute_input_and_target_lengths(inputs_length, d)[0] / inputs_length
             for d in (0.05, 0.15, 0.3, 0.5)]

@@ -190,7 +190,7 @@ ch08.exercise_6(append_step)
 #
 # The cache must change *how much* is computed, never *what*. Measure both. Given a model and
 # `input_ids`, run `t5edu.generate.generate(model, input_ids, max_new_tokens=steps,
-# min_new_tokens=steps, use_cache=..., packed=False)` once with the cache and once without; count the
+# min_new_tokens=steps, use_cache=...)` once with the cache and once without; count the
 # token positions that go through the decoder in each run (a hook on its first block,
 # `model.decoder.block[0].register_forward_pre_hook(...)`, counting `args[0].shape[0] * args[0].shape[1]`
 # of its input; remove the hook afterwards). (A hook on `embed_tokens` would also count the encoder's
@@ -212,7 +212,7 @@ def cache_experiment(model, input_ids, steps):
         for use_cache in (True, False):
             counted.clear()
             tokens = generate(model, input_ids, max_new_tokens=steps, min_new_tokens=steps,
-                              use_cache=use_cache, packed=False)
+                              use_cache=use_cache)
             results[use_cache] = (tokens, sum(counted))
     finally:
         hook.remove()

@@ -107,7 +107,8 @@ def exercise_4(predicted_norm_parameters):
 
 @exercise("4.5", "Predict: the parameters of a gated feed-forward")
 def exercise_5(predicted_gated_ffn_parameters):
-    from t5edu.encoder import T5Config, T5DenseGatedActDense
+    from t5edu.config import T5Config
+    from t5edu.encoder import T5DenseGatedActDense
 
     config = T5Config(d_model=8, d_ff=32, feed_forward_proj="gated-gelu")
     expected = sum(p.numel() for p in T5DenseGatedActDense(config).parameters())

@@ -151,7 +151,7 @@ def exercise_5(predicted_noise_counts):
     import numpy as np
     import torch
 
-    from t5edu.data import random_spans_noise_mask
+    from t5edu.span_corruption import random_spans_noise_mask
 
     found = set()
     for seed in range(3):
@@ -193,7 +193,7 @@ def exercise_6(is_heldout_fixed):
 
 @exercise("6.7", "Experiment: how much shorter are the targets?")
 def exercise_7(target_ratios):
-    from t5edu.data import compute_input_and_target_lengths
+    from t5edu.span_corruption import compute_input_and_target_lengths
 
     expected = [compute_input_and_target_lengths(512, d)[1] / 512 for d in (0.05, 0.15, 0.3, 0.5)]
     got = target_ratios()

@@ -198,7 +198,7 @@ def _count_positions(model, input_ids, steps, use_cache):
     )
     try:
         tokens = generate(
-            model, input_ids, max_new_tokens=steps, min_new_tokens=steps, use_cache=use_cache, packed=False
+            model, input_ids, max_new_tokens=steps, min_new_tokens=steps, use_cache=use_cache
         )
     finally:
         hook.remove()

@@ -76,7 +76,7 @@ def is_heldout_fixed(inputs):
 def target_ratios(inputs_length=512):
     """target_length / inputs_length for noise densities 0.05, 0.15, 0.3, 0.5."""
     ### BEGIN SOLUTION
-    from t5edu.data import compute_input_and_target_lengths
+    from t5edu.span_corruption import compute_input_and_target_lengths
 
     ratios = []
     for density in (0.05, 0.15, 0.3, 0.5):

@@ -81,7 +81,7 @@ def cache_experiment(model, input_ids, steps):
         for use_cache in (True, False):
             counted.clear()
             tokens = generate(model, input_ids, max_new_tokens=steps, min_new_tokens=steps,
-                              use_cache=use_cache, packed=False)
+                              use_cache=use_cache)
             results[use_cache] = (tokens, sum(counted))
     finally:
         hook.remove()
