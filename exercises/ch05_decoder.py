@@ -126,6 +126,8 @@ ch05.exercise_5(predicted_bias_tables)
 #| export
 def tied_untied_parameters(vocab_size, d_model):
     """(parameters with the head tied, parameters untied) of a small T5."""
+    from t5edu.model import T5, T5Config
+
     raise NotImplementedError("Your turn: replace this line with your solution.")
 
 

@@ -247,18 +247,19 @@ def loss_figure(history, path, title="training loss"):
 
 
 def run(out_dir, *, recipe=DEMO, seed=0, max_steps=None, progress=True, samples=0, figure=False, log=print,
-        **overrides):
+        device=None, **overrides):
     """Train `recipe` from nothing into `out_dir`, evaluate it on held-out examples and return a summary.
 
     The summary (also written to `out_dir/summary.json`) holds exact_match, exact_match_per_task, steps,
     parameters, seconds (wall), cpu_seconds (this process's CPU time), train_seconds, n_eval and out.
-    `samples` > 0 logs that many held-out outputs per task; `figure` saves loss.png; `overrides` are
-    TrainConfig fields (max_seconds, lr, ...). `log=None` prints nothing."""
+    `samples` > 0 logs that many held-out outputs per task; `figure` saves loss.png; `device` as in
+    `train` (default: the best available); `overrides` are TrainConfig fields (max_seconds, lr, ...).
+    `log=None` prints nothing."""
     t_wall, t_cpu = time.perf_counter(), time.process_time()
     config = train_config(recipe, seed, max_steps=max_steps, progress=progress, **overrides)
     out = Path(out_dir)
     with _threads(recipe.threads):
-        result = train_recipe(recipe, out, config, log=log)
+        result = train_recipe(recipe, out, config, log=log, device=device)
         rows, report = evaluate_run(result["model"], result["tokenizer"], recipe, seed)
     if samples and log:
         log("samples (held-out):")

@@ -142,9 +142,9 @@ ch05.exercise_5(predicted_bias_tables)
 #| export
 def tied_untied_parameters(vocab_size, d_model):
     """(parameters with the head tied, parameters untied) of a small T5."""
-    ### BEGIN SOLUTION
     from t5edu.model import T5, T5Config
 
+    ### BEGIN SOLUTION
     counts = []
     for tie in (True, False):
         model = T5(T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=8, d_ff=64, num_layers=2,

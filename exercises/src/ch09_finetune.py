@@ -211,8 +211,7 @@ ch09.exercise_6(predicted_rouge1)
 # rarely that the model barely learns it (or the run ends before it has seen it much). Equal mixing goes
 # the other way: the small task's thousand examples are repeated hundreds of times while the large one is
 # under-sampled, so the model overfits and memorises the small task. The cap (a maximum size per task)
-# keeps proportional sampling for the small and middle tasks and stops a giant task from crowding them
-# out.
+# keeps proportional sampling for the small and middle tasks and stops a giant one crowding them out.
 #
 # **Rubric (2 points).** 1 point: without a cap, the small task is starved (under-trained). 1 point:
 # equal mixing over-repeats small tasks (overfitting) / under-uses the large one; the cap balances both.

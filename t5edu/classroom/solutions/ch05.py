@@ -54,9 +54,9 @@ def predicted_bias_tables():
 # §Exercise 5.6 — Experiment: untie the output head — exercises/src/ch05_decoder.ipynb, cell 19
 def tied_untied_parameters(vocab_size, d_model):
     """(parameters with the head tied, parameters untied) of a small T5."""
-    ### BEGIN SOLUTION
     from t5edu.model import T5, T5Config
 
+    ### BEGIN SOLUTION
     counts = []
     for tie in (True, False):
         model = T5(T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=8, d_ff=64, num_layers=2,
