@@ -255,12 +255,8 @@ def chapter_of(path):
     return match.group(1).lower() if match else Path(path).stem
 
 
-def release(dest, root=ROOT, chapters=None, no_solutions=False, out=sys.stdout, source_dir=None):
-    """Write a hand-out folder: student notebooks, a README and (unless no_solutions) the references.
-    `source_dir` (default `exercises/src` under `root`) may point at private exercise sources."""
-    import nbformat
-
-    dest = Path(dest)
+def _chosen_sources(root, chapters, source_dir):
+    """({chapter: source notebook} of what exists, [the chapters asked for, or all]); an unknown one fails."""
     found = sorted(Path(source_dir).glob("*.ipynb")) if source_dir else sources(root)
     available = {chapter_of(p): p for p in found}
     wanted = [c.lower() for c in chapters] if chapters else sorted(available)
@@ -268,6 +264,16 @@ def release(dest, root=ROOT, chapters=None, no_solutions=False, out=sys.stdout, 
     if unknown:
         raise ReleaseError(f"no exercise source for {', '.join(unknown)} "
                            f"(have: {', '.join(sorted(available)) or 'none'})")
+    return available, wanted
+
+
+def release(dest, root=ROOT, chapters=None, no_solutions=False, out=sys.stdout, source_dir=None):
+    """Write a hand-out folder: student notebooks, a README and (unless no_solutions) the references.
+    `source_dir` (default `exercises/src` under `root`) may point at private exercise sources."""
+    import nbformat
+
+    dest = Path(dest)
+    available, wanted = _chosen_sources(root, chapters, source_dir)
     if not wanted:
         raise ReleaseError(f"no exercise sources in {source_dir or SOURCE_DIR}/")
     if dest.exists() and any(dest.iterdir()):
@@ -370,13 +376,7 @@ def release_nbgrader(dest, root=ROOT, chapters=None, out=sys.stdout, source_dir=
     import nbformat
 
     dest = Path(dest)
-    found = sorted(Path(source_dir).glob("*.ipynb")) if source_dir else sources(root)
-    available = {chapter_of(p): p for p in found}
-    wanted = [c.lower() for c in chapters] if chapters else sorted(available)
-    unknown = [c for c in wanted if c not in available]
-    if unknown:
-        raise ReleaseError(f"no exercise source for {', '.join(unknown)} "
-                           f"(have: {', '.join(sorted(available)) or 'none'})")
+    available, wanted = _chosen_sources(root, chapters, source_dir)
     if dest.exists() and any(dest.iterdir()):
         raise ReleaseError(f"{dest} is not empty; release into a new folder")
     index = load_index(root) if (Path(root) / INDEX).exists() else []
