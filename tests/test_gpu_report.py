@@ -20,7 +20,16 @@ def report(tmp_path_factory):
 
 
 def test_the_report_has_every_section_and_key(report):
-    for key in ("device", "torch", "transformers", "train", "optimizer_memory", "generate", "demo"):
+    for key in (
+        "device",
+        "torch",
+        "transformers",
+        "train",
+        "optimizer_memory",
+        "generate",
+        "profile",
+        "demo",
+    ):
         assert key in report, key
     assert report["skipped"] == []
     train_keys = {"model", "mode", "library", "batch_size", "tokens_per_s", "mfu", "peak_memory_gb"}
@@ -64,3 +73,37 @@ def test_without_cuda_the_full_report_refuses(tmp_path):
         pytest.skip("a CUDA device is present")
     with pytest.raises(SystemExit, match="no CUDA device"):
         gpu_report.run(tmp_path, device="cpu")
+
+
+def test_an_update_measures_only_what_the_report_lacks(report, tmp_path):
+    # a run cut short (here: one train pair and the demo missing) is completed by a second, short run
+    path = gpu_report.report_path(tmp_path, report["device"])
+    lacking = dict(report, demo=None, skipped=["demo: ModuleNotFoundError", "train t5-tiny bf16"])
+    lacking["train"] = [r for r in report["train"] if (r["model"], r["mode"]) != ("t5-tiny", "bf16")]
+    path.write_text(json.dumps(lacking))
+    lines = []
+    gpu_report.run(
+        tmp_path, smoke=True, device="cpu", budget_s=10_000, only=["train", "demo"], log=lines.append
+    )
+    updated = json.loads(path.read_text())
+    pairs = [(r["model"], r["mode"], r["library"]) for r in updated["train"]]
+    assert sorted(pairs) == sorted((r["model"], r["mode"], r["library"]) for r in report["train"])
+    assert sum(line.startswith("train ") for line in lines) == 3  # one pair, three libraries: no more
+    assert updated["demo"] is not None and updated["skipped"] == []
+    assert updated["updates"] == [["demo", "train"]]
+
+
+def test_an_update_needs_a_report_of_the_same_environment(report, tmp_path):
+    with pytest.raises(SystemExit, match="there is none"):
+        gpu_report.run(tmp_path, smoke=True, device="cpu", only=["demo"], log=lambda line: None)
+    path = gpu_report.report_path(tmp_path, report["device"])
+    path.write_text(json.dumps(dict(report, torch="0.0")))
+    with pytest.raises(SystemExit, match=r"measured with torch '0\.0'"):
+        gpu_report.run(tmp_path, smoke=True, device="cpu", only=["demo"], log=lambda line: None)
+
+
+def test_the_profile_splits_one_step_into_groups_that_add_up(report):
+    profile = report["profile"]
+    assert set(profile["share"]) == {*gpu_report.PROFILE_GROUPS, "other"}
+    assert abs(sum(profile["share"].values()) - 1) < 0.01
+    assert profile["share"]["matmul"] > 0  # a T5 step without matrix products would be no T5 step

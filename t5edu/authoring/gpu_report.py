@@ -26,6 +26,7 @@ import re
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,11 +36,14 @@ LOSS_RTOL = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 3e-2, "bf16+compile": 3e-2}
 
 
 def shapes(smoke):
-    """The models and batches of the train table (the T5 paper trains on 512 input / 114 target tokens)."""
+    """The models and batches of the train table (the T5 paper trains on 512 input / 114 target tokens).
+
+    The larger model comes first: its rows are the ones the goals are about, should the budget run short.
+    """
     if smoke:
         tiny = dict(vocab_size=256, d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=1)
-        return [("t5-tiny", tiny, 2, 12, 6), ("t5-v1_1-tiny", {**tiny, "d_ff": 48}, 2, 12, 6)]
-    return [("t5-small", {}, 64, 512, 114), ("t5-v1_1-base", {}, 32, 512, 114)]
+        return [("t5-v1_1-tiny", {**tiny, "d_ff": 48}, 2, 12, 6), ("t5-tiny", tiny, 2, 12, 6)]
+    return [("t5-v1_1-base", {}, 32, 512, 114), ("t5-small", {}, 64, 512, 114)]
 
 
 def environment(device):
@@ -109,79 +113,110 @@ def resident_bytes(model, optimizer):
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def train_rows(device, smoke, steps, warmup, peak, log):
-    """The train table: one row per (model, mode, library)."""
+def train_rows(
+    device,
+    smoke,
+    steps,
+    warmup,
+    peak,
+    log,
+    modes=MODES,
+    deadline=None,
+    skipped=None,
+    save=None,
+    rows=None,
+    shapes_=None,
+):
+    """The train table: one row per (model, mode, library); mode by mode, so a spent budget cuts whole modes.
+
+    `deadline` (a time.perf_counter() value): a (model, mode) pair that would start after it is skipped
+    and named in `skipped`; a pair that fails is logged, named there with its error, and the rest go on
+    (with --smoke it raises). `save()` is called after every pair, so a run cut short keeps its rows.
+    """
+    rows = [] if rows is None else rows
+    for mode in modes:
+        for shape in shapes_ or shapes(smoke):
+            label = f"train {shape[0]} {mode}"
+            if deadline is not None and time.perf_counter() > deadline:
+                skipped.append(label)
+                log(f"{label}: skipped (the budget is spent)")
+                continue
+            try:
+                rows += _train_pair(device, smoke, steps, warmup, peak, log, mode, shape)
+                _forget(skipped, label)  # an update measured what an earlier run had to leave out
+            except Exception as error:  # one failing pair (say, compile) must not lose the others
+                if smoke:
+                    raise
+                skipped.append(f"{label}: {type(error).__name__}: {error}"[:500])
+                log(f"{label}: FAILED {type(error).__name__}: {error}")
+            finally:
+                _free(device)
+            if save:
+                save()
+    return rows
+
+
+def _train_pair(device, smoke, steps, warmup, peak, log, mode, shape):
+    """One (model, mode) pair: every library on identical weights, steps alternating between them."""
     import torch
 
     from t5edu.authoring.bench import make_batch, train_step_flops
 
+    preset, overrides, batch_size, src_len, tgt_len = shape
     rows = []
-    for preset, overrides, batch_size, src_len, tgt_len in shapes(smoke):
-        for mode in MODES:
-            set_mode(mode)
-            models = build_models(preset, overrides, device)  # fresh, identical weights for every mode
-            config = models["t5edu"].config
-            batch = {
-                k: v.to(device)
-                for k, v in make_batch(config.vocab_size, batch_size, src_len, tgt_len).items()
+    set_mode(mode)
+    models = build_models(preset, overrides, device)  # fresh, identical weights for every mode
+    config = models["t5edu"].config
+    batch = {k: v.to(device) for k, v in make_batch(config.vocab_size, batch_size, src_len, tgt_len).items()}
+    flops = train_step_flops(config, batch_size, src_len, tgt_len)
+    tokens = batch_size * (src_len + tgt_len)
+    bf16 = mode.startswith("bf16")
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    with (
+        torch.no_grad(),
+        autocast(),
+    ):  # step 0, dropout off: identical weights must give the same loss
+        losses = {name: float(m.eval()(**batch).loss) for name, m in models.items()}
+    nets, optimizers = {}, {}
+    for name, model in models.items():
+        model.train()
+        nets[name] = model
+        if mode == "bf16+compile":
+            nets[name] = torch.compile(model, backend="eager" if smoke else "inductor")
+        optimizers[name] = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    times, peaks = {name: [] for name in nets}, dict.fromkeys(nets, 0)
+    for i in range(warmup + steps):
+        for name, net in nets.items():
+            seconds, peak_bytes = _timed_step(net, optimizers[name], batch, autocast, device)
+            if i >= warmup:
+                times[name].append(seconds)
+            peaks[name] = max(peaks[name], peak_bytes + resident_bytes(models[name], optimizers[name]))
+    reference = losses["t5edu"]
+    for name, seconds in times.items():
+        median = statistics.median(seconds)
+        achieved = flops / median / 1e12
+        rows.append(
+            {
+                "model": preset,
+                "mode": mode,
+                "library": name,
+                "batch_size": batch_size,
+                "src_len": src_len,
+                "tgt_len": tgt_len,
+                "ms_per_step": round(median * 1000, 2),
+                "tokens_per_s": round(tokens / median, 1),
+                "tflops": round(achieved, 3),
+                "mfu": round(achieved / peak, 4) if peak else None,
+                "peak_memory_gb": round(peaks[name] / 2**30, 3) if device.type == "cuda" else None,
+                "loss_step0": round(losses[name], 6),
+                "same_loss_as_t5edu": abs(losses[name] - reference) <= LOSS_RTOL[mode] * abs(reference),
             }
-            flops = train_step_flops(config, batch_size, src_len, tgt_len)
-            tokens = batch_size * (src_len + tgt_len)
-            bf16 = mode.startswith("bf16")
-            autocast = (
-                (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-                if bf16
-                else contextlib.nullcontext
-            )
-            with (
-                torch.no_grad(),
-                autocast(),
-            ):  # step 0, dropout off: identical weights must give the same loss
-                losses = {name: float(m.eval()(**batch).loss) for name, m in models.items()}
-            nets, optimizers = {}, {}
-            for name, model in models.items():
-                model.train()
-                nets[name] = model
-                if mode == "bf16+compile":
-                    nets[name] = torch.compile(model, backend="eager" if smoke else "inductor")
-                optimizers[name] = torch.optim.AdamW(model.parameters(), lr=1e-5)
-            times, peaks = {name: [] for name in nets}, dict.fromkeys(nets, 0)
-            for i in range(warmup + steps):
-                for name, net in nets.items():
-                    seconds, peak_bytes = _timed_step(net, optimizers[name], batch, autocast, device)
-                    if i >= warmup:
-                        times[name].append(seconds)
-                    peaks[name] = max(
-                        peaks[name], peak_bytes + resident_bytes(models[name], optimizers[name])
-                    )
-            reference = losses["t5edu"]
-            for name, seconds in times.items():
-                median = statistics.median(seconds)
-                achieved = flops / median / 1e12
-                rows.append(
-                    {
-                        "model": preset,
-                        "mode": mode,
-                        "library": name,
-                        "batch_size": batch_size,
-                        "src_len": src_len,
-                        "tgt_len": tgt_len,
-                        "ms_per_step": round(median * 1000, 2),
-                        "tokens_per_s": round(tokens / median, 1),
-                        "tflops": round(achieved, 3),
-                        "mfu": round(achieved / peak, 4) if peak else None,
-                        "peak_memory_gb": round(peaks[name] / 2**30, 3) if device.type == "cuda" else None,
-                        "loss_step0": round(losses[name], 6),
-                        "same_loss_as_t5edu": abs(losses[name] - reference)
-                        <= LOSS_RTOL[mode] * abs(reference),
-                    }
-                )
-                log(
-                    f"train {preset:13s} {mode:13s} {name:19s} {median * 1000:9.1f} ms  "
-                    f"{tokens / median:10.0f} tok/s  {achieved:7.2f} TFLOP/s  loss0 {losses[name]:.4f}"
-                )
-            del nets, optimizers, models
-            _free(device)
+        )
+        log(
+            f"train {preset:13s} {mode:13s} {name:19s} {median * 1000:9.1f} ms  "
+            f"{tokens / median:10.0f} tok/s  {achieved:7.2f} TFLOP/s  loss0 {losses[name]:.4f}"
+        )
+    del nets, optimizers, models
     return rows
 
 
@@ -253,7 +288,7 @@ def generate_rows(device, smoke, repeats, log):
 
     from t5edu.generate import generate
 
-    preset, overrides, *_ = shapes(smoke)[0]
+    preset, overrides, *_ = shapes(smoke)[-1]  # the small model: decoding is latency-bound anyway
     models = build_models(preset, overrides, device)
     models.pop("transformers-sdpa", None)
     new, src_len = (4, 8) if smoke else (32, 64)
@@ -308,6 +343,60 @@ def generate_rows(device, smoke, repeats, log):
     return rows
 
 
+# aten operators by what they do; the rest (norms, dropout, adds, casts, copies) is "other"
+PROFILE_GROUPS = {
+    "matmul": ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm"),
+    "softmax": ("aten::_softmax", "aten::_softmax_backward_data"),
+    "optimizer": ("aten::_foreach", "aten::_fused_adam"),
+}
+
+
+def profile_row(device, smoke, log):
+    """Where one t5edu bf16 training step spends its time: matmuls, softmax, optimizer, everything else."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from t5edu.authoring.bench import make_batch
+
+    set_mode("bf16")
+    preset, overrides, batch_size, src_len, tgt_len = shapes(smoke)[0]
+    model = build_models(preset, overrides, device)["t5edu"].train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    batch = {
+        k: v.to(device) for k, v in make_batch(model.config.vocab_size, batch_size, src_len, tgt_len).items()
+    }
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+
+    _timed_step(model, optimizer, batch, autocast, device)  # warm up (allocator, kernel selection)
+    cuda = device.type == "cuda"
+    # operators are CPU-side events: record them too, so each kernel's time is attributed to its operator
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
+    with profile(activities=activities) as prof:
+        _timed_step(model, optimizer, batch, autocast, device)
+    totals = dict.fromkeys([*PROFILE_GROUPS, "other"], 0.0)
+    for event in prof.key_averages():
+        if not event.key.startswith("aten::"):
+            continue  # kernels and record_function ranges: their time is already an operator's self time
+        us = event.self_device_time_total if cuda else event.self_cpu_time_total
+        group = next((g for g, names in PROFILE_GROUPS.items() if event.key.startswith(names)), "other")
+        totals[group] += us
+    whole = sum(totals.values()) or 1.0
+    row = {
+        "model": preset,
+        "mode": "bf16",
+        "library": "t5edu",
+        "batch_size": batch_size,
+        "ms": {g: round(us / 1000, 2) for g, us in totals.items()},
+        "share": {g: round(us / whole, 3) for g, us in totals.items()},
+    }
+    log("profile " + "  ".join(f"{g} {100 * v:.0f} %" for g, v in row["share"].items()))
+    del model, optimizer
+    _free(device)
+    return row
+
+
 def demo_row(device, smoke, log):
     """The book's demo recipe trained on the device: held-out exact match and seconds."""
     import tempfile
@@ -331,8 +420,23 @@ def report_path(out, device_name):
     return Path(out) / (re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-") + ".json")
 
 
-def run(out, *, smoke=False, device=None, budget_s=450.0, steps=10, warmup=3, peak_tflops=None, log=print):
-    """Measure each section (those left once `budget_s` is spent are skipped); write the JSON."""
+def run(
+    out,
+    *,
+    smoke=False,
+    device=None,
+    budget_s=450.0,
+    steps=10,
+    warmup=3,
+    peak_tflops=None,
+    only=None,
+    log=print,
+):
+    """Measure each section (those left once `budget_s` is spent are skipped); write the JSON.
+
+    `only` (section names): update the report already at the path, measuring just those sections, and
+    in "train" just the (model, mode) pairs it lacks; for a second, short run after one was cut short.
+    """
     import torch
 
     from t5edu.authoring.bench import PEAK_BF16_TFLOPS
@@ -346,29 +450,120 @@ def run(out, *, smoke=False, device=None, budget_s=450.0, steps=10, warmup=3, pe
     name = report["device"]
     peak = peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
     report.update(
-        peak_bf16_tflops=peak, smoke=smoke, train=[], optimizer_memory=[], generate=[], demo=None, skipped=[]
+        peak_bf16_tflops=peak,
+        smoke=smoke,
+        train=[],
+        optimizer_memory=[],
+        generate=[],
+        profile=None,
+        demo=None,
+        skipped=[],
     )
     start = time.perf_counter()
+    deadline = start + budget_s
+    path = report_path(out, name)
+    if only:
+        report = _previous(path, report, only)
+    # compile is the slow, risky part (minutes of kernel generation): its rows come last
+    eager_modes = tuple(m for m in MODES if "compile" not in m)
+    compiled_modes = tuple(m for m in MODES if "compile" in m)
+
+    def partial_train():  # the pairs the report lacks
+        def measure():
+            done = {(r["model"], r["mode"]) for r in report["train"]}
+            for mode in MODES:
+                for shape in shapes(smoke):
+                    if (shape[0], mode) not in done:
+                        train_rows(
+                            device,
+                            smoke,
+                            steps,
+                            warmup,
+                            peak,
+                            log,
+                            (mode,),
+                            deadline,
+                            report["skipped"],
+                            save,
+                            report["train"],
+                            shapes_=[shape],
+                        )
+            return report["train"]
+
+        def save():
+            report["seconds"] = round(time.perf_counter() - start, 1)
+            _write(path, report)
+
+        return measure
+
+    def train(modes):  # rows go straight into the report, which is saved after every (model, mode) pair
+        def save():
+            report["seconds"] = round(time.perf_counter() - start, 1)
+            _write(path, report)
+
+        skipped = report["skipped"]
+        return train_rows(
+            device, smoke, steps, warmup, peak, log, modes, deadline, skipped, save, report["train"]
+        )
+
     sections = [
-        ("train", lambda: train_rows(device, smoke, steps, warmup, peak, log)),
-        ("optimizer_memory", lambda: optimizer_memory_rows(device, smoke, log)),
+        ("train", lambda: train(eager_modes)),
         ("generate", lambda: generate_rows(device, smoke, 2 if smoke else 3, log)),
+        ("optimizer_memory", lambda: optimizer_memory_rows(device, smoke, log)),
+        ("profile", lambda: profile_row(device, smoke, log)),
         ("demo", lambda: demo_row(device, smoke, log)),
+        ("train", lambda: train(compiled_modes)),
     ]
-    for key, measure in sections:
-        if time.perf_counter() - start > budget_s:
+    last_train = max(i for i, (key, _) in enumerate(sections) if key == "train")
+    for i, (key, measure) in enumerate(sections):
+        if only and (key not in only or (key == "train" and i != last_train)):
+            continue  # an update measures the missing train pairs once, after the other sections
+        if key == "train" and only:
+            measure = partial_train()
+        if time.perf_counter() > deadline:
             report["skipped"].append(key)
             log(f"{key}: skipped (the {budget_s:.0f} s budget is spent)")
             continue
-        report[key] = measure()
-    report["seconds"] = round(time.perf_counter() - start, 1)
-    path = report_path(out, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from t5edu.files import atomic_write
-
-    atomic_write(path, json.dumps(report, indent=1) + "\n")
+        try:
+            report[key] = measure()
+            _forget(report["skipped"], key)
+        except Exception as error:  # keep what was measured; say what broke
+            if smoke:
+                raise
+            report["skipped"].append(f"{key}: {type(error).__name__}: {error}"[:500])
+            log(f"{key}: FAILED\n{traceback.format_exc()}")
+        report["seconds"] = round(time.perf_counter() - start, 1)
+        _write(path, report)  # after every section: a run cut short still leaves its figures
     log(f"wrote {path} ({report['seconds']} s)")
     return path
+
+
+def _previous(path, fresh, only):
+    """The report at `path`, its environment checked against this run's (its notes go once measured)."""
+    if not path.exists():
+        raise SystemExit(f"gpu-report: --only updates a report, and there is none at {path}")
+    report = json.loads(path.read_text())
+    for key in ("device", "torch", "transformers"):
+        if report.get(key) != fresh.get(key):
+            raise SystemExit(
+                f"gpu-report: {path} was measured with {key} {report.get(key)!r}, "
+                f"this run has {fresh.get(key)!r}; measure all of it again instead"
+            )
+    report.setdefault("updates", []).append(sorted(only))
+    return report
+
+
+def _forget(notes, label):
+    """Drop the notes about `label` (a section, or "train <model> <mode>") from a report's `skipped`."""
+    if notes is not None:
+        notes[:] = [n for n in notes if n != label and not n.startswith(label + ":")]
+
+
+def _write(path, report):
+    from t5edu.files import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(report, indent=1) + "\n")
 
 
 def main(argv=None):
@@ -384,8 +579,21 @@ def main(argv=None):
         "--budget-s", type=float, default=450.0, help="skip the sections left after this many s"
     )
     parser.add_argument("--peak-tflops", type=float, help="the GPU's dense bf16 peak, if not a known one")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=("train", "generate", "optimizer_memory", "profile", "demo"),
+        help="update the report already in --out: these sections only (train: only the pairs it lacks)",
+    )
     args = parser.parse_args(argv)
-    run(args.out, smoke=args.smoke, device=args.device, budget_s=args.budget_s, peak_tflops=args.peak_tflops)
+    run(
+        args.out,
+        smoke=args.smoke,
+        device=args.device,
+        budget_s=args.budget_s,
+        peak_tflops=args.peak_tflops,
+        only=args.only,
+    )
     return 0
 
 
