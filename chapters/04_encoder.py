@@ -549,7 +549,10 @@ def check_token_ids(ids, vocab_size, name="input_ids"):
     if ids.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(ids.shape)}): pass at least one sequence of "
                          "at least one token")
-    if int(ids.min()) < 0 or int(ids.max()) >= vocab_size:
+    if torch.compiler.is_compiling():
+        return  # reading values back would split the compiled graph; eager calls still check them
+    low, high = torch.stack(torch.aminmax(ids)).tolist()  # one device sync, not two
+    if low < 0 or high >= vocab_size:
         bad = ids[(ids < 0) | (ids >= vocab_size)]
         raise ValueError(f"{name} contains token id {int(bad[0])} outside the vocabulary "
                          f"[0, {vocab_size}); is the tokenizer's vocabulary larger than the model's?")
