@@ -114,29 +114,22 @@ def resident_bytes(model, optimizer):
 
 
 def train_rows(
-    device,
-    smoke,
-    steps,
-    warmup,
-    peak,
-    log,
-    modes=MODES,
-    deadline=None,
-    skipped=None,
-    save=None,
-    rows=None,
-    shapes_=None,
+    device, smoke, steps, warmup, peak, log, modes=MODES, deadline=None, skipped=None, save=None, rows=None
 ):
     """The train table: one row per (model, mode, library); mode by mode, so a spent budget cuts whole modes.
 
     `deadline` (a time.perf_counter() value): a (model, mode) pair that would start after it is skipped
     and named in `skipped`; a pair that fails is logged, named there with its error, and the rest go on
     (with --smoke it raises). `save()` is called after every pair, so a run cut short keeps its rows.
+    Pairs already in `rows` (an update of an earlier report) are not measured again.
     """
     rows = [] if rows is None else rows
+    done = {(row["model"], row["mode"]) for row in rows}
     for mode in modes:
-        for shape in shapes_ or shapes(smoke):
+        for shape in shapes(smoke):
             label = f"train {shape[0]} {mode}"
+            if (shape[0], mode) in done:
+                continue
             if deadline is not None and time.perf_counter() > deadline:
                 skipped.append(label)
                 log(f"{label}: skipped (the budget is spent)")
@@ -468,34 +461,6 @@ def run(
     eager_modes = tuple(m for m in MODES if "compile" not in m)
     compiled_modes = tuple(m for m in MODES if "compile" in m)
 
-    def partial_train():  # the pairs the report lacks
-        def measure():
-            done = {(r["model"], r["mode"]) for r in report["train"]}
-            for mode in MODES:
-                for shape in shapes(smoke):
-                    if (shape[0], mode) not in done:
-                        train_rows(
-                            device,
-                            smoke,
-                            steps,
-                            warmup,
-                            peak,
-                            log,
-                            (mode,),
-                            deadline,
-                            report["skipped"],
-                            save,
-                            report["train"],
-                            shapes_=[shape],
-                        )
-            return report["train"]
-
-        def save():
-            report["seconds"] = round(time.perf_counter() - start, 1)
-            _write(path, report)
-
-        return measure
-
     def train(modes):  # rows go straight into the report, which is saved after every (model, mode) pair
         def save():
             report["seconds"] = round(time.perf_counter() - start, 1)
@@ -514,12 +479,9 @@ def run(
         ("demo", lambda: demo_row(device, smoke, log)),
         ("train", lambda: train(compiled_modes)),
     ]
-    last_train = max(i for i, (key, _) in enumerate(sections) if key == "train")
-    for i, (key, measure) in enumerate(sections):
-        if only and (key not in only or (key == "train" and i != last_train)):
-            continue  # an update measures the missing train pairs once, after the other sections
-        if key == "train" and only:
-            measure = partial_train()
+    for key, measure in sections:
+        if only and key not in only:
+            continue
         if time.perf_counter() > deadline:
             report["skipped"].append(key)
             log(f"{key}: skipped (the {budget_s:.0f} s budget is spent)")
