@@ -317,25 +317,52 @@ def load_or_train(recipe=DEMO, seed=0, cache_dir=None, *, progress=False, log=No
     """(model, tokenizer, summary) of `recipe` trained with `seed`: loaded from the cache, or trained
     (see `run`) and stored there first. summary["history"] is the run's metrics.jsonl, summary["out"]
     the cached folder; the model is in eval mode."""
-    from t5edu.files import fsync_path, make_temp_dir
-
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder = cache_dir / cache_key(recipe, seed)
     if not (folder / "summary.json").is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = make_temp_dir(cache_dir, f".{folder.name}.tmp-")
-        try:
-            run(tmp, recipe=recipe, seed=seed, progress=progress, log=log)
-            for checkpoint in tmp.glob("checkpoint-*"):  # the cache keeps the final model only
-                shutil.rmtree(checkpoint)
-            (tmp / "latest").unlink(missing_ok=True)
-            fsync_path(tmp)
-            try:
-                os.rename(tmp, folder)  # the atomic moment
-            except OSError:
-                if not (folder / "summary.json").is_file():  # not another process that finished first
-                    raise
-            fsync_path(cache_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with _training_lock(cache_dir / f".{folder.name}.lock"):
+            if not (folder / "summary.json").is_file():  # not trained while this process waited
+                _train_into(folder, recipe, seed, progress, log)
     return _load(folder)
+
+
+@contextlib.contextmanager
+def _training_lock(path):
+    """Hold an exclusive lock on `path` while training, so that two processes asking for the same run at
+    once (two notebooks, two test workers) train it once: the second waits, then loads. The lock goes
+    with the process that holds it, so a crashed training leaves nothing to clean up. Where `fcntl` does
+    not exist (Windows) both train, and the atomic rename keeps the cache whole."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _train_into(folder, recipe, seed, progress, log):
+    """Train `recipe` into a temporary folder next to `folder`, then rename it into place."""
+    from t5edu.files import fsync_path, make_temp_dir
+
+    cache_dir = folder.parent
+    tmp = make_temp_dir(cache_dir, f".{folder.name}.tmp-")
+    try:
+        run(tmp, recipe=recipe, seed=seed, progress=progress, log=log)
+        for checkpoint in tmp.glob("checkpoint-*"):  # the cache keeps the final model only
+            shutil.rmtree(checkpoint)
+        (tmp / "latest").unlink(missing_ok=True)
+        fsync_path(tmp)
+        try:
+            os.rename(tmp, folder)  # the atomic moment
+        except OSError:
+            if not (folder / "summary.json").is_file():  # not another process that finished first
+                raise
+        fsync_path(cache_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
