@@ -29,6 +29,9 @@ from t5edu.classroom.checks import ch05
 # %%
 #| export
 import torch
+from torch import nn
+
+from t5edu.relative_bias import relative_position_bucket  # Chapter 03, for Exercise 5.9
 
 # %% [markdown]
 # ## Exercise 5.1 — Shift right
@@ -163,3 +166,61 @@ def predicted_decoder_inputs():
 
 # %%
 ch05.exercise_8(predicted_decoder_inputs)
+
+# %% [markdown]
+# ## Exercise 5.9 — Capstone: T5 attention from scratch
+#
+# Everything attention does in T5, in one class of your own, from `nn.Module` (not from the library's
+# attention class). Chapter 02 (the `T5Attention` module), Chapter 03 (the learned table) and this
+# chapter's sections on cross-attention and on the decoder block and stack have all the pieces.
+#
+# - `__init__`: four projections `q`, `k`, `v` (`d_model → num_heads · d_kv`) and `o` (back to `d_model`),
+#   all `nn.Linear` **without biases**, with exactly these names (Hugging Face's, so that checkpoints
+#   load); with `has_relative_attention_bias`, also `relative_attention_bias`, a learned table of shape
+#   `(num_buckets, num_heads)` (an `nn.Embedding` fits); without it, no table.
+# - `compute_bias(query_length, key_length, offset=0)`: the table's bias `(1, num_heads, query_length,
+#   key_length)`, where query `i` sits at position `offset + i`; `bidirectional` (encoder) or not (decoder)
+#   chooses the bucketing. You may use `relative_position_bucket` from Chapter 03.
+# - `forward(hidden_states, key_value_states=None, mask=None, position_bias=None, cache=None)` returns
+#   `(output, position_bias)`: `output` `(batch, L_q, d_model)`; `position_bias` the bias that was added to
+#   the scores, so that the next layers can reuse it:
+#   - if `position_bias` is given (an earlier layer computed it), use it as it is;
+#   - otherwise it is the table's bias (zeros `(1, num_heads, L_q, L_k)` without a table), plus `mask`
+#     when given (an additive mask, 0 or a very negative number, broadcastable to `(batch, H, L_q, L_k)`);
+#   - scores are `q kᵀ + position_bias`, **not** divided by √d_kv; softmax over the keys in float32;
+#   - self-attention (`key_value_states is None`) with a `cache` dict: append the new keys and values to
+#     `cache["k"]`, `cache["v"]` (shape `(batch, H, L, d_kv)`) and attend over all of them; the new queries
+#     then sit after the cached positions, which the table's bias must know;
+#   - cross-attention: keys and values come from `key_value_states`; with a `cache`, compute them on the
+#     first call, store them, and reuse them afterwards.
+#
+# The check loads the library's weights into your class and compares outputs (to 1e-5) for encoder
+# self-attention with a padding mask, a layer reusing `position_bias`, decoder self-attention all at once
+# and one token at a time with the cache, and cross-attention. `t5edu grade` keeps only what your code
+# returns, so the check cell hands your class to a small runner from the checks, which builds it, loads the
+# weights, calls `forward` and returns the results: keep that line as it is.
+
+# %%
+#| export
+class T5AttentionFromScratch(nn.Module):
+    """Multi-head attention as in T5, written from scratch: q, k, v, o projections without biases, no
+    1/sqrt(d) scaling, an optional relative position bias table, and a key/value cache."""
+
+    def __init__(self, d_model, num_heads, d_kv, has_relative_attention_bias=False, bidirectional=True,
+                 num_buckets=32, max_distance=128):
+        super().__init__()
+        raise NotImplementedError("Your turn: replace this line with your solution.")
+
+    def compute_bias(self, query_length, key_length, offset=0):
+        """The table's bias, (1, num_heads, query_length, key_length); query i sits at position offset + i."""
+        raise NotImplementedError("Your turn: replace this line with your solution.")
+
+    def forward(self, hidden_states, key_value_states=None, mask=None, position_bias=None, cache=None):
+        """-> (output (batch, L_q, d_model), position_bias (the bias added to the scores))."""
+        raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+run_attention = ch05.attention_runner(T5AttentionFromScratch)
+### POINTS: 3
+ch05.exercise_9(run_attention)

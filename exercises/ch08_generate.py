@@ -196,3 +196,38 @@ ch08.exercise_7(cache_experiment)
 
 # %% [markdown]
 # *Your answer here.*
+
+# %% [markdown]
+# ## Exercise 8.9 — Capstone: beam search from scratch
+#
+# Write beam search yourself, for a T5 `model` and a batch of `input_ids` (pad id 0 after the tokens):
+# return the best hypothesis of each input as a `(batch, 1 + longest)` LongTensor that starts with the
+# decoder start token, with pad after each hypothesis's EOS — the same tokens as
+# `t5edu.generate.generate(model, input_ids, num_beams=num_beams, max_new_tokens=max_new_tokens,
+# length_penalty=length_penalty)`, which you must not call. Follow the rules of Chapter 08's section on
+# beam search, with `early_stopping=False`:
+#
+# 1. scores are sums of `log_softmax` log-probabilities (float32); the first step starts from one beam;
+# 2. each step takes the best `2 × num_beams` continuations over all beams of an input;
+# 3. a candidate ending in EOS (or reaching `max_new_tokens`) is finished; if it is among the first
+#    `num_beams` candidates it may enter the input's pool (the best `num_beams` finished hypotheses),
+#    scored `sum / length ** length_penalty`, length = generated tokens, EOS included;
+# 4. the best `num_beams` unfinished candidates are the next beams;
+# 5. an input is done when its pool is full and its best running beam, scored as if it finished now,
+#    cannot beat the pool's worst; everything stops after `max_new_tokens`.
+#
+# Encode with `model.encode(input_ids, attention_mask)` (mask: `input_ids != pad`), and get the next-token
+# logits with `model(encoder_hidden_states=..., attention_mask=..., decoder_input_ids=prefixes)`: no
+# cache is needed (one input at a time is fine). The check compares your tokens with the library's on a
+# tiny random model, for 3 inputs and several beam sizes and length penalties.
+
+# %%
+#| export
+def beam_search_from_scratch(model, input_ids, num_beams, max_new_tokens, length_penalty=1.0):
+    """The best hypothesis of each input, (batch, 1 + longest) token ids, pad after EOS."""
+    raise NotImplementedError("Your turn: replace this line with your solution.")
+
+
+# %%
+### POINTS: 3
+ch08.exercise_9(beam_search_from_scratch)

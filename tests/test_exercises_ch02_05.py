@@ -6,11 +6,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from t5edu.attention import T5Attention
 from t5edu.classroom.checks import ch02, ch03, ch04, ch05
 from t5edu.classroom.solutions import ch02 as s02
 from t5edu.classroom.solutions import ch03 as s03
 from t5edu.classroom.solutions import ch04 as s04
 from t5edu.classroom.solutions import ch05 as s05
+from t5edu.relative_bias import RelativePositionBias
 
 # -- plausible wrong answers, with a word the failure message should contain -------------------------------
 
@@ -131,6 +133,90 @@ def logits_wrong_way(hidden, embedding):
     return hidden @ embedding.T * hidden.shape[-1] ** 0.5
 
 
+# -- 5.9 capstone: attention classes with one plausible mistake each, driven by the check's runner -----------
+
+
+class AttentionScaled(s05.T5AttentionFromScratch):
+    """Divides the scores by sqrt(d_kv), as the Transformer paper does and T5 does not."""
+
+    def forward(self, hidden_states, key_value_states=None, mask=None, position_bias=None, cache=None):
+        weight = self.q.weight.detach().clone()
+        with torch.no_grad():
+            self.q.weight.mul_(self.d_kv ** -0.5)
+        try:
+            return super().forward(hidden_states, key_value_states, mask, position_bias, cache)
+        finally:
+            with torch.no_grad():
+                self.q.weight.copy_(weight)
+
+
+class AttentionCacheNoOffset(s05.T5AttentionFromScratch):
+    """The cache works, but a cached step's bias is computed as if its query were at position 0."""
+
+    def compute_bias(self, query_length, key_length, offset=0):
+        return super().compute_bias(query_length, key_length, 0)
+
+
+class AttentionRenamed(s05.T5AttentionFromScratch):
+    """`query` instead of Hugging Face's `q`: the library's (and every checkpoint's) weights do not load."""
+
+    def __init__(self, d_model, num_heads, d_kv, **settings):
+        super().__init__(d_model, num_heads, d_kv, **settings)
+        self.query = self.q
+        del self.q
+
+
+class AttentionIgnoresGivenBias(s05.T5AttentionFromScratch):
+    """Recomputes the bias even when an earlier layer's position_bias is given."""
+
+    def forward(self, hidden_states, key_value_states=None, mask=None, position_bias=None, cache=None):
+        return super().forward(hidden_states, key_value_states, mask, None, cache)
+
+
+class AttentionCrossAppends(s05.T5AttentionFromScratch):
+    """Caches cross-attention like self-attention: appends the encoder's keys/values again at every step."""
+
+    def forward(self, hidden_states, key_value_states=None, mask=None, position_bias=None, cache=None):
+        if key_value_states is None or cache is None:
+            return super().forward(hidden_states, key_value_states, mask, position_bias, cache)
+        batch, length = hidden_states.shape[:2]
+
+        def heads(x):
+            return x.view(batch, -1, self.num_heads, self.d_kv).transpose(1, 2)
+
+        q = heads(self.q(hidden_states))
+        k, v = heads(self.k(key_value_states)), heads(self.v(key_value_states))
+        if "k" in cache:
+            k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
+        cache["k"], cache["v"] = k, v
+        scores = q @ k.transpose(-1, -2) + (0 if mask is None else mask)
+        out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, length, -1)
+        return self.o(out), mask
+
+
+class AttentionOnTheLibrary(T5Attention):
+    """The library's class with the exercise's constructor: not written from scratch."""
+
+    def __init__(self, d_model, num_heads, d_kv, has_relative_attention_bias=False, bidirectional=True,
+                 num_buckets=32, max_distance=128):
+        table = RelativePositionBias(num_heads, num_buckets, max_distance, bidirectional) \
+            if has_relative_attention_bias else None
+        super().__init__(d_model, num_heads, d_kv, relative_attention_bias=table)
+
+    def forward(self, hidden_states, key_value_states=None, mask=None, position_bias=None, cache=None):
+        return super().forward(hidden_states, key_value_states, mask, cache), mask
+
+
+CAPSTONE_WRONG = [
+    (ch05.attention_runner(AttentionScaled), "divided by sqrt(d_kv)"),
+    (ch05.attention_runner(AttentionCacheNoOffset), "cached length"),
+    (ch05.attention_runner(AttentionRenamed), "Hugging Face's names"),
+    (ch05.attention_runner(AttentionIgnoresGivenBias), "given position_bias"),
+    (ch05.attention_runner(AttentionCrossAppends), "cross-attention"),
+    (ch05.attention_runner(AttentionOnTheLibrary), "built on the library's t5edu.attention.T5Attention"),
+]
+
+
 CASES = [
     (ch02.exercise_1, s02.causal_bias, [(causal_upper, "causal_bias"), (causal_inf, "-inf")]),
     (ch02.exercise_2, s02.attention_weights,
@@ -148,6 +234,7 @@ CASES = [
     (ch05.exercise_2, s05.seq2seq_loss, [(loss_counts_pads, "-100 positions"), (loss_sum, "sum")]),
     (ch05.exercise_3, s05.tied_logits,
      [(logits_unscaled, "scaling is missing"), (logits_wrong_way, "wrong way")]),
+    (ch05.exercise_9, ch05.attention_runner(s05.T5AttentionFromScratch), CAPSTONE_WRONG),
 ]
 
 

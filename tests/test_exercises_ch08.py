@@ -67,6 +67,78 @@ def reorder_keys_only(cache, parents):
         layer["self"]["k"] = layer["self"]["k"].index_select(0, rows)
 
 
+# -- 8.9 capstone: beam search with one plausible mistake each ---------------------------------------
+
+def beam_variant(model, input_ids, num_beams, max_new_tokens, length_penalty=1.0, normalise=True,
+                 pool_from=None, eos_runs=False, keep_finished_running=False):
+    """Exercise 8.9's reference with one mistake switched on (see the wrappers below)."""
+    config = model.config
+    start, eos, pad = config.decoder_start_token_id, config.eos_token_id, config.pad_token_id
+    best = []
+    with torch.no_grad():
+        for row in input_ids:
+            ids = row[None]
+            mask = (ids != pad).long()
+            encoded = model.encode(ids, mask)
+            beams, beam_scores = [[start]], torch.zeros(1)
+            pool = []
+            for length in range(1, max_new_tokens + 1):
+                rows = len(beams)
+                logits = model(encoder_hidden_states=encoded.expand(rows, -1, -1),
+                               attention_mask=mask.expand(rows, -1),
+                               decoder_input_ids=torch.tensor(beams)).logits[:, -1].float()
+                scores = torch.log_softmax(logits, dim=-1) + beam_scores[:, None]
+                vocab = scores.shape[-1]
+                top_scores, top_index = torch.topk(scores.view(-1), 2 * num_beams)
+                next_beams, next_scores = [], []
+                lim = num_beams if pool_from is None else pool_from
+                for rank, (score, index) in enumerate(zip(top_scores, top_index.tolist(), strict=True)):
+                    tokens = beams[index // vocab] + [index % vocab]
+                    ended = (tokens[-1] == eos and not eos_runs) or length == max_new_tokens
+                    if ended:
+                        if rank < lim:
+                            norm = length ** length_penalty if normalise else 1.0
+                            pool.append((float(score / norm), tokens))
+                            pool.sort(key=lambda e: -e[0])
+                            pool = pool[:num_beams]
+                        if keep_finished_running and len(next_beams) < num_beams and length < max_new_tokens:
+                            next_beams.append(tokens)
+                            next_scores.append(score)
+                    elif len(next_beams) < num_beams:
+                        next_beams.append(tokens)
+                        next_scores.append(score)
+                if length == max_new_tokens or not next_beams:
+                    break
+                beams, beam_scores = next_beams, torch.stack(next_scores)
+                norm = length ** length_penalty if normalise else 1.0
+                if len(pool) == num_beams and float(beam_scores[0] / norm) <= pool[-1][0]:
+                    break
+            best.append(pool[0][1])
+    longest = max(len(t) for t in best)
+    return torch.tensor([t + [pad] * (longest - len(t)) for t in best])
+
+
+def beam_without_length_normalisation(model, input_ids, num_beams, max_new_tokens, length_penalty=1.0):
+    return beam_variant(model, input_ids, num_beams, max_new_tokens, length_penalty, normalise=False)
+
+
+def beam_pool_from_all_candidates(model, input_ids, num_beams, max_new_tokens, length_penalty=1.0):
+    return beam_variant(model, input_ids, num_beams, max_new_tokens, length_penalty, pool_from=10**9)
+
+
+def beam_finished_keep_running(model, input_ids, num_beams, max_new_tokens, length_penalty=1.0):
+    return beam_variant(model, input_ids, num_beams, max_new_tokens, length_penalty,
+                        keep_finished_running=True)
+
+
+def beam_eos_never_finishes(model, input_ids, num_beams, max_new_tokens, length_penalty=1.0):
+    return beam_variant(model, input_ids, num_beams, max_new_tokens, length_penalty, eos_runs=True)
+
+
+def beam_greedy(model, input_ids, num_beams, max_new_tokens, length_penalty=1.0):
+    return beam_variant(model, input_ids, 1, max_new_tokens, length_penalty)
+
+
 CASES = [
     (ch08.exercise_1, solutions.length_penalised_score,
      [score_counting_the_start_token, score_without_the_exponent]),
@@ -74,6 +146,10 @@ CASES = [
     (ch08.exercise_3, solutions.nucleus_filter, [nucleus_stops_before_crossing, nucleus_in_place]),
     (ch08.exercise_4, solutions.reorder_beam_cache, [reorder_without_batch_offset, reorder_cross_too,
                                                      reorder_keys_only]),
+    (ch08.exercise_9, solutions.beam_search_from_scratch,
+     [(beam_without_length_normalisation, "sum / length ** length_penalty"),
+      (beam_finished_keep_running, "goes on after EOS"), (beam_eos_never_finishes, "goes on after EOS"),
+      (beam_pool_from_all_candidates, "expected"), (beam_greedy, "greedy")]),
 ]
 
 

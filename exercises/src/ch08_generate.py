@@ -249,3 +249,78 @@ ch08.exercise_7(cache_experiment)
 # lower product of probabilities. 1 point: beam search with 2 beams keeps the second-best prefix and
 # returns the higher-probability sequence (products or sums of log-probabilities computed correctly).
 # ### END SOLUTION
+
+# %% [markdown]
+# ## Exercise 8.9 — Capstone: beam search from scratch
+#
+# Write beam search yourself, for a T5 `model` and a batch of `input_ids` (pad id 0 after the tokens):
+# return the best hypothesis of each input as a `(batch, 1 + longest)` LongTensor that starts with the
+# decoder start token, with pad after each hypothesis's EOS — the same tokens as
+# `t5edu.generate.generate(model, input_ids, num_beams=num_beams, max_new_tokens=max_new_tokens,
+# length_penalty=length_penalty)`, which you must not call. Follow the rules of Chapter 08's section on
+# beam search, with `early_stopping=False`:
+#
+# 1. scores are sums of `log_softmax` log-probabilities (float32); the first step starts from one beam;
+# 2. each step takes the best `2 × num_beams` continuations over all beams of an input;
+# 3. a candidate ending in EOS (or reaching `max_new_tokens`) is finished; if it is among the first
+#    `num_beams` candidates it may enter the input's pool (the best `num_beams` finished hypotheses),
+#    scored `sum / length ** length_penalty`, length = generated tokens, EOS included;
+# 4. the best `num_beams` unfinished candidates are the next beams;
+# 5. an input is done when its pool is full and its best running beam, scored as if it finished now,
+#    cannot beat the pool's worst; everything stops after `max_new_tokens`.
+#
+# Encode with `model.encode(input_ids, attention_mask)` (mask: `input_ids != pad`), and get the next-token
+# logits with `model(encoder_hidden_states=..., attention_mask=..., decoder_input_ids=prefixes)`: no
+# cache is needed (one input at a time is fine). The check compares your tokens with the library's on a
+# tiny random model, for 3 inputs and several beam sizes and length penalties.
+
+# %%
+#| export
+def beam_search_from_scratch(model, input_ids, num_beams, max_new_tokens, length_penalty=1.0):
+    """The best hypothesis of each input, (batch, 1 + longest) token ids, pad after EOS."""
+    ### BEGIN SOLUTION
+    config = model.config
+    start, eos, pad = config.decoder_start_token_id, config.eos_token_id, config.pad_token_id
+    best = []
+    model.eval()
+    with torch.no_grad():
+        for row in input_ids:  # one input at a time
+            ids = row[None]
+            mask = (ids != pad).long()
+            encoded = model.encode(ids, mask)
+            beams, beam_scores = [[start]], torch.zeros(1)  # running prefixes, their sums of log-probs
+            pool = []  # finished hypotheses: (score / length ** length_penalty, tokens), best first
+            for length in range(1, max_new_tokens + 1):  # length: generated tokens, the new one included
+                rows = len(beams)
+                logits = model(encoder_hidden_states=encoded.expand(rows, -1, -1),
+                               attention_mask=mask.expand(rows, -1),
+                               decoder_input_ids=torch.tensor(beams)).logits[:, -1].float()
+                scores = torch.log_softmax(logits, dim=-1) + beam_scores[:, None]
+                vocab = scores.shape[-1]
+                top_scores, top_index = torch.topk(scores.view(-1), 2 * num_beams)
+                next_beams, next_scores = [], []
+                for rank, (score, index) in enumerate(zip(top_scores, top_index.tolist(), strict=True)):
+                    tokens = beams[index // vocab] + [index % vocab]
+                    if tokens[-1] == eos or length == max_new_tokens:  # finished
+                        if rank < num_beams:  # only the first num_beams candidates may enter the pool
+                            pool.append((float(score / length ** length_penalty), tokens))
+                            pool.sort(key=lambda entry: -entry[0])  # stable: earlier entries win ties
+                            pool = pool[:num_beams]
+                    elif len(next_beams) < num_beams:
+                        next_beams.append(tokens)
+                        next_scores.append(score)
+                if length == max_new_tokens or not next_beams:
+                    break
+                beams, beam_scores = next_beams, torch.stack(next_scores)
+                # done when the pool is full and the best running beam, finished now, could not beat its worst
+                if len(pool) == num_beams and float(beam_scores[0] / length ** length_penalty) <= pool[-1][0]:
+                    break
+            best.append(pool[0][1])
+    longest = max(len(tokens) for tokens in best)
+    return torch.tensor([tokens + [pad] * (longest - len(tokens)) for tokens in best])
+    ### END SOLUTION
+
+
+# %%
+### POINTS: 3
+ch08.exercise_9(beam_search_from_scratch)

@@ -9,6 +9,8 @@ ch05.exercise_4(predicted_logits_shape)  # 5.4 predict: a tuple
 ch05.exercise_5(predicted_bias_tables)   # 5.5 predict: an int
 ch05.exercise_6(tied_untied_parameters)  # 5.6 experiment: (tied, untied) parameter counts
 ch05.exercise_8(predicted_decoder_inputs)  # 5.8 predict: shift_right of padded labels
+run_attention = ch05.attention_runner(T5AttentionFromScratch)
+ch05.exercise_9(run_attention)           # 5.9 capstone: a whole T5 attention vs the library's
 """
 
 import math
@@ -16,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from t5edu.classroom.checks._core import exercise, expect_close, expect_equal, fail
+from t5edu.classroom.checks._core import _student_frame, exercise, expect_close, expect_equal, fail
 
 
 @exercise("5.1", "Shift right", forbid=("t5edu.model.shift_right",))
@@ -174,3 +176,171 @@ def exercise_8(predicted_decoder_inputs):
     if got == [7, 1, 0, 0] or got == [1, -100, -100, 0]:
         fail(f"{got}: shifting right prepends the start token and drops the last label.")
     expect_equal(got, expected, what="your predicted decoder input ids")
+
+
+# -- 5.9 capstone: a whole T5 attention, compared with the library's t5edu.attention.T5Attention ----------
+
+CAPSTONE = dict(d_model=16, num_heads=4, d_kv=6, num_buckets=8, max_distance=20)
+
+
+def attention_runner(attention_class):
+    """A function that drives the student's attention class for exercise 5.9 and returns only data.
+
+    The grader records what the student's functions return, not objects, so the check cell hands the class
+    to this runner: `run(settings, state, calls, use_cache)` builds `attention_class(**settings)`, loads the
+    weights `state` when its parameter names and shapes match them, and runs `forward(**call)` for each
+    call (sharing one cache dict when `use_cache`). It returns {"parameters": {name: shape}, "bases": the
+    library classes it is built on, "outputs": [what each forward returned]}."""
+
+    def run(settings, state, calls, use_cache=False):
+        module = attention_class(**settings)
+        parameters = {name: list(p.shape) for name, p in module.state_dict().items()}
+        bases = sorted(f"{k.__module__}.{k.__qualname__}" for k in type(module).__mro__
+                       if k.__module__.startswith("t5edu.")
+                       and not k.__module__.startswith("t5edu.classroom."))
+        answer = {"parameters": parameters, "bases": bases, "outputs": []}
+        if parameters != {name: list(t.shape) for name, t in state.items()}:
+            return answer
+        module.load_state_dict(state)
+        module.eval()
+        cache = {} if use_cache else None
+        with torch.no_grad():
+            for call in calls:
+                answer["outputs"].append(module(**call, cache=cache))
+        return answer
+
+    run.__name__ = f"run_{getattr(attention_class, '__name__', 'attention')}"
+    return run
+
+
+def _library_attention(has_table, bidirectional, seed):
+    """The library's attention (and its table) with random weights: (module, state dict)."""
+    from t5edu.attention import T5Attention
+    from t5edu.relative_bias import RelativePositionBias
+
+    c = CAPSTONE
+    table = RelativePositionBias(c["num_heads"], c["num_buckets"], c["max_distance"], bidirectional) \
+        if has_table else None
+    module = T5Attention(c["d_model"], c["num_heads"], c["d_kv"], relative_attention_bias=table).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return module, {name: t.clone() for name, t in module.state_dict().items()}
+
+
+def _settings(has_table, bidirectional):
+    c = CAPSTONE
+    return dict(d_model=c["d_model"], num_heads=c["num_heads"], d_kv=c["d_kv"],
+                has_relative_attention_bias=has_table, bidirectional=bidirectional,
+                num_buckets=c["num_buckets"], max_distance=c["max_distance"])
+
+
+def _scaled(module, hidden, bias):
+    """The library's attention with the 1/sqrt(d_kv) scaling T5 does not use (to name that mistake)."""
+    import copy
+
+    scaled = copy.deepcopy(module)
+    with torch.no_grad():
+        scaled.q.weight.mul_(scaled.d_kv ** -0.5)
+    return scaled(hidden, bias=bias)
+
+
+def _outputs(run, what, settings, state, calls, use_cache=False):
+    """Run the student's class; check the parameters and the shape of the answers; [(output, bias)]."""
+    try:
+        answer = run(settings, state, calls, use_cache)
+    except NotImplementedError:
+        raise
+    except Exception as err:
+        fail(f"{what}: your code raised {type(err).__name__}: {err}{_student_frame(err)}")
+    if not isinstance(answer, dict) or not {"parameters", "bases", "outputs"} <= set(answer):
+        fail("the runner returned something unexpected: keep the line "
+             "`run_attention = ch05.attention_runner(T5AttentionFromScratch)` as it is.")
+    if answer["bases"]:
+        fail(f"your class is built on the library's {', '.join(answer['bases'])}: write the attention "
+             "yourself, from nn.Module (the point is to build it).")
+    expected = {name: list(t.shape) for name, t in state.items()}
+    if answer["parameters"] != expected:
+        fail(f"{what}: the parameters (state_dict) should be {expected} (Hugging Face's names: q, k, v, o "
+             f"without biases, and relative_attention_bias only when has_relative_attention_bias); "
+             f"yours: {answer['parameters']}.")
+    outputs = answer["outputs"]
+    for out in outputs:
+        if not (isinstance(out, tuple) and len(out) == 2):
+            fail(f"{what}: forward should return a tuple (output, position_bias), got {type(out).__name__}.")
+    return outputs
+
+
+@exercise("5.9", "Capstone: T5 attention from scratch",
+          forbid=("t5edu.attention.T5Attention", "t5edu.relative_bias.RelativePositionBias"))
+def exercise_9(run_attention):
+    from t5edu.attention import causal_mask, mask_to_bias, padding_bias
+
+    g = torch.Generator().manual_seed(5)
+    d = CAPSTONE["d_model"]
+
+    # 1. encoder self-attention: bidirectional table, padding mask
+    library, state = _library_attention(True, True, seed=1)
+    x = torch.randn(2, 7, d, generator=g)
+    mask = padding_bias(torch.tensor([[1] * 7, [1] * 4 + [0] * 3]))
+    bias = library.relative_attention_bias(7, 7) + mask
+    (out, got_bias), = _outputs(run_attention, "encoder self-attention", _settings(True, True), state,
+                                [dict(hidden_states=x, mask=mask)])
+    expected = library(x, bias=bias)
+    if isinstance(out, torch.Tensor) and out.shape == expected.shape \
+            and torch.allclose(out, _scaled(library, x, bias), atol=1e-5):
+        fail("encoder self-attention: your scores are divided by sqrt(d_kv). T5 does not scale them "
+             "(the scale is folded into the initialisation of q).")
+    expect_close(got_bias, bias, what="encoder self-attention: the position_bias returned (table + mask)")
+    expect_close(out, expected,
+                 what="encoder self-attention with relative bias and a padding mask: the output")
+
+    # 2. a later layer has no table: it uses the position_bias it is given, as it is
+    library2, state2 = _library_attention(False, True, seed=2)
+    (out, _), = _outputs(run_attention, "a layer without a table", _settings(False, True), state2,
+                         [dict(hidden_states=x, position_bias=bias)])
+    expect_close(out, library2(x, bias=bias),
+                 what="a layer without a table, given position_bias (table + mask already): the output")
+
+    # 3. decoder self-attention: causal table, all at once vs token by token with the cache
+    library, state = _library_attention(True, False, seed=3)
+    y = torch.randn(2, 6, d, generator=g)
+    table = library.relative_attention_bias
+    causal = mask_to_bias(causal_mask(6))
+    full = library(y, bias=table(6, 6) + causal)
+    (out, got_bias), = _outputs(run_attention, "decoder self-attention", _settings(True, False), state,
+                                [dict(hidden_states=y, mask=causal)])
+    expect_close(got_bias, table(6, 6) + causal,
+                 what="decoder self-attention (all at once): the position_bias returned (table + causal)")
+    expect_close(out, full,
+                 what="decoder self-attention, all 6 positions at once with a causal mask: the output")
+    steps = _outputs(run_attention, "decoder self-attention with the cache", _settings(True, False), state,
+                     [dict(hidden_states=y[:, t:t + 1]) for t in range(6)], use_cache=True)
+    if len(steps) != 6:
+        fail(f"decoder self-attention with the cache: expected 6 answers, got {len(steps)}.")
+    for t, (out, got_bias) in enumerate(steps):
+        if isinstance(got_bias, torch.Tensor) and t > 0 and got_bias.shape == (1, 4, 1, t + 1) \
+                and torch.allclose(got_bias, table(1, t + 1), atol=1e-6):
+            fail(f"decoding step {t} with the cache: the bias is computed as if the new query were at "
+                 f"position 0; it sits at position {t} (the cached length): compute the table's bias with "
+                 "that offset.")
+        expect_close(got_bias, table(1, t + 1, offset=t),
+                     what=f"decoding step {t} with the cache: the position_bias returned")
+        expect_close(out, full[:, t:t + 1],
+                     what=f"decoding step {t} with the cache (one token at a time) vs all at once: "
+                          "the output")
+
+    # 4. cross-attention: no table, keys/values from the encoder output, computed once into the cache
+    library, state = _library_attention(False, True, seed=4)
+    encoded = torch.randn(2, 5, d, generator=g)
+    enc_mask = padding_bias(torch.tensor([[1] * 5, [1] * 2 + [0] * 3]))
+    steps = _outputs(run_attention, "cross-attention", _settings(False, True), state,
+                     [dict(hidden_states=y[:, t:t + 1], key_value_states=encoded, mask=enc_mask)
+                      for t in range(3)], use_cache=True)
+    if len(steps) != 3:
+        fail(f"cross-attention with the cache: expected 3 answers, got {len(steps)}.")
+    for t, (out, _) in enumerate(steps):
+        expect_close(out, library(y[:, t:t + 1], key_value_states=encoded, bias=enc_mask),
+                     what=f"cross-attention (decoding step {t}, keys and values from the encoder output, "
+                          "padding mask): the output")

@@ -9,6 +9,7 @@ ch08.exercise_4(reorder_beam_cache)      # 8.4 reorder_beam_cache(cache, parents
 ch08.exercise_5(predicted_decoder_positions)  # 8.5 predict: (without_cache, with_cache)
 ch08.exercise_6(append_step)             # 8.6 debug: finished rows get padding
 ch08.exercise_7(cache_experiment)        # 8.7 experiment: cache_experiment(model, ids, steps) -> dict
+ch08.exercise_9(beam_search_from_scratch)  # 8.9 capstone: (model, ids, num_beams, max_new_tokens, lp) -> ids
 """
 
 import torch
@@ -264,3 +265,58 @@ def exercise_7(cache_experiment):
                 "runs more positions."
             )
     expect_equal(got, expected, what=f"cache_experiment(model, input_ids (2, 5), steps={steps})")
+
+
+# -- 8.9 capstone: beam search from scratch, compared with t5edu.generate.generate ------------------------
+
+BEAM_CASES = [(2, 1.0, 6), (3, 1.0, 8), (4, 2.0, 7), (3, 0.0, 6), (2, -1.0, 5), (4, 1.0, 10), (3, 0.5, 8)]
+
+
+def _beam_model():
+    """A tiny random T5 whose EOS is likely enough that hypotheses finish at different lengths."""
+    from t5edu.model import T5, T5Config
+
+    torch.manual_seed(0)
+    model = T5(T5Config(vocab_size=16, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                        dropout_rate=0.0, relative_attention_num_buckets=8,
+                        relative_attention_max_distance=16)).eval()
+    with torch.no_grad():
+        model.shared.weight[model.config.eos_token_id] *= 2.0
+    return model
+
+
+@exercise("8.9", "Capstone: beam search from scratch",
+          forbid=("t5edu.generate.generate", "t5edu.generate.beam_search"))
+def exercise_9(beam_search_from_scratch):
+    from t5edu.generate import generate
+
+    model = _beam_model()
+    ids = torch.tensor([[5, 6, 7, 8, 1], [9, 3, 1, 0, 0], [4, 4, 12, 1, 0]])
+    eos, pad = model.config.eos_token_id, model.config.pad_token_id
+    for num_beams, length_penalty, steps in BEAM_CASES:
+        call = (f"beam_search_from_scratch(model, input_ids (3 inputs), num_beams={num_beams}, "
+                f"max_new_tokens={steps}, length_penalty={length_penalty})")
+        expected = generate(model, ids, num_beams=num_beams, max_new_tokens=steps,
+                            length_penalty=length_penalty)
+        got = beam_search_from_scratch(model, ids, num_beams, steps, length_penalty)
+        if not isinstance(got, torch.Tensor) or got.dim() != 2 or got.shape[0] != ids.shape[0]:
+            fail(f"{call} should return a tensor (3, 1 + longest output) of token ids, got {got!r:.200}.")
+        got = got.long()
+        if got.shape == expected.shape and torch.equal(got, expected):
+            continue
+        for row in got.tolist():
+            if eos in row and any(t != pad for t in row[row.index(eos) + 1:]):
+                fail(f"{call}: {row} goes on after EOS. A hypothesis that emits EOS is finished: it leaves "
+                     "the running beams for the pool of finished hypotheses; its row is padded after EOS.")
+        greedy = generate(model, ids, max_new_tokens=steps)
+        if got.shape == greedy.shape and torch.equal(got, greedy):
+            fail(f"{call}: this is greedy decoding's output. Beam search keeps the num_beams best "
+                 "prefixes at each step (the best 2 * num_beams continuations of all beams, then the "
+                 "unfinished ones).")
+        if length_penalty != 0.0:
+            raw = generate(model, ids, num_beams=num_beams, max_new_tokens=steps, length_penalty=0.0)
+            if got.shape == raw.shape and torch.equal(got, raw):
+                fail(f"{call}: these are the outputs with raw sums of log-probs. Finished hypotheses are "
+                     "compared by sum / length ** length_penalty (length: generated tokens, EOS included), "
+                     "and so is the best running beam when deciding whether to stop.")
+        expect_equal(got.tolist(), expected.tolist(), what=call)

@@ -3,6 +3,9 @@
 
 # §Exercises for Chapter 05 — The decoder and the full model — exercises/src/ch05_decoder.ipynb, cell 2
 import torch
+from torch import nn
+
+from t5edu.relative_bias import relative_position_bucket  # Chapter 03, for Exercise 5.9
 
 
 # §Exercise 5.1 — Shift right — exercises/src/ch05_decoder.ipynb, cell 4
@@ -74,7 +77,76 @@ def predicted_decoder_inputs():
     ### END SOLUTION
 
 
+# §Exercise 5.9 — Capstone: T5 attention from scratch — exercises/src/ch05_decoder.ipynb, cell 27
+class T5AttentionFromScratch(nn.Module):
+    """Multi-head attention as in T5, written from scratch: q, k, v, o projections without biases, no
+    1/sqrt(d) scaling, an optional relative position bias table, and a key/value cache."""
+
+    def __init__(self, d_model, num_heads, d_kv, has_relative_attention_bias=False, bidirectional=True,
+                 num_buckets=32, max_distance=128):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.num_heads, self.d_kv = num_heads, d_kv
+        self.bidirectional, self.num_buckets, self.max_distance = bidirectional, num_buckets, max_distance
+        inner = num_heads * d_kv
+        self.q = nn.Linear(d_model, inner, bias=False)
+        self.k = nn.Linear(d_model, inner, bias=False)
+        self.v = nn.Linear(d_model, inner, bias=False)
+        self.o = nn.Linear(inner, d_model, bias=False)
+        self.relative_attention_bias = nn.Embedding(num_buckets, num_heads) if has_relative_attention_bias \
+            else None
+        ### END SOLUTION
+
+    def compute_bias(self, query_length, key_length, offset=0):
+        """The table's bias, (1, num_heads, query_length, key_length); query i sits at position offset + i."""
+        ### BEGIN SOLUTION
+        device = self.relative_attention_bias.weight.device
+        query = torch.arange(query_length, device=device)[:, None] + offset
+        key = torch.arange(key_length, device=device)[None, :]
+        buckets = relative_position_bucket(key - query, self.bidirectional, self.num_buckets,
+                                           self.max_distance)
+        return self.relative_attention_bias(buckets).permute(2, 0, 1).unsqueeze(0)
+        ### END SOLUTION
+
+    def forward(self, hidden_states, key_value_states=None, mask=None, position_bias=None, cache=None):
+        """-> (output (batch, L_q, d_model), position_bias (the bias added to the scores))."""
+        ### BEGIN SOLUTION
+        batch, length = hidden_states.shape[:2]
+
+        def heads(x):  # (batch, L, H * d_kv) -> (batch, H, L, d_kv)
+            return x.view(batch, -1, self.num_heads, self.d_kv).transpose(1, 2)
+
+        q, past = heads(self.q(hidden_states)), 0
+        if key_value_states is None:  # self-attention: new keys/values are appended to the cache
+            k, v = heads(self.k(hidden_states)), heads(self.v(hidden_states))
+            if cache is not None:
+                if "k" in cache:
+                    past = cache["k"].shape[2]
+                    k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+                cache["k"], cache["v"] = k, v
+        elif cache is not None and "k" in cache:  # cross-attention: the encoder's keys/values, computed once
+            k, v = cache["k"], cache["v"]
+        else:
+            k, v = heads(self.k(key_value_states)), heads(self.v(key_value_states))
+            if cache is not None:
+                cache["k"], cache["v"] = k, v
+        if position_bias is None:
+            if self.relative_attention_bias is not None:
+                position_bias = self.compute_bias(length, k.shape[2], offset=past)
+            else:
+                position_bias = torch.zeros(1, self.num_heads, length, k.shape[2], dtype=q.dtype,
+                                            device=q.device)
+            if mask is not None:
+                position_bias = position_bias + mask
+        scores = q @ k.transpose(-1, -2) + position_bias  # no 1/sqrt(d_kv): T5 folds it into the init
+        weights = torch.softmax(scores.float(), dim=-1).type_as(scores)
+        out = (weights @ v).transpose(1, 2).reshape(batch, length, self.num_heads * self.d_kv)
+        return self.o(out), position_bias
+        ### END SOLUTION
+
+
 __all__ = [
+    'T5AttentionFromScratch',
     'predicted_bias_tables',
     'predicted_decoder_inputs',
     'predicted_logits_shape',

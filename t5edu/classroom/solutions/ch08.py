@@ -90,9 +90,56 @@ def cache_experiment(model, input_ids, steps):
     ### END SOLUTION
 
 
+# §Exercise 8.9 — Capstone: beam search from scratch — exercises/src/ch08_generate.ipynb, cell 28
+def beam_search_from_scratch(model, input_ids, num_beams, max_new_tokens, length_penalty=1.0):
+    """The best hypothesis of each input, (batch, 1 + longest) token ids, pad after EOS."""
+    ### BEGIN SOLUTION
+    config = model.config
+    start, eos, pad = config.decoder_start_token_id, config.eos_token_id, config.pad_token_id
+    best = []
+    model.eval()
+    with torch.no_grad():
+        for row in input_ids:  # one input at a time
+            ids = row[None]
+            mask = (ids != pad).long()
+            encoded = model.encode(ids, mask)
+            beams, beam_scores = [[start]], torch.zeros(1)  # running prefixes, their sums of log-probs
+            pool = []  # finished hypotheses: (score / length ** length_penalty, tokens), best first
+            for length in range(1, max_new_tokens + 1):  # length: generated tokens, the new one included
+                rows = len(beams)
+                logits = model(encoder_hidden_states=encoded.expand(rows, -1, -1),
+                               attention_mask=mask.expand(rows, -1),
+                               decoder_input_ids=torch.tensor(beams)).logits[:, -1].float()
+                scores = torch.log_softmax(logits, dim=-1) + beam_scores[:, None]
+                vocab = scores.shape[-1]
+                top_scores, top_index = torch.topk(scores.view(-1), 2 * num_beams)
+                next_beams, next_scores = [], []
+                for rank, (score, index) in enumerate(zip(top_scores, top_index.tolist(), strict=True)):
+                    tokens = beams[index // vocab] + [index % vocab]
+                    if tokens[-1] == eos or length == max_new_tokens:  # finished
+                        if rank < num_beams:  # only the first num_beams candidates may enter the pool
+                            pool.append((float(score / length ** length_penalty), tokens))
+                            pool.sort(key=lambda entry: -entry[0])  # stable: earlier entries win ties
+                            pool = pool[:num_beams]
+                    elif len(next_beams) < num_beams:
+                        next_beams.append(tokens)
+                        next_scores.append(score)
+                if length == max_new_tokens or not next_beams:
+                    break
+                beams, beam_scores = next_beams, torch.stack(next_scores)
+                # done when the pool is full and the best running beam, finished now, could not beat its worst
+                if len(pool) == num_beams and float(beam_scores[0] / length ** length_penalty) <= pool[-1][0]:
+                    break
+            best.append(pool[0][1])
+    longest = max(len(tokens) for tokens in best)
+    return torch.tensor([tokens + [pad] * (longest - len(tokens)) for tokens in best])
+    ### END SOLUTION
+
+
 __all__ = [
     'append_step',
     'banned_next_tokens',
+    'beam_search_from_scratch',
     'cache_experiment',
     'length_penalised_score',
     'nucleus_filter',
