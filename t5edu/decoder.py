@@ -10,8 +10,8 @@ from t5edu.encoder import (
     T5LayerFF,
     T5LayerNorm,
     T5LayerSelfAttention,
+    T5Stack,
     check_attention_mask,
-    check_token_ids,
     clamp_fp16,
 )
 
@@ -72,18 +72,11 @@ def check_decoder_masks(shape, attention_mask, encoder_hidden_states, encoder_at
 
 
 # §5.2 The decoder block and stack — chapters/05_decoder.ipynb, cell 10
-class T5Decoder(nn.Module):
+class T5Decoder(T5Stack):
     """Embedding (shared), decoder blocks, final RMS norm. Self-attention is causal."""
 
     def __init__(self, config, embed_tokens=None):
-        super().__init__()
-        self.config = config
-        self.embed_tokens = embed_tokens if embed_tokens is not None else nn.Embedding(config.vocab_size,
-                                                                                       config.d_model)
-        self.block = nn.ModuleList([T5DecoderBlock(config, has_relative_attention_bias=(i == 0))
-                                    for i in range(config.num_decoder_layers)])
-        self.final_layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        super().__init__(config, T5DecoderBlock, config.num_decoder_layers, embed_tokens)
 
     def new_cache(self):
         """An empty key/value cache: one {'self': {}, 'cross': {}} per block."""
@@ -110,11 +103,7 @@ class T5Decoder(nn.Module):
     def forward(self, input_ids=None, encoder_hidden_states=None, attention_mask=None,
                 encoder_attention_mask=None, inputs_embeds=None, cache=None):
         """(batch, L) ids + encoder output (batch, L_enc, d_model) -> (batch, L, d_model); mask 1 = token."""
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids or inputs_embeds")
-        if inputs_embeds is None:
-            check_token_ids(input_ids, self.embed_tokens.num_embeddings, "decoder_input_ids")
-            inputs_embeds = self.embed_tokens(input_ids)
+        inputs_embeds = self.embed(input_ids, inputs_embeds, "decoder_input_ids")
         (batch, length), past = inputs_embeds.shape[:2], self.cache_length(cache)
         check_decoder_masks((batch, past + length), attention_mask,
                             encoder_hidden_states, encoder_attention_mask)

@@ -164,18 +164,36 @@ def check_attention_mask(mask, shape, name="attention_mask", of="input_ids"):
                          "the mask needs one 1 (token) or 0 (padding) per token")
 
 
-class T5Encoder(nn.Module):
-    """Embedding (shared with the decoder in the full model), blocks, final RMS norm."""
+# §4.5 The encoder stack — chapters/04_encoder.ipynb, cell 31
+class T5Stack(nn.Module):
+    """What the encoder and decoder stacks share: the embedding (one matrix for both in the full model),
+    `num_layers` blocks made by `make_block` (the first owns the relative-bias table), final RMS norm."""
 
-    def __init__(self, config, embed_tokens=None):
+    def __init__(self, config, make_block, num_layers, embed_tokens=None):
         super().__init__()
         self.config = config
         self.embed_tokens = embed_tokens if embed_tokens is not None else nn.Embedding(config.vocab_size,
                                                                                        config.d_model)
-        self.block = nn.ModuleList([T5EncoderBlock(config, has_relative_attention_bias=(i == 0))
-                                    for i in range(config.num_layers)])
+        self.block = nn.ModuleList([make_block(config, has_relative_attention_bias=(i == 0))
+                                    for i in range(num_layers)])
         self.final_layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
+
+    def embed(self, input_ids, inputs_embeds, name="input_ids"):
+        """The embeddings of checked `input_ids`, or `inputs_embeds` as given: exactly one of the two."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            check_token_ids(input_ids, self.embed_tokens.num_embeddings, name)
+            inputs_embeds = self.embed_tokens(input_ids)
+        return inputs_embeds
+
+
+class T5Encoder(T5Stack):
+    """Embedding (shared with the decoder in the full model), blocks, final RMS norm."""
+
+    def __init__(self, config, embed_tokens=None):
+        super().__init__(config, T5EncoderBlock, config.num_layers, embed_tokens)
 
     def attention_bias(self, length, attention_mask=None):
         """Relative position bias (1, H, L, L) plus the padding mask -> (batch or 1, H, L, L)."""
@@ -186,11 +204,7 @@ class T5Encoder(nn.Module):
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None):
         """input_ids (batch, L) -> hidden states (batch, L, d_model); attention_mask: 1 = token, 0 = pad."""
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids or inputs_embeds")
-        if inputs_embeds is None:
-            check_token_ids(input_ids, self.embed_tokens.num_embeddings)
-            inputs_embeds = self.embed_tokens(input_ids)
+        inputs_embeds = self.embed(input_ids, inputs_embeds)
         check_attention_mask(attention_mask, inputs_embeds.shape[:2],
                              of="input_ids" if input_ids is not None else "inputs_embeds (batch, length)")
         bias = self.attention_bias(inputs_embeds.shape[1], attention_mask)
@@ -200,7 +214,7 @@ class T5Encoder(nn.Module):
         return self.dropout(self.final_layer_norm(hidden_states))
 
 
-# §4.6 Initialisation — chapters/04_encoder.ipynb, cell 31
+# §4.6 Initialisation — chapters/04_encoder.ipynb, cell 33
 @torch.no_grad()
 def init_t5_weights(module, config):
     """Initialise every T5 part inside `module` in place, with the standard deviations of T5."""
@@ -233,6 +247,7 @@ __all__ = [
     'T5LayerFF',
     'T5LayerNorm',
     'T5LayerSelfAttention',
+    'T5Stack',
     'check_attention_mask',
     'check_token_ids',
     'clamp_fp16',

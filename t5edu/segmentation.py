@@ -30,6 +30,16 @@ def _piece_table(sp_model):
 
 
 # §1.3 Unigram segmentation from scratch: Viterbi — chapters/01_tokenizer.ipynb, cell 17
+def _walk_back(start, last, unk_id):
+    """The ids of the best segmentation, read from the end of the text back; a run of <unk> is one id."""
+    ids, j = [], len(start) - 1
+    while j > 0:
+        ids.append(last[j])
+        j = start[j]
+    ids.reverse()
+    return [t for k, t in enumerate(ids) if not (t == unk_id and k > 0 and ids[k - 1] == unk_id)]
+
+
 def viterbi_encode(text, sp_model):
     """Most probable unigram segmentation of `text`, as ids; equals `sp_model.encode(text)`.
 
@@ -62,12 +72,7 @@ def viterbi_encode(text, sp_model):
             f32[0] = unk_score + base
             if start[i + 1] < 0 or f32[0] > best[i + 1]:
                 best[i + 1], start[i + 1], last[i + 1] = f32[0], i, unk_id
-    ids, j = [], n
-    while j > 0:
-        ids.append(last[j])
-        j = start[j]
-    ids.reverse()
-    return [t for k, t in enumerate(ids) if not (t == unk_id and k > 0 and ids[k - 1] == unk_id)]
+    return _walk_back(start, last, unk_id)
 
 
 __all__ = [

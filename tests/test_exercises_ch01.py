@@ -44,29 +44,21 @@ def mask_of_ones(sequences, max_length, pad_id=0, eos_id=1):
 
 
 def sentinel_counted_from_the_bottom(ids, tok):
-    spans, current = {}, None
-    for t in ids:
-        if t in (tok.eos_id, tok.pad_id):
-            break
-        if tok.is_sentinel(t):
-            current = t - tok.num_pieces
-            spans[current] = []
-        elif current is not None:
-            spans[current].append(t)
-    return {k: tok.decode(v) for k, v in spans.items()}
+    """Reads sentinel id t as span t - num_pieces: <extra_id_0>, the top id, becomes the last span."""
+    sentinels = tok.vocab_size - tok.num_pieces
+    return {sentinels - 1 - k: text for k, text in solutions.spans_from_target(ids, tok).items()}
 
 
 def ignores_eos(ids, tok):
-    spans, current = {}, None
-    for t in ids:
-        if t == tok.pad_id:
-            break
-        if tok.is_sentinel(t):
-            current = tok.vocab_size - 1 - t
-            spans[current] = []
-        elif current is not None:
-            spans[current].append(t)
-    return {k: tok.decode(v) for k, v in spans.items()}
+    """Stops only at padding: what follows </s> is read into the last span."""
+
+    class WithoutEos:
+        eos_id = None  # no token id equals it
+
+        def __getattr__(self, name):
+            return getattr(tok, name)
+
+    return solutions.spans_from_target(ids, WithoutEos())
 
 
 CASES = [

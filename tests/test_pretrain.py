@@ -21,17 +21,8 @@ from t5edu.tokenizer import pydoc_corpus
 
 LINES = [f"line {i}: the method of a class returns a value when the function is called." for i in range(60)]
 CORPUS = pydoc_corpus("train")[:2000]
-TINY = PretrainRecipe(
-    vocab_size=300,
-    d_model=16,
-    d_ff=32,
-    num_layers=1,
-    num_heads=2,
-    inputs_length=16,
-    steps=3,
-    batch_size=4,
-    warmup_steps=1,
-)
+TINY = PretrainRecipe(vocab_size=300, d_model=16, d_ff=32, num_layers=1, num_heads=2,  # the model
+                      inputs_length=16, steps=3, batch_size=4, warmup_steps=1)  # the run
 
 
 def test_fill_in_rows_blanks_one_listed_word():

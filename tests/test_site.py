@@ -198,6 +198,19 @@ def _check_image(path):
     assert colours is None or len(colours) > 16, f"{path.name}: {len(colours)} colours, a blank page?"
 
 
+def _open_page(page, base, rel):
+    """Load one page, wait for its math; what went wrong there: math, page errors, images not loaded."""
+    page.errors.clear()
+    page.goto(base + rel)
+    problems = []
+    math = page.evaluate(_MATHJAX_DONE, timeout=60)
+    if math not in ("typeset", "no math"):
+        problems.append(f"{rel}: math {math}")
+    problems += [f"{rel}: {e}" for e in page.errors]
+    problems += [f"{rel}: image did not load: {src}" for src in page.evaluate(_BROKEN_IMAGES)]
+    return problems
+
+
 @pytest.mark.slow
 def test_every_page_in_chromium_with_the_network_off(built):
     from site_browser import browser, serve
@@ -208,13 +221,7 @@ def test_every_page_in_chromium_with_the_network_off(built):
     problems = []
     with serve(built) as base, browser(executable) as page:
         for rel in pages:
-            page.errors.clear()
-            page.goto(base + rel)
-            math = page.evaluate(_MATHJAX_DONE, timeout=60)
-            if math not in ("typeset", "no math"):
-                problems.append(f"{rel}: math {math}")
-            problems += [f"{rel}: {e}" for e in page.errors]
-            problems += [f"{rel}: image did not load: {src}" for src in page.evaluate(_BROKEN_IMAGES)]
+            problems += _open_page(page, base, rel)
             problems += [f"{rel}: raw TeX left in the text: {t!r}" for t in page.evaluate(_TEX_LEFT)]
             if rel.startswith("chapters/") and not page.evaluate("!!document.querySelector('a.right-next')"):
                 problems.append(f"{rel}: no link to the next page")
@@ -268,13 +275,7 @@ def test_site_opened_from_the_filesystem(built):
     problems = []
     with browser(executable) as page:
         for rel in pages:
-            page.errors.clear()
-            page.goto(base + rel)
-            math = page.evaluate(_MATHJAX_DONE, timeout=60)
-            if math not in ("typeset", "no math"):
-                problems.append(f"{rel}: math {math}")
-            problems += [f"{rel}: {e}" for e in page.errors]
-            problems += [f"{rel}: image did not load: {src}" for src in page.evaluate(_BROKEN_IMAGES)]
+            problems += _open_page(page, base, rel)
         page.errors.clear()
         page.goto(base + "search.html?q=relative+position+bias")
         found = page.wait_for("document.querySelectorAll('#search-results li a').length", timeout=30)

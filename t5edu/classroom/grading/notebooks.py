@@ -55,6 +55,15 @@ def _python(source):
         return source, None
 
 
+def _code_trees(cells):
+    """The syntax tree of each code cell that parses (IPython syntax turned into Python first)."""
+    for cell in cells:
+        if cell.get("cell_type") == "code":
+            _, tree = _python(_cell_source(cell))
+            if tree is not None:
+                yield tree
+
+
 def check_aliases(cells, checks_package):
     """Names that refer to a chapter's checks module: `from t5edu.classroom.checks import ch01 [as c]`.
 
@@ -62,12 +71,7 @@ def check_aliases(cells, checks_package):
     the students' own copies import."""
     packages = (checks_package,) if isinstance(checks_package, str) else tuple(checks_package)
     aliases = {}
-    for cell in cells:
-        if cell.get("cell_type") != "code":
-            continue
-        _, tree = _python(_cell_source(cell))
-        if tree is None:
-            continue
+    for tree in _code_trees(cells):
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module in packages and not node.level:
                 for alias in node.names:
@@ -274,12 +278,7 @@ def library_shortcuts(nb, args, forbid):
     short = {d.rpartition(".")[2]: d for d in forbid}
     modules = {d.rpartition(".")[0] for d in forbid}
     defs, bindings, imports_module = {}, {}, False
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") != "code":
-            continue
-        _, tree = _python(_cell_source(cell))
-        if tree is None:
-            continue
+    for tree in _code_trees(nb.get("cells", [])):
         for node in ast.walk(tree):
             if (
                 (
