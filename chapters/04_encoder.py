@@ -535,7 +535,7 @@ print("zero output projection -> the sub-layer is the identity")
 # Wrong input would otherwise fail deep inside the embedding or the attention with an unhelpful
 # message — or, worse, not fail at all (a padding mask of the wrong batch size broadcasts silently).
 # Two small checks run first: token ids must be a non-empty `(batch, length)` tensor inside the
-# vocabulary, and the padding mask must have the same shape.
+# vocabulary, and the padding mask must have the same shape (the decoder of Chapter 05 uses them too).
 
 # %%
 #| export
@@ -565,6 +565,13 @@ def check_attention_mask(mask, shape, name="attention_mask", of="input_ids"):
                          "the mask needs one 1 (token) or 0 (padding) per token")
 
 
+# %% [markdown]
+# The stack itself runs both checks before anything else, then does what the first paragraph said:
+# embeddings, dropout, the blocks (all given the one bias tensor from `attention_bias`), the final norm
+# and dropout. The checks of bad input come after the padding check, below.
+
+# %%
+#| export
 class T5Encoder(nn.Module):
     """Embedding (shared with the decoder in the full model), blocks, final RMS norm."""
 

@@ -164,6 +164,7 @@ def check_attention_mask(mask, shape, name="attention_mask", of="input_ids"):
                          "the mask needs one 1 (token) or 0 (padding) per token")
 
 
+# §4.5 The encoder stack — chapters/04_encoder.ipynb, cell 31
 class T5Encoder(nn.Module):
     """Embedding (shared with the decoder in the full model), blocks, final RMS norm."""
 
@@ -200,7 +201,7 @@ class T5Encoder(nn.Module):
         return self.dropout(self.final_layer_norm(hidden_states))
 
 
-# §4.6 Initialisation — chapters/04_encoder.ipynb, cell 31
+# §4.6 Initialisation — chapters/04_encoder.ipynb, cell 33
 @torch.no_grad()
 def init_t5_weights(module, config):
     """Initialise every T5 part inside `module` in place, with the standard deviations of T5."""
