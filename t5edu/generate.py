@@ -325,7 +325,7 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
     return best_hypotheses(beams, num_return_sequences)
 
 
-# §8.10 `generate` — chapters/08_generate.ipynb, cell 68
+# §8.10 `generate` — chapters/08_generate.ipynb, cell 70
 @dataclasses.dataclass
 class GenerateOutput:
     """What generate(..., output_scores=True) returns."""
@@ -353,7 +353,7 @@ def check_inputs(input_ids, attention_mask):
                          f"{tuple(input_ids.shape)}: they must be the same (batch, length)")
 
 
-# §8.10 `generate` — chapters/08_generate.ipynb, cell 69
+# §8.10 `generate` — chapters/08_generate.ipynb, cell 71
 def check_generate_args(max_new_tokens, max_length, num_beams, early_stopping, num_return_sequences,
                         do_sample, temperature, top_k, top_p, min_new_tokens, no_repeat_ngram_size):
     """Validate generate()'s options; return the number of new tokens to generate."""
@@ -400,7 +400,7 @@ def fast_path_allowed(fast, device):
     return bool(fast)
 
 
-# §8.10 `generate` — chapters/08_generate.ipynb, cell 70
+# §8.10 `generate` — chapters/08_generate.ipynb, cell 72
 def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_length=None, num_beams=1,
              length_penalty=1.0, early_stopping=False, num_return_sequences=1, do_sample=False,
              temperature=1.0, top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0,
