@@ -175,7 +175,115 @@ def _gather(tensor, index):
     return torch.take_along_dim(tensor, index, dim=1)
 
 
-# §8.7 Beam search — chapters/08_generate.ipynb, cell 33
+# §8.7 Beam search — chapters/08_generate.ipynb, cell 34
+@dataclasses.dataclass
+class Beams:
+    """Beam search's state, per input of the batch: running beams and a pool of finished hypotheses."""
+
+    running: torch.Tensor  # (batch, num_beams, max_length) ids: the start token, the prefix, then pad
+    running_scores: torch.Tensor  # (batch, num_beams) sums of log-probs; NEG for a beam not yet live
+    finished: torch.Tensor  # (batch, num_beams, max_length) the pool's hypotheses, pad after EOS
+    finished_scores: torch.Tensor  # (batch, num_beams) their length-penalised scores; NEG: an empty slot
+    finished_lengths: torch.Tensor  # (batch, num_beams) their generated tokens, EOS included
+    is_finished: torch.Tensor  # (batch, num_beams) bool: the slot holds a hypothesis
+    improvable: torch.Tensor  # (batch, 1) bool: the input's pool may still improve (rule 5)
+
+
+def start_beams(batch, num_beams, max_length, start_id=0, pad_id=0, device=None):
+    """The state before the first step: every beam is the start token, only beam 0 is live (score 0,
+    the others NEG), and the pools are empty."""
+    running = torch.full((batch, num_beams, max_length), pad_id, dtype=torch.long, device=device)
+    running[:, :, 0] = start_id
+    running_scores = torch.zeros(batch, num_beams, device=device)
+    running_scores[:, 1:] = NEG
+    return Beams(running, running_scores, finished=running.clone(),
+                 finished_scores=torch.full((batch, num_beams), NEG, device=device),
+                 finished_lengths=torch.zeros(batch, num_beams, dtype=torch.long, device=device),
+                 is_finished=torch.zeros(batch, num_beams, dtype=torch.bool, device=device),
+                 improvable=torch.ones(batch, 1, dtype=torch.bool, device=device))
+
+
+# §8.7 Beam search — chapters/08_generate.ipynb, cell 36
+@dataclasses.dataclass
+class Candidates:
+    """One step's best 2 * num_beams continuations per input, best first (see top_candidates)."""
+
+    sequences: torch.Tensor  # (batch, 2 * num_beams, max_length): the parent beam plus the new token
+    scores: torch.Tensor  # (batch, 2 * num_beams) sums of log-probs
+    parents: torch.Tensor  # (batch, 2 * num_beams) the index of the beam each one extends
+    ends: torch.Tensor  # (batch, 2 * num_beams) bool: the new token is EOS, or the length limit is reached
+
+
+def top_candidates(beams, log_probs, cur_len, eos_token_id=1):
+    """Rule 2: log_probs (batch * num_beams, vocab) of the token at position `cur_len` -> Candidates."""
+    batch, num_beams, max_length = beams.running.shape
+    vocab = log_probs.shape[-1]
+    totals = (log_probs.view(batch, num_beams, vocab) + beams.running_scores[:, :, None]).view(batch, -1)
+    scores, index = torch.topk(totals, 2 * num_beams)
+    parents = index // vocab
+    sequences = _gather(beams.running, parents)
+    sequences[:, :, cur_len] = index % vocab
+    ends = (sequences[:, :, cur_len] == eos_token_id) | (cur_len + 1 >= max_length)
+    return Candidates(sequences, scores, parents, ends)
+
+
+# §8.7 Beam search — chapters/08_generate.ipynb, cell 40
+def continue_beams(beams, candidates):
+    """Rule 4: the best num_beams candidates that did not end become the running beams -> their indices
+    (batch, num_beams) among the candidates."""
+    num_beams = beams.running.shape[1]
+    alive_scores = candidates.scores + candidates.ends.to(torch.float32) * NEG
+    chosen = torch.topk(alive_scores, num_beams)[1]
+    beams.running, beams.running_scores = _gather(candidates.sequences, chosen), _gather(alive_scores, chosen)
+    return chosen
+
+
+# §8.7 Beam search — chapters/08_generate.ipynb, cell 42
+def add_to_pool(beams, candidates, cur_len, length_penalty=1.0, early_stopping=False):
+    """Rule 3: finished candidates among the first num_beams compete for the pool -> bool
+    (batch, 2 * num_beams), True where a candidate was eligible. `cur_len` counts generated tokens, the new
+    one included."""
+    num_beams = beams.running.shape[1]
+    first_beams = torch.arange(2 * num_beams, device=candidates.ends.device) < num_beams
+    entering = candidates.ends & first_beams[None, :]
+    pool_scores = candidates.scores / (cur_len ** length_penalty)
+    pool_full = beams.is_finished.all(-1, keepdim=True) & (early_stopping is True)
+    pool_scores += pool_full.to(torch.float32) * NEG
+    pool_scores += (~beams.improvable).to(torch.float32) * NEG
+    pool_scores += (~entering) * NEG
+    merged_scores = torch.cat([beams.finished_scores, pool_scores], dim=1)
+    best = torch.topk(merged_scores, num_beams)[1]
+    beams.finished = _gather(torch.cat([beams.finished, candidates.sequences], dim=1), best)
+    beams.finished_scores = _gather(merged_scores, best)
+    new_lengths = torch.full_like(candidates.ends, cur_len, dtype=torch.long)
+    beams.finished_lengths = _gather(torch.cat([beams.finished_lengths, new_lengths], dim=1), best)
+    beams.is_finished = _gather(torch.cat([beams.is_finished, entering], dim=1), best)
+    return entering
+
+
+# §8.7 Beam search — chapters/08_generate.ipynb, cell 46
+def search_done(beams, candidates, cur_len, max_length, length_penalty=1.0, early_stopping=False):
+    """Rule 5: update which inputs can still improve their pool (after the step that generated `cur_len`
+    tokens); True when the whole search may stop."""
+    never = early_stopping == "never" and length_penalty > 0.0
+    best_length = max_length - 1 if never else cur_len
+    best_running = beams.running_scores[:, :1] / (best_length ** length_penalty)
+    worst_finished = torch.where(beams.is_finished, beams.finished_scores.min(dim=1, keepdim=True)[0], NEG)
+    beams.improvable = beams.improvable & (best_running > worst_finished).any(-1, keepdim=True)
+    all_full = bool(beams.is_finished.all()) and early_stopping is True
+    return not bool(beams.improvable.any()) or all_full or bool(candidates.ends.all())
+
+
+def best_hypotheses(beams, num_return_sequences=1):
+    """Rule 6: the best num_return_sequences of each pool -> (sequences (batch * n, 1 + longest), scores)."""
+    batch, _, max_length = beams.finished.shape
+    sequences = beams.finished[:, :num_return_sequences].reshape(batch * num_return_sequences, max_length)
+    scores = beams.finished_scores[:, :num_return_sequences].reshape(-1)
+    longest = int(beams.finished_lengths[:, :num_return_sequences].max()) if max_length > 1 else 0
+    return sequences[:, :1 + longest], scores
+
+
+# §8.7 Beam search — chapters/08_generate.ipynb, cell 50
 def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, num_beams, *,
                 length_penalty=1.0, early_stopping=False, num_return_sequences=1, min_new_tokens=0,
                 no_repeat_ngram_size=0, use_cache=True, fast=False, trace=None):
@@ -185,92 +293,39 @@ def beam_search(model, encoder_hidden_states, attention_mask, max_new_tokens, nu
     scores: (batch * num_return_sequences,) the length-penalised scores. `trace`, if a list, receives one
     dict per step (candidates, parents, scores, which were finished / kept) for figures. `use_cache` and
     `fast` as in sample_search."""
-    config = model.config
-    eos, device = config.eos_token_id, encoder_hidden_states.device
-    batch = encoder_hidden_states.shape[0]
+    config, eos = model.config, model.config.eos_token_id
+    batch, device = encoder_hidden_states.shape[0], encoder_hidden_states.device
     max_length = 1 + max_new_tokens
-    keep = 2 * num_beams
     encoder_hidden_states = encoder_hidden_states.repeat_interleave(num_beams, dim=0)
     if attention_mask is not None:
         attention_mask = attention_mask.repeat_interleave(num_beams, dim=0)
     cache = make_cache(model, encoder_hidden_states, attention_mask, max_length, fast) if use_cache else None
-
-    running = torch.full((batch, num_beams, max_length), config.pad_token_id, dtype=torch.long, device=device)
-    running[:, :, 0] = config.decoder_start_token_id
-    running_scores = torch.zeros(batch, num_beams, device=device)
-    running_scores[:, 1:] = NEG
-    finished = running.clone()  # the pool of finished hypotheses, with their scores and lengths
-    finished_scores = torch.full((batch, num_beams), NEG, device=device)
-    finished_lengths = torch.zeros(batch, num_beams, dtype=torch.long, device=device)
-    is_finished = torch.zeros(batch, num_beams, dtype=torch.bool, device=device)
-    improvable = torch.ones(batch, 1, dtype=torch.bool, device=device)
-    first_beams = torch.arange(keep, device=device) < num_beams
+    beams = start_beams(batch, num_beams, max_length, config.decoder_start_token_id, config.pad_token_id,
+                        device)
     row_offset = torch.arange(batch, device=device)[:, None] * num_beams
-
-    cur_len = 1
-    while cur_len < max_length:
-        flat = running[:, :, :cur_len].reshape(batch * num_beams, cur_len)
+    for cur_len in range(1, max_length):
+        flat = beams.running[:, :, :cur_len].reshape(batch * num_beams, cur_len)
         if cache is not None:
             logits = cache.step(flat[:, -1])
         else:
             logits = last_logits(model, encoder_hidden_states, attention_mask, flat)
         log_probs = constrain_scores(F.log_softmax(logits, dim=-1), flat, min_new_tokens,
                                      no_repeat_ngram_size, eos)
-        vocab = log_probs.shape[-1]
-        log_probs = (log_probs.view(batch, num_beams, vocab) + running_scores[:, :, None]).view(batch, -1)
-
-        # the 2 * num_beams best continuations over all beams of each input
-        cand_scores, cand_index = torch.topk(log_probs, keep)
-        parents = cand_index // vocab
-        candidates = _gather(running, parents)
-        candidates[:, :, cur_len] = cand_index % vocab
-        ends = (candidates[:, :, cur_len] == eos) | (cur_len + 1 >= max_length)
-
-        # the best num_beams unfinished candidates continue
-        alive_scores = cand_scores + ends.to(torch.float32) * NEG
-        chosen = torch.topk(alive_scores, num_beams)[1]
-        running, running_scores = _gather(candidates, chosen), _gather(alive_scores, chosen)
-        running_parents = _gather(parents, chosen)
-
-        # finished candidates among the first num_beams may enter the pool
-        entering = ends & first_beams[None, :]
-        pool_scores = cand_scores / (cur_len ** length_penalty)  # cur_len: generated tokens incl. the new one
-        pool_scores += (is_finished.all(-1, keepdim=True) & (early_stopping is True)).to(torch.float32) * NEG
-        pool_scores += (~improvable).to(torch.float32) * NEG
-        pool_scores += (~entering) * NEG
-        merged_scores = torch.cat([finished_scores, pool_scores], dim=1)
-        best = torch.topk(merged_scores, num_beams)[1]
-        finished = _gather(torch.cat([finished, candidates], dim=1), best)
-        finished_scores = _gather(merged_scores, best)
-        new_lengths = torch.full_like(ends, cur_len, dtype=torch.long)
-        finished_lengths = _gather(torch.cat([finished_lengths, new_lengths], dim=1), best)
-        is_finished = _gather(torch.cat([is_finished, entering], dim=1), best)
+        candidates = top_candidates(beams, log_probs, cur_len, eos)
+        chosen = continue_beams(beams, candidates)
+        entering = add_to_pool(beams, candidates, cur_len, length_penalty, early_stopping)
         if trace is not None:
-            trace.append(dict(step=cur_len, tokens=candidates[:, :, cur_len].clone(), parents=parents.clone(),
-                              scores=cand_scores.clone(), ends=ends.clone(), entering=entering.clone(),
-                              chosen=chosen.clone()))
-
+            trace.append(dict(step=cur_len, tokens=candidates.sequences[:, :, cur_len].clone(),
+                              parents=candidates.parents.clone(), scores=candidates.scores.clone(),
+                              ends=candidates.ends.clone(), entering=entering.clone(), chosen=chosen.clone()))
         if cache is not None:
-            cache.reorder((running_parents + row_offset).flatten())
-        cur_len += 1
-
-        # can any input still improve its pool?
-        never = early_stopping == "never" and length_penalty > 0.0
-        best_length = max_length - 1 if never else cur_len - 1
-        best_running = running_scores[:, :1] / (best_length ** length_penalty)
-        worst_finished = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True)[0], NEG)
-        improvable = improvable & (best_running > worst_finished).any(-1, keepdim=True)
-        all_full = bool(is_finished.all()) and early_stopping is True
-        if not bool(improvable.any()) or all_full or bool(ends.all()):
+            cache.reorder((_gather(candidates.parents, chosen) + row_offset).flatten())
+        if search_done(beams, candidates, cur_len, max_length, length_penalty, early_stopping):
             break
-
-    sequences = finished[:, :num_return_sequences].reshape(batch * num_return_sequences, max_length)
-    scores = finished_scores[:, :num_return_sequences].reshape(-1)
-    longest = int(finished_lengths[:, :num_return_sequences].max()) if max_new_tokens else 0
-    return sequences[:, :1 + longest], scores
+    return best_hypotheses(beams, num_return_sequences)
 
 
-# §8.10 `generate` — chapters/08_generate.ipynb, cell 51
+# §8.10 `generate` — chapters/08_generate.ipynb, cell 70
 @dataclasses.dataclass
 class GenerateOutput:
     """What generate(..., output_scores=True) returns."""
@@ -298,7 +353,7 @@ def check_inputs(input_ids, attention_mask):
                          f"{tuple(input_ids.shape)}: they must be the same (batch, length)")
 
 
-# §8.10 `generate` — chapters/08_generate.ipynb, cell 52
+# §8.10 `generate` — chapters/08_generate.ipynb, cell 71
 def check_generate_args(max_new_tokens, max_length, num_beams, early_stopping, num_return_sequences,
                         do_sample, temperature, top_k, top_p, min_new_tokens, no_repeat_ngram_size):
     """Validate generate()'s options; return the number of new tokens to generate."""
@@ -345,7 +400,7 @@ def fast_path_allowed(fast, device):
     return bool(fast)
 
 
-# §8.10 `generate` — chapters/08_generate.ipynb, cell 53
+# §8.10 `generate` — chapters/08_generate.ipynb, cell 72
 def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_length=None, num_beams=1,
              length_penalty=1.0, early_stopping=False, num_return_sequences=1, do_sample=False,
              temperature=1.0, top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0,
@@ -405,12 +460,17 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_len
 
 __all__ = [
     'NEG',
+    'Beams',
+    'Candidates',
     'DecoderCache',
     'GenerateOutput',
+    'add_to_pool',
     'beam_search',
+    'best_hypotheses',
     'check_generate_args',
     'check_inputs',
     'constrain_scores',
+    'continue_beams',
     'decoder_step',
     'fast_path_allowed',
     'generate',
@@ -420,6 +480,9 @@ __all__ = [
     'no_repeat_ngram_mask',
     'sample_next',
     'sample_search',
+    'search_done',
+    'start_beams',
+    'top_candidates',
     'top_k_filter',
     'top_p_filter',
 ]

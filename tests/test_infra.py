@@ -121,6 +121,34 @@ def test_pairing_check_catches_a_stale_script(tmp_path):
     assert book.check_pairs(tmp_path, out=io.StringIO()) == 1
 
 
+MAX_CELL_LINES = 60  # CONTRIBUTING.md: no code cell over 60 lines; a long class grows over several cells
+
+
+def long_code_cells(notebooks, limit=MAX_CELL_LINES):
+    """(notebook name, cell index, lines) of every code cell of `notebooks` longer than `limit` lines."""
+    found = []
+    for path in notebooks:
+        for index, cell in enumerate(json.loads(Path(path).read_text())["cells"]):
+            source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+            if cell["cell_type"] == "code" and len(source.splitlines()) > limit:
+                found.append((Path(path).name, index, len(source.splitlines())))
+    return found
+
+
+def test_no_chapter_code_cell_is_over_60_lines():
+    notebooks = sorted((ROOT / "chapters").glob("*.ipynb"))
+    assert notebooks
+    assert long_code_cells(notebooks) == [], "split these cells (a sentence of prose before each part)"
+
+
+def test_the_cell_length_check_catches_a_61_line_cell(tmp_path):
+    sixty = "\n".join(f"x{i} = {i}" for i in range(60))
+    path = tmp_path / "chapters/01_demo.ipynb"
+    _notebook(path, [("code", sixty + "\n"), ("markdown", "prose\n" * 80), ("code", sixty + "\nx60 = 60")])
+    assert long_code_cells([path]) == [("01_demo.ipynb", 2, 61)]  # 60 lines pass, markdown is not counted
+    assert long_code_cells([path], limit=61) == []
+
+
 def test_strip_solutions_keeps_indentation_and_rejects_broken_markers():
     src = "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n\nf"
     assert exercises.strip_solutions(src) == f"def f(x):\n    {exercises.STUB}\n\nf"
