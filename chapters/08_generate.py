@@ -546,7 +546,7 @@ def _gather(tensor, index):
 # holds them; `start_beams` makes the state before the first step, where only beam 0 is live.
 
 # %%
-#| export
+#| exporti
 @dataclasses.dataclass
 class Beams:
     """Beam search's state, per input of the batch: running beams and a pool of finished hypotheses."""
@@ -579,7 +579,7 @@ def start_beams(batch, num_beams, max_length, start_id=0, pad_id=0, device=None)
 # index in that flat list says both its parent beam (`index // vocab`) and its token (`index % vocab`).
 
 # %%
-#| export
+#| exporti
 @dataclasses.dataclass
 class Candidates:
     """One step's best 2 * num_beams continuations per input, best first (see top_candidates)."""
@@ -624,7 +624,7 @@ assert toy_candidates.ends[0].tolist() == [True, False, False, False]
 # from among the candidates; `beam_search` uses it to reorder the cache and to record the search.
 
 # %%
-#| export
+#| exporti
 def continue_beams(beams, candidates):
     """Rule 4: the best num_beams candidates that did not end become the running beams -> their indices
     (batch, num_beams) among the candidates."""
@@ -641,7 +641,7 @@ def continue_beams(beams, candidates):
 # longer improvable). Then the pool keeps the best `num_beams` of its old entries and the new ones.
 
 # %%
-#| export
+#| exporti
 def add_to_pool(beams, candidates, cur_len, length_penalty=1.0, early_stopping=False):
     """Rule 3: finished candidates among the first num_beams compete for the pool -> bool
     (batch, 2 * num_beams), True where a candidate was eligible. `cur_len` counts generated tokens, the new
@@ -684,7 +684,7 @@ assert abs(toy.finished_scores[0, 0].item() - math.log(0.5)) < 1e-6
 # pools and cuts the padding after the longest.
 
 # %%
-#| export
+#| exporti
 def search_done(beams, candidates, cur_len, max_length, length_penalty=1.0, early_stopping=False):
     """Rule 5: update which inputs can still improve their pool (after the step that generated `cur_len`
     tokens); True when the whole search may stop."""

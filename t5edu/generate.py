@@ -460,17 +460,12 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_len
 
 __all__ = [
     'NEG',
-    'Beams',
-    'Candidates',
     'DecoderCache',
     'GenerateOutput',
-    'add_to_pool',
     'beam_search',
-    'best_hypotheses',
     'check_generate_args',
     'check_inputs',
     'constrain_scores',
-    'continue_beams',
     'decoder_step',
     'fast_path_allowed',
     'generate',
@@ -480,9 +475,6 @@ __all__ = [
     'no_repeat_ngram_mask',
     'sample_next',
     'sample_search',
-    'search_done',
-    'start_beams',
-    'top_candidates',
     'top_k_filter',
     'top_p_filter',
 ]
