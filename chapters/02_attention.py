@@ -476,7 +476,28 @@ assert torch.allclose(full, step_by_step, atol=1e-6)
 # A heat map shows, for each query (row), how the weight is spread over the keys (columns). Here is
 # one head of our random module on the padded sequence (left: pad keys get nothing) and with a causal
 # mask (right: nothing above the diagonal). With random weights the patterns themselves mean nothing
-# yet — the masks are what we check.
+# yet — the masks are what we check. Chapter 03 draws its bucket maps the same way, so the drawing
+# goes into a small helper of the package, `t5edu.figures.heatmaps` (matplotlib is imported only when
+# it is called: the model itself never needs it).
+
+# %%
+#| export figures
+def heatmaps(panels, *, colorbar, suptitle, figsize=(8, 3.6), **imshow_kwargs):
+    """Draw (matrix, title) panels of (query, key) positions side by side with one shared colour bar;
+    `imshow_kwargs` (cmap, vmin, ...) go to every panel. Needs matplotlib (the `book` extra)."""
+    from t5edu.extras import require
+
+    plt = require("matplotlib.pyplot", "book")
+    fig, axes = plt.subplots(1, len(panels), figsize=figsize)
+    for ax, (matrix, title) in zip(axes, panels, strict=True):
+        image = ax.imshow(matrix, **imshow_kwargs)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("key position")
+        ax.set_ylabel("query position")
+    fig.colorbar(image, ax=axes, shrink=0.8, label=colorbar)
+    fig.suptitle(suptitle)
+    return fig
+
 
 # %%
 attn.record_weights = True
@@ -486,15 +507,9 @@ attn(hidden, bias=causal_bias)
 w_causal = attn.last_weights[0, 0]
 attn.record_weights = False
 
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
-for ax, w, title in [(axes[0], w_pad, "padding mask (last 2 keys are pads)"),
-                     (axes[1], w_causal, "causal mask")]:
-    im = ax.imshow(w, cmap="viridis", vmin=0, vmax=1)
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("key position")
-    ax.set_ylabel("query position")
-fig.colorbar(im, ax=axes, shrink=0.8, label="weight")
-fig.suptitle("Attention weights of head 0 (random weights)")
+heatmaps([(w_pad, "padding mask (last 2 keys are pads)"), (w_causal, "causal mask")],
+         colorbar="weight", suptitle="Attention weights of head 0 (random weights)",
+         cmap="viridis", vmin=0, vmax=1)
 plt.show()
 assert w_pad[:, 4:].max() == 0 and torch.triu(w_causal, 1).max() == 0
 
@@ -549,6 +564,7 @@ assert torch.isfinite(low).all()
 # ```python
 # from t5edu.attention import attention, mask_value, mask_to_bias, padding_bias, causal_mask
 # from t5edu.attention import split_heads, merge_heads, T5Attention
+# from t5edu.figures import heatmaps   # the book's heat maps (needs matplotlib)
 # ```
 #
 # Next, Chapter 03 fills the `relative_attention_bias` slot: how T5 tells positions apart without

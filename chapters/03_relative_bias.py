@@ -53,6 +53,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from t5edu.attention import T5Attention, attention
+from t5edu.figures import heatmaps
 
 _ = torch.manual_seed(0)
 
@@ -225,14 +226,10 @@ plt.show()
 
 # %%
 n = 48
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
-for ax, bidirectional, title in [(axes[0], True, "encoder (bidirectional)"), (axes[1], False, "decoder (causal)")]:
-    im = ax.imshow(relative_position_bucket(relative_positions(n, n), bidirectional), cmap="tab20b")
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("key position")
-    ax.set_ylabel("query position")
-fig.colorbar(im, ax=axes, shrink=0.8, label="bucket")
-fig.suptitle("Bucket of every (query, key) pair, 48 positions")
+heatmaps([(relative_position_bucket(relative_positions(n, n), True), "encoder (bidirectional)"),
+          (relative_position_bucket(relative_positions(n, n), False), "decoder (causal)")],
+         colorbar="bucket", suptitle="Bucket of every (query, key) pair, 48 positions",
+         figsize=(8, 3.8), cmap="tab20b")
 plt.show()
 
 # %% [markdown]

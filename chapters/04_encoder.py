@@ -450,7 +450,9 @@ plt.show()
 # Names again follow the checkpoints: a block is a list `layer`; `layer[0]` is a
 # `T5LayerSelfAttention` holding `SelfAttention` and `layer_norm`, the last is a `T5LayerFF` holding
 # `DenseReluDense` and `layer_norm`. Only the first block's self-attention gets the relative-position
-# table.
+# table. A small base class, `T5Block`, holds that list and runs the sub-layers in order, each with its
+# own keyword arguments; the encoder block only says which sub-layers it has (Chapter 05's decoder block
+# will add cross-attention between the two).
 
 # %%
 #| export
@@ -497,20 +499,30 @@ def clamp_fp16(hidden_states):
     return torch.clamp(hidden_states, min=-limit, max=limit)
 
 
-class T5EncoderBlock(nn.Module):
+class T5Block(nn.Module):
+    """A block: residual sub-layers `layer[0]`, `layer[1]`, ... run in order (Hugging Face's `T5Block`)."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        self.layer = nn.ModuleList(layers)
+
+    def forward(self, hidden_states, *layer_kwargs):
+        """Run each sub-layer on the stream with its own keyword arguments (a dict per sub-layer)."""
+        for i, layer in enumerate(self.layer):
+            hidden_states = clamp_fp16(layer(hidden_states, **layer_kwargs[i]))
+        return hidden_states
+
+
+class T5EncoderBlock(T5Block):
     """One encoder block: layer[0] self-attention, layer[1] feed-forward."""
 
     def __init__(self, config, has_relative_attention_bias=False):
-        super().__init__()
-        self.layer = nn.ModuleList([
-            T5LayerSelfAttention(config, has_relative_attention_bias, bidirectional=True),
-            T5LayerFF(config),
-        ])
+        super().__init__(T5LayerSelfAttention(config, has_relative_attention_bias, bidirectional=True),
+                         T5LayerFF(config))
 
     def forward(self, hidden_states, bias=None):
         """(batch, L, d_model) -> the same shape; `bias` is the stack's shared attention bias."""
-        hidden_states = clamp_fp16(self.layer[0](hidden_states, bias=bias))
-        return clamp_fp16(self.layer[1](hidden_states))
+        return super().forward(hidden_states, dict(bias=bias), {})
 
 
 # %% [markdown]
@@ -862,7 +874,8 @@ with tempfile.TemporaryDirectory() as tmp:
 #
 # ```python
 # from t5edu.config import T5Config, T5_PRESETS, ConfigError, read_config
-# from t5edu.encoder import T5LayerNorm, T5LayerFF, T5LayerSelfAttention, T5EncoderBlock, T5Stack, T5Encoder
+# from t5edu.encoder import T5LayerNorm, T5LayerFF, T5LayerSelfAttention, T5Block, T5EncoderBlock, T5Stack
+# from t5edu.encoder import T5Encoder
 # from t5edu.encoder import init_t5_weights
 # ```
 #

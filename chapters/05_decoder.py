@@ -52,12 +52,12 @@ from torch import nn
 
 from t5edu.attention import T5Attention, mask_value, padding_bias
 from t5edu.encoder import (
+    T5Block,
     T5LayerFF,
     T5LayerNorm,
     T5LayerSelfAttention,
     T5Stack,
     check_attention_mask,
-    clamp_fp16,
 )
 
 # %%
@@ -106,8 +106,9 @@ class T5LayerCrossAttention(nn.Module):
 # %% [markdown]
 # ## 5.2 The decoder block and stack
 #
-# A decoder block is `layer[0]` causal self-attention (the first block owns a **causal** relative
-# bias table), `layer[1]` cross-attention, `layer[2]` feed-forward. The stack builds two biases once:
+# A decoder block is a `T5Block` (Chapter 04) of three sub-layers: `layer[0]` causal self-attention
+# (the first block owns a **causal** relative bias table), `layer[1]` cross-attention, `layer[2]`
+# feed-forward. The stack builds two biases once:
 #
 # - self-attention: relative position bias + causal mask (+ the decoder's own padding mask, if given);
 # - cross-attention: the encoder's padding mask only.
@@ -120,24 +121,19 @@ class T5LayerCrossAttention(nn.Module):
 
 # %%
 #| export
-class T5DecoderBlock(nn.Module):
+class T5DecoderBlock(T5Block):
     """layer[0] causal self-attention, layer[1] cross-attention, layer[2] feed-forward."""
 
     def __init__(self, config, has_relative_attention_bias=False):
-        super().__init__()
-        self.layer = nn.ModuleList([
-            T5LayerSelfAttention(config, has_relative_attention_bias, bidirectional=False),
-            T5LayerCrossAttention(config),
-            T5LayerFF(config),
-        ])
+        super().__init__(T5LayerSelfAttention(config, has_relative_attention_bias, bidirectional=False),
+                         T5LayerCrossAttention(config), T5LayerFF(config))
 
     def forward(self, hidden_states, encoder_hidden_states, self_bias=None, cross_bias=None, cache=None):
         """(batch, L, d_model) -> the same shape; `cache` is this block's entry of T5Decoder.new_cache()."""
-        hidden_states = clamp_fp16(self.layer[0](hidden_states, bias=self_bias,
-                                                 cache=None if cache is None else cache["self"]))
-        hidden_states = clamp_fp16(self.layer[1](hidden_states, encoder_hidden_states, bias=cross_bias,
-                                                 cache=None if cache is None else cache["cross"]))
-        return clamp_fp16(self.layer[2](hidden_states))
+        self_kwargs = dict(bias=self_bias, cache=None if cache is None else cache["self"])
+        cross_kwargs = dict(key_value_states=encoder_hidden_states, bias=cross_bias,
+                            cache=None if cache is None else cache["cross"])
+        return super().forward(hidden_states, self_kwargs, cross_kwargs, {})
 
 
 # %% [markdown]

@@ -121,20 +121,30 @@ def clamp_fp16(hidden_states):
     return torch.clamp(hidden_states, min=-limit, max=limit)
 
 
-class T5EncoderBlock(nn.Module):
+class T5Block(nn.Module):
+    """A block: residual sub-layers `layer[0]`, `layer[1]`, ... run in order (Hugging Face's `T5Block`)."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        self.layer = nn.ModuleList(layers)
+
+    def forward(self, hidden_states, *layer_kwargs):
+        """Run each sub-layer on the stream with its own keyword arguments (a dict per sub-layer)."""
+        for i, layer in enumerate(self.layer):
+            hidden_states = clamp_fp16(layer(hidden_states, **layer_kwargs[i]))
+        return hidden_states
+
+
+class T5EncoderBlock(T5Block):
     """One encoder block: layer[0] self-attention, layer[1] feed-forward."""
 
     def __init__(self, config, has_relative_attention_bias=False):
-        super().__init__()
-        self.layer = nn.ModuleList([
-            T5LayerSelfAttention(config, has_relative_attention_bias, bidirectional=True),
-            T5LayerFF(config),
-        ])
+        super().__init__(T5LayerSelfAttention(config, has_relative_attention_bias, bidirectional=True),
+                         T5LayerFF(config))
 
     def forward(self, hidden_states, bias=None):
         """(batch, L, d_model) -> the same shape; `bias` is the stack's shared attention bias."""
-        hidden_states = clamp_fp16(self.layer[0](hidden_states, bias=bias))
-        return clamp_fp16(self.layer[1](hidden_states))
+        return super().forward(hidden_states, dict(bias=bias), {})
 
 
 # §4.5 The encoder stack — chapters/04_encoder.ipynb, cell 29
@@ -240,6 +250,7 @@ def init_t5_weights(module, config):
 
 __all__ = [
     'ACTIVATIONS',
+    'T5Block',
     'T5DenseActDense',
     'T5DenseGatedActDense',
     'T5Encoder',
