@@ -7,6 +7,8 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
+# `make test` workers (pytest-xdist); the time budgets are set on a 2-core machine. JOBS=0: one process.
+JOBS ?= 2
 
 .PHONY: setup demo test test-fast checks book mirror check lint clean gpu-report
 .PHONY: html serve test-site site-diagrams
@@ -38,8 +40,8 @@ test-fast: checks
 
 ## The whole test suite, as CI runs it: checks, every test (slow ones included), every notebook under strict nbval.
 test: checks
-	$(PY) -m pytest tests chapters exercises/src --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q
+	$(PY) -m pytest tests chapters exercises/src -n $(JOBS) --dist loadscope --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q --durations=15
 
 ## Re-execute notebooks (all, or NB=path) and refresh outputs, mirrors and student notebooks.
 book: setup

@@ -499,6 +499,13 @@ def clamp_fp16(hidden_states):
     return torch.clamp(hidden_states, min=-limit, max=limit)
 
 
+# %% [markdown]
+# A block is its sub-layers run in order: the encoder's has two (self-attention, feed-forward), the
+# decoder's of Chapter 05 three. `T5Block` holds them in `layer` (the checkpoint's name) and runs them;
+# `T5EncoderBlock` says which two.
+
+# %%
+#| export
 class T5Block(nn.Module):
     """A block: residual sub-layers `layer[0]`, `layer[1]`, ... run in order (Hugging Face's `T5Block`)."""
 
@@ -608,6 +615,13 @@ class T5Stack(nn.Module):
         return inputs_embeds
 
 
+# %% [markdown]
+# The encoder adds only what is its own: the bias that it computes once for all its blocks (the first
+# block's table plus the padding mask), and its `forward`, which runs the checks, the embedding and dropout,
+# every block with that one bias, the final norm and dropout.
+
+# %%
+#| export
 class T5Encoder(T5Stack):
     """Embedding (shared with the decoder in the full model), blocks, final RMS norm."""
 

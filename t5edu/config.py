@@ -123,7 +123,7 @@ T5_PRESETS = {
 }
 
 
-# §4.7 Under the hood: reading and writing `config.json` — chapters/04_encoder.ipynb, cell 44
+# §4.7 Under the hood: reading and writing `config.json` — chapters/04_encoder.ipynb, cell 48
 def config_to_dict(config):
     """A dict that Hugging Face's T5Config accepts (and that config_from_dict reads back)."""
     data = dataclasses.asdict(config)

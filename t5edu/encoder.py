@@ -121,6 +121,7 @@ def clamp_fp16(hidden_states):
     return torch.clamp(hidden_states, min=-limit, max=limit)
 
 
+# §4.4 Pre-norm residual sub-layers — chapters/04_encoder.ipynb, cell 27
 class T5Block(nn.Module):
     """A block: residual sub-layers `layer[0]`, `layer[1]`, ... run in order (Hugging Face's `T5Block`)."""
 
@@ -147,7 +148,7 @@ class T5EncoderBlock(T5Block):
         return super().forward(hidden_states, dict(bias=bias), {})
 
 
-# §4.5 The encoder stack — chapters/04_encoder.ipynb, cell 29
+# §4.5 The encoder stack — chapters/04_encoder.ipynb, cell 31
 def check_token_ids(ids, vocab_size, name="input_ids"):
     """Fail clearly unless `ids` is a non-empty (batch, length) integer tensor with ids in [0, vocab_size)."""
     if ids.dtype.is_floating_point:
@@ -174,7 +175,7 @@ def check_attention_mask(mask, shape, name="attention_mask", of="input_ids"):
                          "the mask needs one 1 (token) or 0 (padding) per token")
 
 
-# §4.5 The encoder stack — chapters/04_encoder.ipynb, cell 31
+# §4.5 The encoder stack — chapters/04_encoder.ipynb, cell 33
 class T5Stack(nn.Module):
     """What the encoder and decoder stacks share: the embedding (one matrix for both in the full model),
     `num_layers` blocks made by `make_block` (the first owns the relative-bias table), final RMS norm."""
@@ -199,6 +200,7 @@ class T5Stack(nn.Module):
         return inputs_embeds
 
 
+# §4.5 The encoder stack — chapters/04_encoder.ipynb, cell 35
 class T5Encoder(T5Stack):
     """Embedding (shared with the decoder in the full model), blocks, final RMS norm."""
 
@@ -224,7 +226,7 @@ class T5Encoder(T5Stack):
         return self.dropout(self.final_layer_norm(hidden_states))
 
 
-# §4.6 Initialisation — chapters/04_encoder.ipynb, cell 33
+# §4.6 Initialisation — chapters/04_encoder.ipynb, cell 37
 @torch.no_grad()
 def init_t5_weights(module, config):
     """Initialise every T5 part inside `module` in place, with the standard deviations of T5."""

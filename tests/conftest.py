@@ -35,3 +35,4 @@ def pytest_unconfigure(config):
     folder = getattr(config, "_t5edu_cache", None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
+
