@@ -20,6 +20,7 @@ wrong type — the learner sees one short explanation, never a traceback from de
 
 import functools
 import math
+import sys
 import traceback
 from dataclasses import dataclass
 
@@ -59,11 +60,16 @@ def expect_equal(got, expected, what="the result"):
         fail(f"{what} is wrong{kinds}.\n    expected: {_short(expected)}\n    got:      {_short(got)}")
 
 
+def _torch_if_imported():
+    """torch, if something imported it already; else None. No tensor can exist before torch is imported,
+    so a check of plain values (Chapter 01's) does not pay the seconds its import costs in every kernel."""
+    return sys.modules.get("torch")
+
+
 def _equal(a, b):
     """Deep, type-strict equality: an object whose `==` always says True does not pass."""
-    import torch
-
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+    torch = _torch_if_imported()
+    if torch is not None and (isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor)):
         if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
             return False
         a, b = a.as_subclass(torch.Tensor), b.as_subclass(torch.Tensor)  # no overridden comparisons
@@ -82,9 +88,8 @@ def _equal(a, b):
 
 def expect_close(got, expected, what="the result", atol=1e-5, rtol=1e-4):
     """Numbers or tensors equal within a tolerance; says where the largest difference is."""
-    import torch
-
-    if isinstance(expected, torch.Tensor):
+    torch = _torch_if_imported()
+    if torch is not None and isinstance(expected, torch.Tensor):
         if not isinstance(got, torch.Tensor):
             fail(f"{what} should be a torch.Tensor, got {type(got).__name__}.")
         got = got.as_subclass(torch.Tensor)  # a subclass could override allclose

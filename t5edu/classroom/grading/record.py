@@ -196,9 +196,11 @@ def _str(x):
 
 def write(folder, name, structure, tensors):
     """Save a record as `<name>.json` + `<name>.safetensors` in `folder` (kernel side)."""
-    from safetensors.torch import save
+    blob = b""
+    if tensors:  # only then: importing torch costs seconds in every kernel, and plain values need none
+        from safetensors.torch import save
 
-    blob = save(tensors) if tensors else b""
+        blob = save(tensors)
     text = json.dumps(structure, allow_nan=False)
     for suffix, data in ((".safetensors", blob), (".json", text.encode("utf-8"))):
         tmp = os.path.join(folder, f".{name}{suffix}.tmp")
