@@ -36,7 +36,7 @@ checks: setup
 
 ## For someone changing one function: checks, unit and parity tests; no notebooks, demo, torchrun or kernels.
 test-fast: checks
-	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider -q
+	$(PY) -m pytest tests -m "not slow" -n $(JOBS) --dist loadscope -p no:cacheprovider -q
 
 ## The whole test suite, as CI runs it: checks, every test (slow ones included), every notebook under strict nbval.
 test: checks
