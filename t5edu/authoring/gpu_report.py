@@ -105,12 +105,32 @@ def build_models(preset, overrides, device, seed=0):
     return {name: m.to(device) for name, m in models.items()}
 
 
+def state_bytes(optimizer):
+    """Bytes of the tensors an optimizer keeps per weight (moments, factored statistics, steps)."""
+    return sum(
+        v.numel() * v.element_size()
+        for s in optimizer.state.values()
+        for v in s.values()
+        if hasattr(v, "element_size")
+    )
+
+
 def resident_bytes(model, optimizer):
     """Parameters, gradients and optimizer state: what stays on the GPU between steps."""
     tensors = list(model.parameters()) + [p.grad for p in model.parameters() if p.grad is not None]
-    for state in optimizer.state.values():
-        tensors += [v for v in state.values() if hasattr(v, "element_size")]
-    return sum(t.numel() * t.element_size() for t in tensors)
+    return sum(t.numel() * t.element_size() for t in tensors) + state_bytes(optimizer)
+
+
+def step_inputs(config, shape, device, bf16):
+    """A training batch of `shape` on `device`, and the autocast context a step runs under."""
+    import torch
+
+    from t5edu.authoring.bench import make_batch
+
+    _, _, batch_size, src_len, tgt_len = shape
+    batch = {k: v.to(device) for k, v in make_batch(config.vocab_size, batch_size, src_len, tgt_len).items()}
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    return batch, autocast
 
 
 def train_rows(
@@ -153,18 +173,16 @@ def _train_pair(device, smoke, steps, warmup, peak, log, mode, shape):
     """One (model, mode) pair: every library on identical weights, steps alternating between them."""
     import torch
 
-    from t5edu.authoring.bench import make_batch, train_step_flops
+    from t5edu.authoring.bench import train_step_flops
 
     preset, overrides, batch_size, src_len, tgt_len = shape
     rows = []
     set_mode(mode)
     models = build_models(preset, overrides, device)  # fresh, identical weights for every mode
     config = models["t5edu"].config
-    batch = {k: v.to(device) for k, v in make_batch(config.vocab_size, batch_size, src_len, tgt_len).items()}
+    batch, autocast = step_inputs(config, shape, device, bf16=mode.startswith("bf16"))
     flops = train_step_flops(config, batch_size, src_len, tgt_len)
     tokens = batch_size * (src_len + tgt_len)
-    bf16 = mode.startswith("bf16")
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     with (
         torch.no_grad(),
         autocast(),
@@ -261,12 +279,7 @@ def optimizer_memory_rows(device, smoke, log):
             for p in model.parameters():
                 p.grad = torch.zeros_like(p)
             optimizer.step()
-            state = sum(
-                v.numel() * v.element_size()
-                for s in optimizer.state.values()
-                for v in s.values()
-                if hasattr(v, "element_size")
-            )
+            state = state_bytes(optimizer)
             rows.append({"model": preset, "optimizer": name, "state_gb": round(state / 2**30, 6)})
             log(f"optimizer {preset:13s} {name:9s} state {state / 2**30:.3f} GB")
             del optimizer
@@ -349,19 +362,12 @@ def profile_row(device, smoke, log):
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from t5edu.authoring.bench import make_batch
-
     set_mode("bf16")
-    preset, overrides, batch_size, src_len, tgt_len = shapes(smoke)[0]
+    shape = shapes(smoke)[0]
+    preset, overrides, batch_size, *_ = shape
     model = build_models(preset, overrides, device)["t5edu"].train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    batch = {
-        k: v.to(device) for k, v in make_batch(model.config.vocab_size, batch_size, src_len, tgt_len).items()
-    }
-
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-
+    batch, autocast = step_inputs(model.config, shape, device, bf16=True)
     _timed_step(model, optimizer, batch, autocast, device)  # warm up (allocator, kernel selection)
     cuda = device.type == "cuda"
     # operators are CPU-side events: record them too, so each kernel's time is attributed to its operator
@@ -461,11 +467,11 @@ def run(
     eager_modes = tuple(m for m in MODES if "compile" not in m)
     compiled_modes = tuple(m for m in MODES if "compile" in m)
 
-    def train(modes):  # rows go straight into the report, which is saved after every (model, mode) pair
-        def save():
-            report["seconds"] = round(time.perf_counter() - start, 1)
-            _write(path, report)
+    def save():  # after every section and every train pair: a run cut short still leaves its figures
+        report["seconds"] = round(time.perf_counter() - start, 1)
+        _write(path, report)
 
+    def train(modes):  # rows go straight into the report
         skipped = report["skipped"]
         return train_rows(
             device, smoke, steps, warmup, peak, log, modes, deadline, skipped, save, report["train"]
@@ -494,8 +500,7 @@ def run(
                 raise
             report["skipped"].append(f"{key}: {type(error).__name__}: {error}"[:500])
             log(f"{key}: FAILED\n{traceback.format_exc()}")
-        report["seconds"] = round(time.perf_counter() - start, 1)
-        _write(path, report)  # after every section: a run cut short still leaves its figures
+        save()
     log(f"wrote {path} ({report['seconds']} s)")
     return path
 
