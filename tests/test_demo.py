@@ -20,9 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 TASKS = {"copy", "reverse", "sort", "count", "add"}
 
 
+def _env(**more):
+    """The environment of a subprocess: this one's (the session's cache included), offline."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONHASHSEED": "0", **more}
+
+
 def _run(cmd):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONHASHSEED": "0"}
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900, check=False)
 
 
 def test_demo_pipeline_short(tmp_path):
@@ -132,9 +136,8 @@ recipe = replace(demo.SMOKE, train={{**demo.SMOKE.train, "max_steps": 4}})
 _, _, summary = demo.load_or_train(recipe, seed=3, cache_dir={str(tmp_path / "cache")!r})
 print(summary["steps"])
 """
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=_env(OMP_NUM_THREADS="1"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in results]
     assert [out.strip() for out, _ in results] == ["4", "4"]
