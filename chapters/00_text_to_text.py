@@ -259,6 +259,7 @@ for name, (d_model, d_ff, layers, heads, params) in sizes.items():
 # | §3.1.1 Baseline model | sizes of the model configuration | 04 | `t5edu.config.T5Config` |
 # | §3.1.2 Training | teacher forcing, AdaFactor, inverse square root schedule | 07 | `t5edu.train.make_optimizer`, `t5edu.train.make_scheduler`, `t5edu.train.train` |
 # | §3.1.4 / §3.3 Unsupervised objectives | span corruption: 15% noise, mean span length 3 | 06 | `t5edu.span_corruption.span_corruption` |
+# | §3.1.3, Table 1 | pre-training, then fine-tuning, against no pre-training | 09 | `t5edu.pretrain.load_or_pretrain`, `t5edu.pretrain.fine_tune_steps` |
 # | §3.5 Training strategy | fine-tuning; multi-task mixtures | 09 | `t5edu.finetune.fine_tune`, `t5edu.finetune.balanced_mixture` |
 # | §3.6 Scaling, §3.7 Putting it all together | model sizes (small … 11B); greedy decoding, beam search | 05, 08 | `t5edu.model.T5`, `t5edu.generate.generate` |
 #

@@ -23,10 +23,11 @@
 #
 # **What you will build**
 # - a controlled experiment: the same tiny T5 fine-tuned on 300 labeled examples, once starting from
-#   span-corruption pre-training on Python's documentation and once from random weights, with each
-#   arm's learning rate tuned on a development split, over three seeds;
-# - `t5edu.pretrain`: the unlabeled corpus, the labeled task, `pretrain` and a cache keyed by the
-#   recipe (`load_or_pretrain`), and `fine_tune_steps`;
+#   span-corruption pre-training on unlabeled text and once from random weights, with each arm's
+#   learning rate tuned on a development split, over three seeds;
+# - `t5edu.pretrain`: a small made-up language (the unlabeled corpus and the labeled task),
+#   `pretrain` and a cache keyed by the recipe and the corpus (`load_or_pretrain`), and
+#   `fine_tune_steps`;
 # - `t5edu.finetune`: `load_pretrained` for Hugging Face checkpoints such as `t5-small`, the
 #   summarization pipeline (prefix, truncation, masked padding, `generate`), ROUGE/BLEU/accuracy,
 #   task-balanced multi-task mixing, and `t5edu finetune` on the command line.
@@ -88,20 +89,21 @@ torch.set_num_threads(1)  # tiny models: one thread is as fast, and steadier on 
 datasets.disable_progress_bars()  # progress bars write timings; the book's outputs must not change
 CPU_START = time.process_time()  # the chapter's CPU budget is checked at the end
 
+
 # %% [markdown]
 # ## 9.1 Why pre-train at all
 #
 # Labeled data is expensive: someone has to write each summary, each translation, each label.
 # Unlabeled text is nearly free. If a model could learn the *language* of a domain — which words
-# go together, how sentences are built, what a "method" is as opposed to a "module" — from text alone,
-# then a small labeled set would only have to teach it the *task*. That is the bet of transfer
-# learning, made by ULMFiT and BERT for classifiers and by T5 for every text-to-text task.
+# go together, which words play the same part in a sentence — from text alone, then a small labeled
+# set would only have to teach it the *task*. That is the bet of transfer learning, made by ULMFiT
+# and BERT for classifiers and by T5 for every text-to-text task.
 #
 # The bet is not free: pre-training costs far more compute than fine-tuning, and at small scale it
-# can fail to pay (a first attempt for this chapter — 150 s of pre-training, then 500 steps of
-# code → docstring with 1,000 examples — gained nothing). So we measure it, with the controls a
-# reader should ask for: the same architecture, the same labeled examples, the same number of
-# fine-tuning steps, each arm's learning rate tuned on its own, and several seeds with their spread.
+# can fail to pay (§9.7 tells how this chapter's first attempts, on Python's documentation, gained
+# nothing). So we measure it, with the controls a reader should ask for: the same architecture, the
+# same labeled examples, the same number of fine-tuning steps, each arm's learning rate tuned on its
+# own, and several seeds with their spread.
 
 # %% [markdown]
 # ## 9.2 Why T5 does it this way
@@ -114,6 +116,9 @@ CPU_START = time.process_time()  # the chapter's CPU budget is checked at the en
 #   trains the same model with no pre-training: GLUE falls from 83.3 to 66.2, SQuAD from 80.9
 #   to 50.3, while English→French, with its huge labeled set, barely moves (39.8 against 39.8).
 #   Pre-training matters most where labeled data is scarce — which is the regime we test below.
+# - **§3.1.2 Adafactor.** Pre-training uses Adafactor (Shazeer and Stern, 2018), whose steps are
+#   *relative*: each update is scaled by the size of the weight it changes. We use it too; §9.7
+#   tells what happened to the embeddings without it.
 # - **§3.3 The unsupervised objective.** Of prefix language modelling, BERT-style masking and
 #   deshuffling, the *denoising* objectives won; among them, replacing random **spans** by one
 #   sentinel each and predicting only the dropped spans did as well as the rest while making the
@@ -121,8 +126,8 @@ CPU_START = time.process_time()  # the chapter's CPU budget is checked at the en
 #   little. That is Chapter 06's `span_corruption`, the objective we use.
 # - **§3.7 Scaling.** Given more compute, training a bigger model, or the same model longer, both
 #   helped; more pre-training steps kept improving the fine-tuned scores. Our experiment is the
-#   opposite extreme — a 1M-parameter model pre-trained for a couple of minutes — so the gain we
-#   can hope for is small, and needs error bars to be believed.
+#   opposite extreme — a 1.2M-parameter model pre-trained for about a minute and a half — so we
+#   choose a language small enough for that minute to teach it something.
 #
 # The experiment in one picture:
 
@@ -140,15 +145,15 @@ fig, ax = plt.subplots(figsize=(10, 3.2))
 ax.set_xlim(0, 10)
 ax.set_ylim(0, 3.2)
 ax.axis("off")
-top = [(1.0, "unlabeled text\n(Python's docs)"), (3.0, "span corruption\nThe <X> of <Y>"),
-       (5.0, "pre-trained\nT5 weights"), (7.1, "fine-tune on\n300 labeled examples"), (9.1, "test accuracy")]
+top = [(1.0, "unlabeled text\n(a made-up language)"), (3.0, "span corruption\nthe <X> ate <Y>"),
+       (5.0, "pre-trained\nT5 weights"), (7.1, "fine-tune on\n300 labeled words"), (9.1, "test accuracy\n(unseen words)")]
 for (x, text), color in zip(top, ["#dde8f5", "#dde8f5", "#c9dff2", "#f5e6c8", "#e2f0d9"]):
     box(ax, x, 2.3, text, color)
 for (x0, _), (x1, _) in zip(top, top[1:]):
     arrow(ax, x0 + 0.75, x1 - 0.8, 2.3)
 box(ax, 5.0, 0.7, "random\nT5 weights", "#eeeeee")
-box(ax, 7.1, 0.7, "fine-tune on the same\n300 examples, same steps", "#f5e6c8")
-box(ax, 9.1, 0.7, "test accuracy", "#e2f0d9")
+box(ax, 7.1, 0.7, "fine-tune on the same\n300 words, same steps", "#f5e6c8")
+box(ax, 9.1, 0.7, "test accuracy\n(unseen words)", "#e2f0d9")
 arrow(ax, 5.7, 6.05, 0.7)
 arrow(ax, 8.15, 8.45, 0.7)
 ax.text(0.2, 3.05, "pre-trained arm", fontsize=10, weight="bold")
@@ -163,69 +168,104 @@ plt.show()
 # %% [markdown]
 # ## 9.3 The unlabeled text and the labeled task
 #
-# **Unlabeled text.** Python ships its own documentation: `pydoc_data.topics` holds the language
-# reference, about 430,000 characters of English prose about code. Chapter 01's `pydoc_corpus`
-# splits its lines deterministically: four of every five lines are for training, the fifth is
-# held out. Only the training lines are used for the tokenizer and for pre-training; we glue runs
-# of 20 consecutive lines back into documents for span corruption.
+# "You shall know a word by the company it keeps" (Firth, 1957). Read *"a hungry zelo found the
+# kobu in the maral"* and you already suspect that a zelo eats, a kobu is eaten and a maral is a
+# place — without anyone telling you. That is the knowledge pre-training can collect from unlabeled
+# text, and the knowledge a small labeled set cannot give: most words of a test set are rare or
+# absent in the labeled examples.
 #
-# **The labeled task** is built from the *held-out* lines, which pre-training never saw: a line that
-# contains one of 30 common nouns of the documentation (`class`, `method`, `module`, `argument`,
-# ...) has that word blanked out, and the model must write it back. It is a classification into 30
-# classes written as text-to-text, and it needs knowledge of the language: from "Return a
-# casefolded copy of the ___." only someone who has read Python's docs guesses `string`.
+# We build a language where this is the *only* way to know: 480 made-up words (random syllables,
+# so their spelling says nothing), 120 for each of four kinds of thing — animals, foods, tools and
+# places — used in sentences from 14 patterns such as *"she cut the {food} with a {tool}."* The
+# names of the kinds never appear in the text.
+#
+# - **Unlabeled text:** 2,000 documents of four such sentences, the words drawn at random.
+# - **The labeled task:** `what is a kobu?` → `food`. The words are split: 300 to train on, 60 to
+#   tune the learning rate, 120 to test. A test word never appears in a labeled example — only in
+#   the unlabeled text.
 
 # %%
 #| export pretrain
-FILL_WORDS = ("class", "object", "value", "method", "function", "statement", "exception", "expression",
-              "name", "module", "list", "string", "instance", "type", "attribute", "argument", "sequence",
-              "dictionary", "code", "key", "objects", "arguments", "values", "methods", "pattern", "clause",
-              "suite", "default", "namespace", "mapping")
+KINDS = ("animal", "food", "tool", "place")
+SENTENCE_PATTERNS = (
+    "the {animal} ate some {food}.", "a hungry {animal} found the {food} in the {place}.",
+    "she cut the {food} with a {tool}.", "we walked from the {place} to the {place}.",
+    "the {animal} slept near the {tool}.", "he sharpened the {tool} before dinner.",
+    "my {animal} likes {food} more than {food}.", "they built a {place} with a {tool}.",
+    "the {food} was cooked in the {place}.", "nobody could lift the heavy {tool}.",
+    "a {animal} lives in every {place}.", "fresh {food} is sold at the {place}.",
+    "the {animal} chased the {animal} around the {place}.", "put the {tool} next to the {tool}.",
+)
 
 
-def pretraining_documents(lines, lines_per_document=20):
-    """Runs of `lines_per_document` consecutive lines joined into one document each (unlabeled text)."""
-    return [" ".join(lines[i:i + lines_per_document]) for i in range(0, len(lines), lines_per_document)]
+def made_up_words(per_kind=120, seed=0, avoid=()):
+    """{kind: [words]}: `per_kind` distinct words of two or three consonant-vowel syllables for each of
+    KINDS, none of them in `avoid` (e.g. real English words) and none shared between kinds."""
+    rng, taken, words = random.Random(seed), set(avoid), {}
+    for kind in KINDS:
+        words[kind] = []
+        while len(words[kind]) < per_kind:
+            syllables = rng.choice((2, 3))
+            word = "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(syllables))
+            if word not in taken:
+                taken.add(word)
+                words[kind].append(word)
+    return words
 
 
-def fill_in_rows(lines, words=FILL_WORDS, seed=0, min_words=5):
-    """The labeled task: for each line of at least `min_words` words holding one of `words`, the line
-    with that word's first occurrence blanked out -> the word; repeated lines once. Rows {task, inputs,
-    targets}, shuffled with `seed`."""
-    pattern = re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")\b")
-    rows, seen = [], set()
-    for line in lines:
-        found = pattern.search(line)
-        if found is None or len(line.split()) < min_words or line in seen:
-            continue  # no listed word, too short, or a repeated line (the docs repeat a few)
-        seen.add(line)
-        blanked = line[:found.start()] + "___" + line[found.end():]
-        rows.append({"task": "fill", "inputs": "fill: " + blanked, "targets": found.group(1)})
+def made_up_documents(words, n_documents=2000, sentences_per_document=4, seed=0):
+    """Unlabeled text: documents of sentences from SENTENCE_PATTERNS, each slot filled with a random word
+    of its kind."""
+    rng = random.Random(seed)
+
+    def sentence():
+        pattern = rng.choice(SENTENCE_PATTERNS)
+        return re.sub(r"\{(\w+)\}", lambda slot: rng.choice(words[slot.group(1)]), pattern)
+
+    return [" ".join(sentence() for _ in range(sentences_per_document)) for _ in range(n_documents)]
+
+
+def kind_rows(words, seed=0):
+    """The labeled task, one row per word: {task, inputs: "what is a <word>?", targets: <kind>}, shuffled."""
+    rows = [{"task": "kind", "inputs": f"what is a {word}?", "targets": kind}
+            for kind in KINDS for word in words[kind]]
     random.Random(seed).shuffle(rows)
     return rows
 
 
 # %%
-rows = fill_in_rows(pydoc_corpus("heldout"))
-test_rows, dev_rows, train_rows = rows[:300], rows[300:400], rows[400:700]
-counts = {w: sum(r["targets"] == w for r in train_rows) for w in FILL_WORDS}
+english = {w for line in pydoc_corpus("train") for w in re.findall(r"[a-z]+", line.lower())}
+words = made_up_words(avoid=english)  # no real English word: nothing to guess from the spelling
+documents = made_up_documents(words)
+rows = kind_rows(words)
+test_rows, dev_rows, train_rows = rows[:120], rows[120:180], rows[180:]
+counts = {kind: sum(r["targets"] == kind for r in test_rows) for kind in KINDS}
 majority = max(counts, key=counts.get)
-majority_acc = 100 * sum(r["targets"] == majority for r in test_rows) / len(test_rows)
-print(f"{len(rows)} blanked lines: {len(train_rows)} to train on, {len(dev_rows)} to tune the learning rate, "
+majority_acc = 100 * counts[majority] / len(test_rows)
+print(f"{len(documents)} documents, {sum(len(d.split()) for d in documents):,} words, for example:")
+print(" ", documents[0])
+print(f"{len(rows)} labeled words: {len(train_rows)} to train on, {len(dev_rows)} to tune the learning rate, "
       f"{len(test_rows)} to test")
 for r in train_rows[:3]:
     print(f"  {r['inputs']!r} -> {r['targets']!r}")
-print(f"always answering the most common word ({majority!r}) scores {majority_acc:.1f}% on the test rows")
-assert len(train_rows) == 300 and not {r["inputs"] for r in train_rows} & {r["inputs"] for r in test_rows + dev_rows}
+print(f"always answering the test set's most common kind ({majority!r}) scores {majority_acc:.1f}%")
+assert not {r["inputs"] for r in train_rows} & {r["inputs"] for r in test_rows + dev_rows}
+assert not any(kind in " ".join(documents).split() for kind in KINDS)  # the kinds are never named
 
 # %% [markdown]
 # ## 9.4 Pre-training with span corruption
 #
 # The recipe is a small frozen dataclass, so that it can name a cache entry: a tokenizer of 2,000
-# ids (1,900 SentencePiece pieces and 100 sentinels) trained on the training lines, a T5 with
-# `d_model` 128 and 2 + 2 layers (about 1.2M parameters), inputs of 32 tokens with 15 % of the tokens
-# dropped in spans of mean length 3, and AdamW with a short warm-up and a linear decay. Each pass over
-# the corpus corrupts it afresh (a new seed per pass), as T5's data pipeline does for an endless stream.
+# ids (1,900 SentencePiece pieces and 100 sentinels), a T5 with `d_model` 128 and 2 + 2 layers
+# (about 1.2M parameters), inputs of 32 tokens with 15 % of the tokens dropped in spans of mean
+# length 3, and 600 steps of 32 pieces with Adafactor at a relative step of 0.03, a short warm-up and
+# a linear decay. Each pass over the corpus corrupts it afresh (a new seed per pass), as T5's data
+# pipeline does for an endless stream.
+#
+# The tokenizer is trained on the made-up documents *and* on Python's documentation (Chapter 01's
+# corpus): most made-up words become a single piece (about a quarter become two or three), and the
+# same checkpoint can still read the English news of §9.9. The model itself is pre-trained on the
+# made-up documents only.
 #
 # `fine_tune_steps`, the loop both arms share, is Chapter 07's `train_step` with a seeded shuffle and
 # nothing else: no checkpoints or files, so that the experiment is quick to repeat.
@@ -246,7 +286,8 @@ class PretrainRecipe:
     mean_noise_span_length: float = 3.0
     steps: int = 600
     batch_size: int = 32
-    lr: float = 2e-3
+    optimizer: str = "adafactor"
+    lr: float = 3e-2
     warmup_steps: int = 50
     seed: int = 0
 
@@ -257,24 +298,28 @@ class PretrainRecipe:
                         relative_attention_num_buckets=32, relative_attention_max_distance=128,
                         dropout_rate=0.0)
 
-    def key(self):
-        """A short hash of the recipe, Python's version (the docs are read from it) and torch's version."""
+    def key(self, *texts):
+        """A short hash of the recipe, of the texts it is trained on (lists of strings), and of Python's and
+        torch's versions."""
         versions = [sys.version_info[:2], torch.__version__.split("+")[0]]
-        text = json.dumps([asdict(self), *versions], sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        digest = hashlib.sha256(json.dumps([asdict(self), *versions], sort_keys=True).encode())
+        for text in texts:
+            digest.update(json.dumps(list(text)).encode())
+        return digest.hexdigest()[:12]
 
 
 # %%
 #| export pretrain
-def fine_tune_steps(model, features, *, steps, lr, batch_size=32, seed=0, schedule="constant",
-                    warmup_steps=0, pad_id=0):
-    """`steps` AdamW steps (Chapter 07's `train_step`) on features {input_ids, labels}, drawn in shuffled
-    passes seeded by `seed`; returns the loss of every step. Used for pre-training and for fine-tuning."""
+def fine_tune_steps(model, features, *, steps, lr, batch_size=32, seed=0, optimizer="adamw",
+                    schedule="constant", warmup_steps=0, pad_id=0):
+    """`steps` optimizer steps (Chapter 07's `train_step`; AdamW or Adafactor) on features {input_ids,
+    labels}, drawn in shuffled passes seeded by `seed`; returns the loss of every step. Used for
+    pre-training and for fine-tuning."""
     if steps < 1 or batch_size < 1 or not features:
         raise ValueError(f"need steps >= 1, batch_size >= 1 and some features; got {steps}, "
                          f"{batch_size}, {len(features)} features")
     collate = TextToTextCollator(pad_id=pad_id, decoder_start_token_id=model.config.decoder_start_token_id)
-    optimizer = make_optimizer(model, "adamw", lr)
+    optimizer = make_optimizer(model, optimizer, lr)
     scheduler = make_scheduler(optimizer, schedule, warmup_steps, steps)
     shuffle, order, losses = random.Random(seed), [], []
     model.train()
@@ -292,17 +337,17 @@ def fine_tune_steps(model, features, *, steps, lr, batch_size=32, seed=0, schedu
 
 # %%
 #| export pretrain
-def pretrain(recipe, lines):
-    """Train a tokenizer on `lines`, then a T5 with span corruption on their documents.
+def pretrain(recipe, documents, tokenizer_lines=()):
+    """Train a tokenizer on `documents` and `tokenizer_lines`, then a T5 with span corruption on `documents`.
 
     Returns (model, tokenizer, losses)."""
     import datasets
 
-    tokenizer = Tokenizer.train(lines, vocab_size=recipe.vocab_size)
-    documents = datasets.Dataset.from_dict({"text": pretraining_documents(lines)})
+    tokenizer = Tokenizer.train(list(documents) + list(tokenizer_lines), vocab_size=recipe.vocab_size)
+    corpus = datasets.Dataset.from_dict({"text": list(documents)})
     features, passes = [], 0
     while len(features) < recipe.steps * recipe.batch_size:  # enough fresh corruptions for every step
-        corrupted = span_corruption_dataset(documents, tokenizer, recipe.inputs_length, recipe.noise_density,
+        corrupted = span_corruption_dataset(corpus, tokenizer, recipe.inputs_length, recipe.noise_density,
                                             recipe.mean_noise_span_length, seed=recipe.seed + passes)
         features += [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in corrupted]
         passes += 1
@@ -310,21 +355,24 @@ def pretrain(recipe, lines):
     model = T5(recipe.model_config())
     # steps * batch_size features: every fresh corruption is seen exactly once, in shuffled order
     losses = fine_tune_steps(model, features[: recipe.steps * recipe.batch_size], steps=recipe.steps,
-                             lr=recipe.lr, batch_size=recipe.batch_size, seed=recipe.seed, schedule="linear",
-                             warmup_steps=recipe.warmup_steps, pad_id=tokenizer.pad_id)
+                             lr=recipe.lr, batch_size=recipe.batch_size, seed=recipe.seed,
+                             optimizer=recipe.optimizer, schedule="linear", warmup_steps=recipe.warmup_steps,
+                             pad_id=tokenizer.pad_id)
     return model, tokenizer, losses
 
 
-def load_or_pretrain(recipe, lines, cache_dir=None):
-    """`pretrain(recipe, lines)`, or its result from `cache_dir/pretrain-<recipe.key()>` when an earlier run
-    left it there: (model, tokenizer, losses). The entry is a Hugging Face-format checkpoint directory
-    (config.json, model.safetensors, spiece.model) plus losses.json, written to a temporary folder and
-    renamed into place, so a crash never leaves half an entry. `cache_dir=None`: no cache."""
-    entry = None if cache_dir is None else Path(cache_dir) / f"pretrain-{recipe.key()}"
+def load_or_pretrain(recipe, documents, cache_dir=None, tokenizer_lines=()):
+    """`pretrain(recipe, documents, tokenizer_lines)`, or its result from `cache_dir/pretrain-<key>` when an
+    earlier run left it there: (model, tokenizer, losses); the key hashes the recipe and both texts. The entry
+    is a Hugging Face-format checkpoint directory (config.json, model.safetensors, spiece.model) plus
+    losses.json, written to a temporary folder and renamed into place, so a crash never leaves half an
+    entry. `cache_dir=None`: no cache."""
+    key = recipe.key(documents, tokenizer_lines)
+    entry = None if cache_dir is None else Path(cache_dir) / f"pretrain-{key}"
     if entry is not None and (entry / "losses.json").is_file():
         model = T5.from_pretrained(entry)
         return model, Tokenizer.load(entry), json.loads((entry / "losses.json").read_text())["losses"]
-    model, tokenizer, losses = pretrain(recipe, lines)
+    model, tokenizer, losses = pretrain(recipe, documents, tokenizer_lines)
     if entry is not None:
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = make_temp_dir(entry.parent, f".{entry.name}.")
@@ -359,9 +407,9 @@ def accuracy(model, tokenizer, rows, max_new_tokens=5):
     return 100 * exact_match(predictions, [r["targets"] for r in rows])
 
 # %% [markdown]
-# Pre-training takes about two minutes of one CPU core the first time; the result is kept in
-# `runs/cache/pretrain-<key>/` (ignored by git), where the key hashes the recipe, so that re-running
-# the chapter is quick and changing any field of the recipe retrains. Set `T5EDU_CACHE=off` to
+# Pre-training takes about a minute and a half of one CPU core the first time; the result is kept in
+# `runs/cache/pretrain-<key>/` (ignored by git), where the key hashes the recipe and the texts, so
+# that re-running the chapter is quick and changing any of them retrains. Set `T5EDU_CACHE=off` to
 # always retrain.
 
 # %%
@@ -370,33 +418,87 @@ from t5edu.pretrain import PretrainRecipe, load_or_pretrain
 ROOT = Path("..") if Path("../t5edu").is_dir() else Path(".")
 CACHE = None if os.environ.get("T5EDU_CACHE") == "off" else Path(os.environ.get("T5EDU_CACHE", ROOT / "runs" / "cache"))
 RECIPE = PretrainRecipe()
-pretrained, tokenizer, pretrain_losses = load_or_pretrain(RECIPE, pydoc_corpus("train"), CACHE)
+pretrained, tokenizer, pretrain_losses = load_or_pretrain(RECIPE, documents, CACHE,
+                                                          tokenizer_lines=pydoc_corpus("train"))
 window = 50
-print(f"{pretrained.num_parameters():,} parameters, tokenizer of {tokenizer.vocab_size} ids")
+pieces = [len(tokenizer.encode(w, add_eos=False)) for kind in KINDS for w in words[kind]]
+print(f"{pretrained.num_parameters():,} parameters, tokenizer of {tokenizer.vocab_size} ids, "
+      f"{sum(pieces) / len(pieces):.2f} pieces per made-up word")
 print(f"pre-training: {RECIPE.steps} steps of {RECIPE.batch_size} span-corrupted pieces, loss "
       f"{sum(pretrain_losses[:window]) / window:.2f} (first {window} steps) -> "
       f"{sum(pretrain_losses[-window:]) / window:.2f} (last {window})")
-assert sum(pretrain_losses[-window:]) < 0.7 * sum(pretrain_losses[:window])
+assert sum(pretrain_losses[-window:]) < 0.5 * sum(pretrain_losses[:window])
 
 # %% [markdown]
-# What the pre-trained model does with two sentinels in a sentence from the docs: it has learned
-# the *format* of span corruption's targets (a sentinel, a short span, the next sentinel) but fills
-# the spans with the most frequent pieces — punctuation and "The" — not with the missing words.
+# **Where the knowledge lives.** Every word has an embedding, a row of the matrix that
+# Chapter 04's encoder reads first. If pre-training taught the model what the words are, the rows of
+# words of one kind should have moved together. The picture below projects the 480 words'
+# embeddings (the mean of their pieces' rows) onto their two main directions (PCA), before
+# pre-training — the random initial weights of this very model — and after.
 
 # %%
-corrupted = "Return a casefolded copy of the <extra_id_0>. Casefolded strings may be used for <extra_id_1> matching."
-out = pretrained.generate(tokenizer.batch_encode([corrupted])["input_ids"], max_new_tokens=10)
-print(corrupted, "\n->", tokenizer.decode(out[0], skip_special_tokens=False).replace("<pad>", "").strip())
+def word_vectors(model):
+    """Each made-up word's embedding: the mean of its pieces' rows, as a (480, d_model) matrix."""
+    table = model.shared.weight.detach()
+    return torch.stack([table[tokenizer.encode(w, add_eos=False)].mean(0) for kind in KINDS for w in words[kind]])
+
+
+torch.manual_seed(RECIPE.seed)
+initial = T5(RECIPE.model_config())  # the weights pre-training started from
+labels = [kind for kind in KINDS for _ in words[kind]]
+fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+for ax, (title, model) in zip(axes, (("random initial weights", initial), ("after pre-training", pretrained))):
+    vectors = word_vectors(model)
+    vectors = vectors - vectors.mean(0)
+    _, _, directions = torch.linalg.svd(vectors, full_matrices=False)
+    points = vectors @ directions[:2].T
+    for kind, color in zip(KINDS, ("tab:red", "tab:green", "tab:blue", "tab:purple")):
+        chosen = torch.tensor([label == kind for label in labels])
+        ax.scatter(points[chosen, 0], points[chosen, 1], s=8, color=color, label=kind)
+    ax.set_title(title)
+    ax.set_xlabel("first principal direction")
+    ax.set_ylabel("second principal direction")
+axes[1].legend(loc="best")
+fig.suptitle("Figure 9.2 — embeddings of the 480 made-up words, coloured by their (never written) kind")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# *Figure 9.2: at initialisation the words are a random cloud; after pre-training on unlabeled text
+# alone, the words of each kind sit together.*
+#
+# We can put a number on the picture without any training: average the embeddings of each kind's
+# words among the 300 labeled training words, and call a test word the kind whose average is
+# nearest (by cosine).
+
+# %%
+def nearest_centroid(model, train_rows, rows):
+    """Accuracy (0-100) of naming each row's word by the kind whose mean training-word embedding is nearest."""
+    table = model.shared.weight.detach()
+
+    def vector(row):
+        word = row["inputs"].removeprefix("what is a ").removesuffix("?")
+        return torch.nn.functional.normalize(table[tokenizer.encode(word, add_eos=False)].mean(0), dim=0)
+
+    centroids = torch.stack([torch.stack([vector(r) for r in train_rows if r["targets"] == kind]).mean(0)
+                             for kind in KINDS])
+    guesses = [KINDS[int((centroids @ vector(r)).argmax())] for r in rows]
+    return 100 * sum(g == r["targets"] for g, r in zip(guesses, rows)) / len(rows)
+
+
+probe = {"random weights": nearest_centroid(initial, train_rows, test_rows),
+         "pre-trained": nearest_centroid(pretrained, train_rows, test_rows)}
+print("nearest kind by embedding, test words:", ", ".join(f"{k} {v:.1f}%" for k, v in probe.items()))
+assert probe["pre-trained"] > probe["random weights"] + 20
 
 # %% [markdown]
 # ## 9.5 Two arms, one learning-rate grid each
 #
-# Both arms fine-tune all weights with `fine_tune_steps`: 300 labeled examples, 60 steps of 32
+# Both arms fine-tune all weights with `fine_tune_steps`: 300 labeled words, 60 steps of 32
 # (between 6 and 7 passes over the data), AdamW at a constant learning rate. The from-scratch arm starts
 # from `T5(RECIPE.model_config())` with the seed's random weights; the pre-trained arm from a copy of
 # the pre-trained weights (its seed changes only the order of the examples). A learning rate good
-# for one arm can be bad for the other — pre-trained weights usually want smaller steps — so each arm
-# gets its own choice from the same grid, judged on the 100 development rows, never on the test rows.
+# for one arm can be bad for the other, so each arm gets its own choice from the same grid, judged on the 60 development words, never on the test words.
 
 # %%
 import copy
@@ -406,6 +508,7 @@ from t5edu.pretrain import accuracy, cached_json, fine_tune_steps
 ARMS = ("pre-trained", "from scratch")
 LEARNING_RATES = (3e-4, 1e-3, 3e-3)
 STEPS, BATCH = 60, 32
+KEY = RECIPE.key(documents, pydoc_corpus("train"))  # the pre-trained model's cache key
 features = [{"input_ids": tokenizer.encode(r["inputs"]), "labels": tokenizer.encode(r["targets"])} for r in train_rows]
 
 
@@ -422,14 +525,14 @@ def fine_tuned(arm, lr, seed):
                 "test": accuracy(model, tokenizer, test_rows)}
 
     # cached like the pre-trained model, so that re-running the chapter is quick (same numbers either way)
-    return cached_json(CACHE, f"finetune-{RECIPE.key()}-{arm.replace(' ', '-')}-{lr:g}-{seed}-{STEPS}x{BATCH}", run)
+    return cached_json(CACHE, f"kinds-{KEY}-{arm.replace(' ', '-')}-{lr:g}-{seed}-{STEPS}x{BATCH}", run)
 
 
 grid = {}
 
 
 def tune(arm):
-    """Seed 0 at every learning rate of the grid, scored on the development rows."""
+    """Seed 0 at every learning rate of the grid, scored on the development words."""
     for lr in LEARNING_RATES:
         grid[arm, lr] = fine_tuned(arm, lr, seed=0)["dev"]
     print(f"{arm:>14}" + "".join(f"{grid[arm, lr]:9.1f}" for lr in LEARNING_RATES))
@@ -448,7 +551,7 @@ print("chosen:", ", ".join(f"{arm} {lr:.0e}" for arm, lr in best_lr.items()))
 # ## 9.6 The result, over three seeds
 #
 # Each arm now runs at its own learning rate with seeds 0, 1 and 2 (seed 0 is the grid's run) and is
-# scored once on the 300 test rows. The spread is the standard deviation over the seeds.
+# scored once on the 120 test words. The spread is the standard deviation over the seeds.
 
 # %%
 SEEDS = (0, 1, 2)
@@ -456,7 +559,7 @@ scores, curves = {}, {}
 
 
 def run_seeds(arm):
-    """The arm at its chosen learning rate, every seed, scored on the test rows."""
+    """The arm at its chosen learning rate, every seed, scored on the test words."""
     for seed in SEEDS:
         run = fine_tuned(arm, best_lr[arm], seed)
         scores[arm, seed], curves[arm, seed] = run["test"], run["losses"]
@@ -471,8 +574,8 @@ mean = {arm: torch.tensor([scores[arm, s] for s in SEEDS]).mean().item() for arm
 spread = {arm: torch.tensor([scores[arm, s] for s in SEEDS]).std().item() for arm in ARMS}
 print(f"pretrained: {mean['pre-trained']:.1f} ± {spread['pre-trained']:.1f}, "
       f"from scratch: {mean['from scratch']:.1f} ± {spread['from scratch']:.1f} (test accuracy %, {len(SEEDS)} seeds)")
-# what §9.7 says: at this scale the two arms are not apart by more than the spread
-assert abs(mean["pre-trained"] - mean["from scratch"]) <= max(spread.values())
+# the claim of this chapter: pre-training puts the pre-trained arm ahead by more than the spread
+assert mean["pre-trained"] - mean["from scratch"] > max(spread.values())
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -485,74 +588,75 @@ for arm, color in zip(ARMS, ("tab:blue", "tab:orange")):
 ax.set_xlabel("fine-tuning step")
 ax.set_ylabel("training loss per target token")
 ax.set_yscale("log")
-ax.set_title("Figure 9.2 — fine-tuning loss of both arms (mean, band = min-max over 3 seeds)")
+ax.set_title("Figure 9.3 — fine-tuning loss of both arms (mean, band = min-max over 3 seeds)")
 ax.legend()
 plt.show()
 
 # %% [markdown]
-# *Figure 9.2: the pre-trained arm starts from a higher loss than random weights (its decoder
-# expects sentinels and spans, not a lone word) and, at its smaller learning rate, ends above the
-# from-scratch arm on the training examples.*
+# *Figure 9.3: in 60 steps the pre-trained arm's training loss falls below 0.02 nats per token;
+# the from-scratch arm's stays near 0.6 — it must learn each training word's kind from the labels
+# alone.*
 #
-# Training loss alone proves nothing either way — a model can memorise 300 examples. The test rows
-# decide. For a "before" bar, we also ask the pre-trained model, *before any
-# fine-tuning*, to fill the blank in the only format it knows: the blank as a sentinel, the answer
-# read from its first span.
+# Training loss alone proves nothing — a model can memorise 300 examples. The test words decide.
+# Beside the two arms, the chart shows the nearest-kind check of §9.4, which uses no training at all.
 
 # %%
-def fill_with_sentinel(model, rows):
-    """Zero-shot: "___" becomes <extra_id_0>, the answer is the first word of the span the model writes."""
-    inputs = [r["inputs"].removeprefix("fill: ").replace("___", "<extra_id_0>") for r in rows]
-    ids = tokenizer.batch_encode(inputs)
-    out = model.generate(ids["input_ids"], attention_mask=ids["attention_mask"], max_new_tokens=5)
-    answers = []
-    for row in out:
-        text = tokenizer.decode(row, skip_special_tokens=False).replace("<pad>", "").replace("<extra_id_0>", "")
-        answers.append((text.split("<")[0].split() or [""])[0])
-    return 100 * sum(a == r["targets"] for a, r in zip(answers, rows)) / len(rows)
-
-
-before = fill_with_sentinel(pretrained, test_rows)
-print(f"pre-trained, before fine-tuning (sentinel prompt): {before:.1f}%; most common word: {majority_acc:.1f}%")
-
-# %%
-bars = [("pre-trained\nbefore fine-tuning", before, 0.0, "tab:gray"),
+bars = [("random weights\nnearest kind", probe["random weights"], 0.0, "tab:gray"),
+        ("pre-trained\nnearest kind", probe["pre-trained"], 0.0, "lightsteelblue"),
         ("pre-trained\n+ fine-tuned", mean["pre-trained"], spread["pre-trained"], "tab:blue"),
         ("from scratch\n+ fine-tuned", mean["from scratch"], spread["from scratch"], "tab:orange")]
-fig, ax = plt.subplots(figsize=(6.5, 3.5))
+fig, ax = plt.subplots(figsize=(7.5, 3.8))
 ax.bar([b[0] for b in bars], [b[1] for b in bars], yerr=[b[2] for b in bars], capsize=6, color=[b[3] for b in bars])
-ax.axhline(majority_acc, color="k", linestyle=":", label=f"always {majority!r}")
-for i, (_, value, _, _) in enumerate(bars):
-    ax.text(i, value + 1.5, f"{value:.1f}", ha="center")
+ax.axhline(100 / len(KINDS), color="k", linestyle=":", label="guessing (25%)")
+ax.axhline(majority_acc, color="k", linestyle="--", label=f"always {majority!r}")
+for i, (_, value, error, _) in enumerate(bars):
+    ax.text(i, value + error + 2, f"{value:.1f}", ha="center")
+ax.set_ylim(0, 115)
 ax.set_ylabel("test accuracy (%)")
-ax.set_title("Figure 9.3 — fill the blank: 300 held-out lines (error bars: std over 3 seeds)")
-ax.legend(loc="upper right")
+ax.set_title("Figure 9.4 — the kind of 120 unseen words (error bars: std over 3 seeds)")
+ax.legend(loc="upper left")
 plt.show()
 
 # %% [markdown]
-# *Figure 9.3: before fine-tuning the pre-trained model fills no blank correctly; after it, neither
-# arm is much above always answering `class`, and the two arms' error bars overlap.*
+# *Figure 9.4: the pre-trained model names the kind of words it never saw labeled, before and after
+# fine-tuning; from scratch, the result is a few points above always answering the commonest kind.*
 #
 # ## 9.7 What the experiment says
 #
-# At this scale the claim does **not** hold up: pre-trained 7.6 ± 1.3 % against 8.4 ± 1.3 % from
-# scratch on the test rows, both only a few points above always answering `class` (4.7 %), and the
-# difference is smaller than the spread over seeds. Each arm had its own best learning rate from the
-# same grid (pre-trained 3e-4, from scratch 1e-3, chosen on the development rows). We report it as
-# measured; the attempts made before settling on this recipe (a code → docstring task with 1,000
-# examples; this fill-in task with 200 and 120 fine-tuning steps, with the blank written as `___`
-# or as the sentinel `<extra_id_0>` that pre-training used, at learning rates from 3e-4 to 3e-3)
-# showed no gain either.
+# Here the claim holds, by a wide margin: pre-trained **99.2 ± 0.0 %** against **37.5 ± 5.5 %** from
+# scratch on the 120 test words (3 seeds; each arm's learning rate chosen on the development words:
+# 1e-3 for the pre-trained arm, 3e-4 from scratch). Nothing in the 300 labeled examples says what a
+# test word is, so the from-scratch arm can only guess — it lands a few points above always
+# answering `food` (31.7 %). The pre-trained arm knew the kinds before any label: the nearest-kind
+# check on its raw embeddings already scores 99.2 % (35.8 % on the weights it started from).
+# Fine-tuning only had to teach it the answer's words, `animal`, `food`, `tool` and `place`, which
+# the unlabeled text never contains.
 #
-# Why not? Pre-training here saw 600 × 32 pieces of about 36 tokens, some 0.7 million tokens (about
-# eight passes over the training lines), and ended at a loss of 3.9 nats per token. Figure 9.3's
-# "before" bar and §9.4's sample show what that buys: the format of the objective, and the most
-# frequent pieces, but not which noun a sentence about Python needs. T5 pre-trained on about 34
-# billion tokens; §3.7 of the paper found that the gain keeps growing with pre-training compute, and a
-# couple of CPU minutes is at the far other end of that curve. The code above is the experiment to
-# run with a bigger budget: raise `PretrainRecipe(steps=...)` (each step costs about 0.2 CPU
-# seconds) and re-run §9.4–9.6; every run is cached. We have not measured where the pre-trained arm
-# pulls ahead.
+# This is a demonstration by design: we built a language in which the unlabeled text is the only
+# place where an unseen word's kind can be learned. The gains of the T5 paper's Table 1 come from
+# the same situation at scale — words and facts met somewhere in C4's 34 billion tokens but rare in
+# a few thousand labeled GLUE examples — where nobody had to arrange it.
+#
+# **What did not work** (earlier trials, measured while writing this chapter; not re-run here):
+#
+# - *Python's documentation.* 600 AdamW steps of span corruption on `pydoc_data`'s topics, then
+#   restoring one of 30 nouns blanked out of held-out lines with 300 labeled examples: pre-trained
+#   7.6 ± 1.3 % against 8.4 ± 1.3 % from scratch (3 seeds) — no gain. Two CPU minutes cannot teach
+#   enough English for that task.
+# - *Facts about 240 made-up people* (city, job, pet, in biographies), then questions about people
+#   whose facts appeared only in the unlabeled text: after 600 steps the model had memorised almost
+#   none of the 720 facts (0.3 % of them restored from a sentinel), and fine-tuning gained nothing.
+# - *This language with AdamW* at 2e-3 for pre-training (Chapter 07's optimizer), with a smaller
+#   tokenizer trained on the made-up text alone: after 600 steps the nearest-kind check reached only
+#   40 % (32.5 % before pre-training), and after 400 steps fine-tuning gained nothing (27.5–34.2 %
+#   against 20.8–40.0 % from scratch, 2 seeds at each of the three learning rates). T5 initialises the embeddings with a standard deviation of 1
+#   (Chapter 04), and AdamW moves a weight by about its learning rate per step, so the words barely
+#   left their random starting points. Adafactor scales each step by the size of the matrix it
+#   updates: with that tokenizer, at a relative step of 1e-2 the check reached 57 %, at 3e-2 96 %.
+#
+# Pre-training pays when the unlabeled text holds what the task needs *and* the pre-training budget
+# is enough to learn it. The code above is the experiment to rerun with a bigger budget or a real
+# corpus: change `PretrainRecipe` or the documents and re-run §9.4–9.6; every run is cached.
 
 # %% [markdown]
 # ## 9.8 A real pretrained checkpoint
@@ -637,7 +741,7 @@ import tempfile
 
 WORK = Path(tempfile.mkdtemp(prefix="t5edu-ch09-"))  # checkpoints of this chapter go here
 ONLINE = os.environ.get("T5EDU_ONLINE") == "1"  # t5-small and the real datasets: needs the network
-MODEL = "google-t5/t5-small" if ONLINE else str(WORK / "t5-tiny-pydoc")
+MODEL = "google-t5/t5-small" if ONLINE else str(WORK / "t5-tiny-pretrained")
 if not ONLINE:
     pretrained.save_pretrained(MODEL)
     tokenizer.save(MODEL)
@@ -896,7 +1000,7 @@ same = finetuned.generate(input_ids, max_new_tokens=49, num_beams=4, early_stopp
 assert torch.equal(same, summary_ids)
 
 # %% [markdown]
-# Offline, this model has read Python's documentation and twelve news articles for 40 steps: its
+# Offline, this model has read a made-up language and twelve news articles for 40 steps: its
 # summaries are not worth printing (with `T5EDU_ONLINE=1` the cell below prints `t5-small`'s). To
 # score many examples, `predict_texts` batches the inputs (padding them, with the attention mask
 # telling the encoder where the text ends) and decodes the outputs.
@@ -1103,13 +1207,18 @@ assert not (bad / "out").exists()
 # %% [markdown]
 # ## Summary
 #
-# - **Pre-training did not pay at laptop scale.** With two CPU minutes of span corruption on
-#   Python's docs, fine-tuning on 300 labeled examples scored 7.6 ± 1.3 % against 8.4 ± 1.3 % from
-#   random weights (3 seeds, each arm's learning rate tuned): no difference beyond the spread. The
-#   T5 paper's gain (GLUE 83.3 against 66.2) comes with 34 billion tokens of pre-training (§3.7).
-# - `t5edu.pretrain`: `pretraining_documents`, `fill_in_rows` (the labeled task), `PretrainRecipe`,
-#   `pretrain` and `load_or_pretrain` (cached by the recipe's key in `runs/cache/`),
-#   `fine_tune_steps` (the bare loop both arms share) and `accuracy`.
+# - **Pre-training paid, where the unlabeled text held the answer.** A 1.2M-parameter T5 pre-trained
+#   with span corruption for 600 Adafactor steps on a made-up language, then fine-tuned on 300
+#   labeled words, named the kind of 120 words it never saw labeled 99.2 ± 0.0 % of the time; the
+#   same model fine-tuned from random weights scored 37.5 ± 5.5 % (3 seeds, each arm's learning rate
+#   tuned). The knowledge was in the embeddings before fine-tuning (Figure 9.2).
+# - It took a task whose knowledge lives in the unlabeled text, and Adafactor's relative steps:
+#   on Python's docs, on made-up facts, and with AdamW, the pre-trained arm gained nothing (§9.7).
+#   The T5 paper's gain (GLUE 83.3 against 66.2) comes with 34 billion tokens of pre-training (§3.7).
+# - `t5edu.pretrain`: `made_up_words`, `made_up_documents` and `kind_rows` (the language and the
+#   labeled task), `PretrainRecipe`, `pretrain` and `load_or_pretrain` (cached by the key of the
+#   recipe and the texts in `runs/cache/`), `fine_tune_steps` (the bare loop both arms share, AdamW
+#   or Adafactor) and `accuracy`.
 # - `t5edu.finetune`: `load_pretrained(name_or_path)` → `(T5, Tokenizer)` from a hub id such as
 #   `google-t5/t5-small` or a local Hugging Face-format directory; `load_task_rows` (prefixes, hub or
 #   local files in the hub's schema, checked), `featurize` (truncation to 512/128 keeping `</s>`),
@@ -1129,6 +1238,12 @@ assert not (bad / "out").exists()
 # - Howard and Ruder, *Universal Language Model Fine-tuning for Text Classification* (ULMFiT, 2018),
 #   [arXiv:1801.06146](https://arxiv.org/abs/1801.06146) — pre-train a language model, then fine-tune
 #   it with few labels.
+# - Mikolov et al., *Efficient Estimation of Word Representations in Vector Space* (word2vec, 2013),
+#   [arXiv:1301.3781](https://arxiv.org/abs/1301.3781) — words that keep the same company get
+#   similar vectors, the effect of Figure 9.2.
+# - Shazeer and Stern, *Adafactor: Adaptive Learning Rates with Sublinear Memory Cost* (2018),
+#   [arXiv:1804.04235](https://arxiv.org/abs/1804.04235) — the optimizer T5 pre-trains with, and its
+#   relative step sizes.
 # - Devlin et al., *BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding*
 #   (2018), [arXiv:1810.04805](https://arxiv.org/abs/1810.04805) — masked-language-model pre-training.
 

@@ -14,14 +14,14 @@
 # ---
 
 # %% [markdown]
-# # Exercises for Chapter 09 — Fine-tuning a pretrained T5
+# # Exercises for Chapter 09 — Pre-training, then fine-tuning
 #
 # Exercises on the steps of the blog's recipe that it got wrong, or that are easy to
 # get subtly wrong. In each, replace the `raise NotImplementedError(...)` line with your code, run
 # the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
 # Chapter 09 (`chapters/09_finetune.ipynb`) has everything you need.
 #
-# **Read first:** [Chapter 09 — Fine-tuning a pretrained T5](../chapters/09_finetune.ipynb). These exercises use its sections: *9.4 Tokenize, truncate, and keep the padding out of the loss*; *9.7 Scoring: ROUGE, BLEU, accuracy*; *9.8 Several tasks at once: prefixes and balanced sampling*.
+# **Read first:** [Chapter 09 — Pre-training, then fine-tuning](../chapters/09_finetune.ipynb). These exercises use its sections: *9.10 Tokenize, truncate, and keep the padding out of the loss*; *9.13 Scoring: ROUGE, BLEU, accuracy*; *9.14 Several tasks at once: prefixes and balanced sampling*.
 
 # %%
 #| default_exp classroom.solutions.ch09

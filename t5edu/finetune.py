@@ -20,7 +20,7 @@ from t5edu.tokenizer import SPIECE_FILENAME, Tokenizer
 from t5edu.train import train
 
 
-# §9.8 A real pretrained checkpoint — chapters/09_finetune.ipynb, cell 33
+# §9.8 A real pretrained checkpoint — chapters/09_finetune.ipynb, cell 34
 class ModelNotAvailable(FileNotFoundError):
     """A model that is neither a local checkpoint directory nor reachable on the hub (or in its cache)."""
 
@@ -75,7 +75,7 @@ def load_pretrained(name_or_path, dtype=None):
     return model, tokenizer
 
 
-# §9.9 The data: CNN/DailyMail, online and offline — chapters/09_finetune.ipynb, cell 36
+# §9.9 The data: CNN/DailyMail, online and offline — chapters/09_finetune.ipynb, cell 37
 @dataclass
 class FinetuneTask:
     """One fine-tuning task: its dataset (a `t5edu.hub_tasks.load_task` name), metrics and lengths."""
@@ -97,7 +97,7 @@ FINETUNE_TASKS = {
 }
 
 
-# §9.9 The data: CNN/DailyMail, online and offline — chapters/09_finetune.ipynb, cell 37
+# §9.9 The data: CNN/DailyMail, online and offline — chapters/09_finetune.ipynb, cell 38
 def task_spec(task):
     """The FinetuneTask named `task` (summarize, translate, classify), or a ValueError naming the choices."""
     if task not in FINETUNE_TASKS:
@@ -125,7 +125,7 @@ def hub_names(task):
     return {dataset, path, path.split("/")[-1], f"{path.split('/')[-1]}_{config}"}
 
 
-# §9.9 The data: CNN/DailyMail, online and offline — chapters/09_finetune.ipynb, cell 38
+# §9.9 The data: CNN/DailyMail, online and offline — chapters/09_finetune.ipynb, cell 39
 def check_local_files(task, files):
     """Fail early, with the file's name, on what the JSON reader reports badly: an empty file, and (for
     classify) a label written as a float such as 1.0 (SST-2's labels are the integers 0 and 1)."""
@@ -174,7 +174,7 @@ def load_task_rows(task, data=None, split="train", limit=None):
     return rows[:limit] if limit else rows
 
 
-# §9.11 Fine-tuning with AdamW and Chapter 07's loop — chapters/09_finetune.ipynb, cell 46
+# §9.11 Fine-tuning with AdamW and Chapter 07's loop — chapters/09_finetune.ipynb, cell 47
 def fine_tune(model, tokenizer, features, config, out_dir, *, resume=False, device=None):
     """Chapter 07's `train` on features {input_ids, labels}; returns its metrics history.
 
@@ -192,7 +192,7 @@ def fine_tune(model, tokenizer, features, config, out_dir, *, resume=False, devi
     return history
 
 
-# §9.12 Generating summaries with beam search — chapters/09_finetune.ipynb, cell 51
+# §9.12 Generating summaries with beam search — chapters/09_finetune.ipynb, cell 52
 @torch.no_grad()
 def predict_texts(model, tokenizer, inputs, *, batch_size=16, max_input_length=512, **generate_kwargs):
     """Chapter 08's `generate` (what `model.generate` calls) on a list of input strings, decoded to
@@ -209,7 +209,7 @@ def predict_texts(model, tokenizer, inputs, *, batch_size=16, max_input_length=5
     return outputs
 
 
-# §9.13 Scoring: ROUGE, BLEU, accuracy — chapters/09_finetune.ipynb, cell 54
+# §9.13 Scoring: ROUGE, BLEU, accuracy — chapters/09_finetune.ipynb, cell 55
 def score_task(task, predictions, references):
     """The task's metrics on a 0-100 scale: ROUGE-1/2/L, BLEU or accuracy."""
     predictions, references = list(predictions), list(references)
@@ -233,7 +233,7 @@ def evaluate_task(model, tokenizer, rows, task, *, batch_size=16, **generate_kwa
     return {**score_task(task, predictions, [r["targets"] for r in rows]), "predictions": predictions}
 
 
-# §9.14 Several tasks at once: prefixes and balanced sampling — chapters/09_finetune.ipynb, cell 58
+# §9.14 Several tasks at once: prefixes and balanced sampling — chapters/09_finetune.ipynb, cell 59
 def balanced_mixture(features_by_task, per_task=None, seed=0):
     """Task-balanced sampling: `per_task` examples of every task (default: as many as the largest task
     has), drawn in shuffled passes over each task's examples so the small tasks repeat; shuffled."""

@@ -23,30 +23,49 @@ from t5edu.tokenizer import Tokenizer
 from t5edu.train import make_optimizer, make_scheduler, train_step
 
 # §9.3 The unlabeled text and the labeled task — chapters/09_finetune.ipynb, cell 10
-FILL_WORDS = ("class", "object", "value", "method", "function", "statement", "exception", "expression",
-              "name", "module", "list", "string", "instance", "type", "attribute", "argument", "sequence",
-              "dictionary", "code", "key", "objects", "arguments", "values", "methods", "pattern", "clause",
-              "suite", "default", "namespace", "mapping")
+KINDS = ("animal", "food", "tool", "place")
+SENTENCE_PATTERNS = (
+    "the {animal} ate some {food}.", "a hungry {animal} found the {food} in the {place}.",
+    "she cut the {food} with a {tool}.", "we walked from the {place} to the {place}.",
+    "the {animal} slept near the {tool}.", "he sharpened the {tool} before dinner.",
+    "my {animal} likes {food} more than {food}.", "they built a {place} with a {tool}.",
+    "the {food} was cooked in the {place}.", "nobody could lift the heavy {tool}.",
+    "a {animal} lives in every {place}.", "fresh {food} is sold at the {place}.",
+    "the {animal} chased the {animal} around the {place}.", "put the {tool} next to the {tool}.",
+)
 
 
-def pretraining_documents(lines, lines_per_document=20):
-    """Runs of `lines_per_document` consecutive lines joined into one document each (unlabeled text)."""
-    return [" ".join(lines[i:i + lines_per_document]) for i in range(0, len(lines), lines_per_document)]
+def made_up_words(per_kind=120, seed=0, avoid=()):
+    """{kind: [words]}: `per_kind` distinct words of two or three consonant-vowel syllables for each of
+    KINDS, none of them in `avoid` (e.g. real English words) and none shared between kinds."""
+    rng, taken, words = random.Random(seed), set(avoid), {}
+    for kind in KINDS:
+        words[kind] = []
+        while len(words[kind]) < per_kind:
+            syllables = rng.choice((2, 3))
+            word = "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(syllables))
+            if word not in taken:
+                taken.add(word)
+                words[kind].append(word)
+    return words
 
 
-def fill_in_rows(lines, words=FILL_WORDS, seed=0, min_words=5):
-    """The labeled task: for each line of at least `min_words` words holding one of `words`, the line
-    with that word's first occurrence blanked out -> the word; repeated lines once. Rows {task, inputs,
-    targets}, shuffled with `seed`."""
-    pattern = re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")\b")
-    rows, seen = [], set()
-    for line in lines:
-        found = pattern.search(line)
-        if found is None or len(line.split()) < min_words or line in seen:
-            continue  # no listed word, too short, or a repeated line (the docs repeat a few)
-        seen.add(line)
-        blanked = line[:found.start()] + "___" + line[found.end():]
-        rows.append({"task": "fill", "inputs": "fill: " + blanked, "targets": found.group(1)})
+def made_up_documents(words, n_documents=2000, sentences_per_document=4, seed=0):
+    """Unlabeled text: documents of sentences from SENTENCE_PATTERNS, each slot filled with a random word
+    of its kind."""
+    rng = random.Random(seed)
+
+    def sentence():
+        pattern = rng.choice(SENTENCE_PATTERNS)
+        return re.sub(r"\{(\w+)\}", lambda slot: rng.choice(words[slot.group(1)]), pattern)
+
+    return [" ".join(sentence() for _ in range(sentences_per_document)) for _ in range(n_documents)]
+
+
+def kind_rows(words, seed=0):
+    """The labeled task, one row per word: {task, inputs: "what is a <word>?", targets: <kind>}, shuffled."""
+    rows = [{"task": "kind", "inputs": f"what is a {word}?", "targets": kind}
+            for kind in KINDS for word in words[kind]]
     random.Random(seed).shuffle(rows)
     return rows
 
@@ -66,7 +85,8 @@ class PretrainRecipe:
     mean_noise_span_length: float = 3.0
     steps: int = 600
     batch_size: int = 32
-    lr: float = 2e-3
+    optimizer: str = "adafactor"
+    lr: float = 3e-2
     warmup_steps: int = 50
     seed: int = 0
 
@@ -77,23 +97,27 @@ class PretrainRecipe:
                         relative_attention_num_buckets=32, relative_attention_max_distance=128,
                         dropout_rate=0.0)
 
-    def key(self):
-        """A short hash of the recipe, Python's version (the docs are read from it) and torch's version."""
+    def key(self, *texts):
+        """A short hash of the recipe, of the texts it is trained on (lists of strings), and of Python's and
+        torch's versions."""
         versions = [sys.version_info[:2], torch.__version__.split("+")[0]]
-        text = json.dumps([asdict(self), *versions], sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        digest = hashlib.sha256(json.dumps([asdict(self), *versions], sort_keys=True).encode())
+        for text in texts:
+            digest.update(json.dumps(list(text)).encode())
+        return digest.hexdigest()[:12]
 
 
 # §9.4 Pre-training with span corruption — chapters/09_finetune.ipynb, cell 14
-def fine_tune_steps(model, features, *, steps, lr, batch_size=32, seed=0, schedule="constant",
-                    warmup_steps=0, pad_id=0):
-    """`steps` AdamW steps (Chapter 07's `train_step`) on features {input_ids, labels}, drawn in shuffled
-    passes seeded by `seed`; returns the loss of every step. Used for pre-training and for fine-tuning."""
+def fine_tune_steps(model, features, *, steps, lr, batch_size=32, seed=0, optimizer="adamw",
+                    schedule="constant", warmup_steps=0, pad_id=0):
+    """`steps` optimizer steps (Chapter 07's `train_step`; AdamW or Adafactor) on features {input_ids,
+    labels}, drawn in shuffled passes seeded by `seed`; returns the loss of every step. Used for
+    pre-training and for fine-tuning."""
     if steps < 1 or batch_size < 1 or not features:
         raise ValueError(f"need steps >= 1, batch_size >= 1 and some features; got {steps}, "
                          f"{batch_size}, {len(features)} features")
     collate = TextToTextCollator(pad_id=pad_id, decoder_start_token_id=model.config.decoder_start_token_id)
-    optimizer = make_optimizer(model, "adamw", lr)
+    optimizer = make_optimizer(model, optimizer, lr)
     scheduler = make_scheduler(optimizer, schedule, warmup_steps, steps)
     shuffle, order, losses = random.Random(seed), [], []
     model.train()
@@ -110,17 +134,17 @@ def fine_tune_steps(model, features, *, steps, lr, batch_size=32, seed=0, schedu
 
 
 # §9.4 Pre-training with span corruption — chapters/09_finetune.ipynb, cell 15
-def pretrain(recipe, lines):
-    """Train a tokenizer on `lines`, then a T5 with span corruption on their documents.
+def pretrain(recipe, documents, tokenizer_lines=()):
+    """Train a tokenizer on `documents` and `tokenizer_lines`, then a T5 with span corruption on `documents`.
 
     Returns (model, tokenizer, losses)."""
     import datasets
 
-    tokenizer = Tokenizer.train(lines, vocab_size=recipe.vocab_size)
-    documents = datasets.Dataset.from_dict({"text": pretraining_documents(lines)})
+    tokenizer = Tokenizer.train(list(documents) + list(tokenizer_lines), vocab_size=recipe.vocab_size)
+    corpus = datasets.Dataset.from_dict({"text": list(documents)})
     features, passes = [], 0
     while len(features) < recipe.steps * recipe.batch_size:  # enough fresh corruptions for every step
-        corrupted = span_corruption_dataset(documents, tokenizer, recipe.inputs_length, recipe.noise_density,
+        corrupted = span_corruption_dataset(corpus, tokenizer, recipe.inputs_length, recipe.noise_density,
                                             recipe.mean_noise_span_length, seed=recipe.seed + passes)
         features += [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in corrupted]
         passes += 1
@@ -128,21 +152,24 @@ def pretrain(recipe, lines):
     model = T5(recipe.model_config())
     # steps * batch_size features: every fresh corruption is seen exactly once, in shuffled order
     losses = fine_tune_steps(model, features[: recipe.steps * recipe.batch_size], steps=recipe.steps,
-                             lr=recipe.lr, batch_size=recipe.batch_size, seed=recipe.seed, schedule="linear",
-                             warmup_steps=recipe.warmup_steps, pad_id=tokenizer.pad_id)
+                             lr=recipe.lr, batch_size=recipe.batch_size, seed=recipe.seed,
+                             optimizer=recipe.optimizer, schedule="linear", warmup_steps=recipe.warmup_steps,
+                             pad_id=tokenizer.pad_id)
     return model, tokenizer, losses
 
 
-def load_or_pretrain(recipe, lines, cache_dir=None):
-    """`pretrain(recipe, lines)`, or its result from `cache_dir/pretrain-<recipe.key()>` when an earlier run
-    left it there: (model, tokenizer, losses). The entry is a Hugging Face-format checkpoint directory
-    (config.json, model.safetensors, spiece.model) plus losses.json, written to a temporary folder and
-    renamed into place, so a crash never leaves half an entry. `cache_dir=None`: no cache."""
-    entry = None if cache_dir is None else Path(cache_dir) / f"pretrain-{recipe.key()}"
+def load_or_pretrain(recipe, documents, cache_dir=None, tokenizer_lines=()):
+    """`pretrain(recipe, documents, tokenizer_lines)`, or its result from `cache_dir/pretrain-<key>` when an
+    earlier run left it there: (model, tokenizer, losses); the key hashes the recipe and both texts. The entry
+    is a Hugging Face-format checkpoint directory (config.json, model.safetensors, spiece.model) plus
+    losses.json, written to a temporary folder and renamed into place, so a crash never leaves half an
+    entry. `cache_dir=None`: no cache."""
+    key = recipe.key(documents, tokenizer_lines)
+    entry = None if cache_dir is None else Path(cache_dir) / f"pretrain-{key}"
     if entry is not None and (entry / "losses.json").is_file():
         model = T5.from_pretrained(entry)
         return model, Tokenizer.load(entry), json.loads((entry / "losses.json").read_text())["losses"]
-    model, tokenizer, losses = pretrain(recipe, lines)
+    model, tokenizer, losses = pretrain(recipe, documents, tokenizer_lines)
     if entry is not None:
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = make_temp_dir(entry.parent, f".{entry.name}.")
@@ -177,13 +204,15 @@ def accuracy(model, tokenizer, rows, max_new_tokens=5):
 
 
 __all__ = [
-    'FILL_WORDS',
+    'KINDS',
+    'SENTENCE_PATTERNS',
     'PretrainRecipe',
     'accuracy',
     'cached_json',
-    'fill_in_rows',
     'fine_tune_steps',
+    'kind_rows',
     'load_or_pretrain',
+    'made_up_documents',
+    'made_up_words',
     'pretrain',
-    'pretraining_documents',
 ]
