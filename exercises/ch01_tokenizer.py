@@ -20,7 +20,7 @@
 # run the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
 # Chapter 01 (`chapters/01_tokenizer.ipynb`) has everything you need.
 #
-# **Read first:** [Chapter 01 — The tokenizer](../chapters/01_tokenizer.ipynb). These exercises use its sections: *1.1 Why subwords*; *1.2 Training a unigram model with T5's conventions*; *1.3 Unigram segmentation from scratch: Viterbi*; *1.5 Sentinels and special ids*; *1.6 Batches: padding, truncation, attention masks*; *1.7 The `Tokenizer`*.
+# **Read first:** [Chapter 01 — The tokenizer](../chapters/01_tokenizer.ipynb). These exercises use its sections: *1.1 Why subwords*; *1.2 Training a unigram model with T5's conventions*; *1.3 Unigram segmentation from scratch: Viterbi*; *1.5 Sentinels and special ids*; *1.6 Batches: padding, truncation, attention masks*; *1.7 The `Tokenizer`, one piece at a time*.
 
 # %%
 #| default_exp classroom.solutions.ch01

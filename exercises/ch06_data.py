@@ -21,7 +21,7 @@
 # the cell, then run the check cell below it: it prints one line, ✅ or ❌ with what went wrong.
 # Chapter 06 (`chapters/06_data.ipynb`) has everything you need.
 #
-# **Read first:** [Chapter 06 — Text-to-text data](../chapters/06_data.ipynb). These exercises use its sections: *6.1 Examples are rows of a `datasets.Dataset`*; *6.2 A synthetic task mixture*; *6.7 Span corruption: how many raw tokens make one example?*; *6.8 The noise mask*; *6.9 Sentinels, inputs and targets*.
+# **Read first:** [Chapter 06 — Text-to-text data](../chapters/06_data.ipynb). These exercises use its sections: *6.1 Examples are rows of a `datasets.Dataset`*; *6.2 A synthetic task mixture*; *6.6 Span corruption: how many raw tokens make one example?*; *6.7 The noise mask*; *6.8 Sentinels, inputs and targets*.
 
 # %%
 #| default_exp classroom.solutions.ch06

@@ -87,10 +87,16 @@ def test_each_student_notebook_links_back_to_its_chapter(notebook):
     assert links, f"{notebook}: the first cell should link to its chapter (../chapters/NN_topic.ipynb)"
     target = (ROOT / notebook).parent / links[0]
     assert target.resolve() == (ROOT / exercises.chapter_notebook(notebook)).resolve() and target.exists()
+    chapter = nbformat.read(target, as_version=4)
+    headings = {line[3:].strip() for c in chapter.cells if c.cell_type == "markdown"
+                for line in c.source.splitlines() if line.startswith("## ")}
+    title = chapter.cells[0].source.splitlines()[0].removeprefix("# ").strip()
+    assert f"[{title}](" in first.source, f"{notebook}: link text should be the chapter's title {title!r}"
     for e in INDEX:
         if e["notebook"] == notebook:
             for section in e["sections"]:
                 assert section in first.source, (notebook, section)
+                assert section in headings, f"{e['id']}: the chapter has no section {section!r}"
 
 
 def test_readme_is_generated_from_the_index_and_its_links_resolve():
