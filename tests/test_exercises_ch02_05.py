@@ -2,6 +2,7 @@
 on plausible wrong answers (with a helpful message), and prints one friendly line."""
 
 import math
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -49,27 +50,29 @@ def relpos_no_offset(q_len, k_len, offset=0):
     return torch.arange(k_len)[None, :] - torch.arange(q_len)[:, None]
 
 
-def _bucket_with(large_bucket, rel, bidirectional, num_buckets, max_distance):
-    """T5's bucketing, except for how a large distance is turned into a bucket (the mistake under test)."""
-    result = torch.zeros_like(rel)
-    if bidirectional:
-        num_buckets //= 2
-        result += (rel > 0).long() * num_buckets
-        d = rel.abs()
-    else:
-        d = (-rel).clamp(min=0)
-    exact = num_buckets // 2
-    ratio = torch.log(d.clamp(min=exact).float() / exact) / math.log(max_distance / exact)
-    return result + torch.where(d < exact, d, large_bucket(exact, ratio * (num_buckets - exact), num_buckets))
+_LONG, _CLAMP = torch.Tensor.long, torch.Tensor.clamp
 
 
-def bucket_rounded(rel, bidirectional=True, num_buckets=32, max_distance=128):
-    return _bucket_with(lambda exact, x, n: (exact + x.round().long()).clamp(max=n - 1), rel, bidirectional,
-                        num_buckets, max_distance)
+def _long_rounding_floats(self, *args, **kwargs):
+    return _LONG(self.round() if self.is_floating_point() else self, *args, **kwargs)
 
 
-def bucket_no_cap(rel, bidirectional=True, num_buckets=32, max_distance=128):
-    return _bucket_with(lambda exact, x, n: exact + x.long(), rel, bidirectional, num_buckets, max_distance)
+def _clamp_ignoring_max(self, min=None, max=None):
+    return self if min is None else _CLAMP(self, min=min)
+
+
+def _reference_bucket_with(method, replacement):
+    """The reference bucketing with one tensor method swapped for a wrong one: the mistake under test."""
+
+    def bucket(rel, bidirectional=True, num_buckets=32, max_distance=128):
+        with mock.patch.object(torch.Tensor, method, replacement):
+            return s03.bucket(rel, bidirectional, num_buckets, max_distance)
+
+    return bucket
+
+
+bucket_rounded = _reference_bucket_with("long", _long_rounding_floats)  # rounds the log bucket up or down
+bucket_no_cap = _reference_bucket_with("clamp", _clamp_ignoring_max)  # far distances overflow the last bucket
 
 
 def table_reshape(table, buckets):

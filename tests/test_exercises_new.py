@@ -39,6 +39,84 @@ def reference(check):
     return getattr(importlib.import_module(f"t5edu.classroom.solutions.ch{chapter:02d}"), name)
 
 
+# -- wrong predictions: a predict exercise's answer is a value, so each wrong one is a row -------------------
+
+
+def predicted(check, hint, name, value):
+    """Registers a wrong prediction `value` for `check`, as a function named `name` that returns it."""
+
+    def answer():
+        return value
+
+    answer.__name__ = answer.__qualname__ = name
+    wrong(check, hint)(answer)
+
+
+WRONG_PREDICTIONS = [  # (check, words its message must contain, name, the wrong value)
+    (
+        ch00.exercise_2,
+        "one more sentinel",
+        "target_no_final_sentinel",
+        "<extra_id_0> for inviting <extra_id_1> last",
+    ),
+    (
+        ch00.exercise_2,
+        "its own sentinel",
+        "target_one_sentinel",
+        "<extra_id_0> for inviting <extra_id_0> last <extra_id_1>",
+    ),
+    (
+        ch00.exercise_3,
+        "one sentinel per span",
+        "inputs_sentinel_per_word",
+        "Thank you <extra_id_0> <extra_id_1> me to your party <extra_id_2> week .",
+    ),
+    (ch02.exercise_4, "one number per (query, key) pair", "shape_of_q", (2, 8, 5, 64)),
+    (ch02.exercise_4, "head axis second", "shape_heads_third", (2, 5, 8, 7)),
+    (ch02.exercise_4, "rows", "shape_transposed", (2, 8, 7, 5)),
+    (ch02.exercise_5, "diagonal", "pairs_no_diagonal", 15),
+    (ch02.exercise_5, "forbids", "pairs_all", 36),
+    (ch03.exercise_4, "swapped", "neighbours_swapped", (17, 1)),
+    (ch03.exercise_4, "upper half", "neighbours_same", (1, 1)),
+    (ch03.exercise_5, "exact", "decoder_buckets_all_exact", 20),
+    (ch03.exercise_5, "logarithmic", "decoder_buckets_16", 16),
+    (ch08.exercise_5, "start token", "positions_no_start_token", (15, 6)),
+    (ch08.exercise_5, "recomputes", "positions_same", (6, 6)),
+    (ch04.exercise_4, "no bias", "norm_with_bias", 1024),
+    (ch04.exercise_5, "two input projections", "ffn_two_matrices", 2 * 8 * 32),
+    (ch04.exercise_5, "biases", "ffn_with_biases", 3 * 8 * 32 + 2 * 32 + 8),
+    (ch05.exercise_4, "teacher forcing", "logits_last_only", (2, 100)),
+    (ch05.exercise_4, "follow the target", "logits_follow_input", (2, 9, 100)),
+    (ch05.exercise_5, "not per layer", "tables_per_layer", 6),
+    (ch05.exercise_5, "own table", "tables_one", 1),
+    (ch06.exercise_5, "round(noise_tokens", "noise_one_span_per_token", (15, 15)),
+    (ch06.exercise_5, "noise_density", "noise_density_misread", (3, 1)),
+    (ch07.exercise_5, "s = step + 1", "multipliers_off_by_one", (0.49, 0.5)),
+    (ch07.exercise_5, "leaves out the warm-up", "multipliers_no_warmup", (0.5, 0.05)),
+    (ch09.exercise_6, "recall", "rouge_recall", 0.5),
+    (ch09.exercise_6, "precision", "rouge_precision", 1.0),
+    (
+        ch01.exercise_5,
+        "left",
+        "padded_left",
+        ([[0, 8, 3, 1], [0, 0, 5, 1], [9, 9, 9, 1]], [[0, 1, 1, 1], [0, 0, 1, 1], [1, 1, 1, 1]]),
+    ),
+    (
+        ch01.exercise_5,
+        "attention mask",
+        "padded_mask_without_eos",
+        ([[8, 3, 1, 0], [5, 1, 0, 0], [9, 9, 9, 1]], [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]]),
+    ),
+    (ch01.exercise_8, "only pads", "rows_truncated", (3, 3)),
+    (ch04.exercise_8, "mean", "rms_as_layer_norm", (-1.0, 1.0)),
+    (ch04.exercise_8, "Euclidean", "rms_as_unit_vector", (0.6, 0.8)),
+    (ch05.exercise_8, "pad id", "decoder_inputs_keep_ignore", [0, 7, 1, -100]),
+    (ch05.exercise_8, "prepends the start token", "decoder_inputs_unshifted", [7, 1, 0, 0]),
+]
+for row in WRONG_PREDICTIONS:
+    predicted(*row)
+
+
 # -- plausible wrong answers --------------------------------------------------------------------------------
 
 
@@ -50,21 +128,6 @@ def stsb_one_decimal(s1, s2, score):
 @wrong(ch00.exercise_1)
 def stsb_number(s1, s2, score):
     return f"stsb sentence1: {s1} sentence2: {s2}", round(score * 5) / 5
-
-
-@wrong(ch00.exercise_2, "one more sentinel")
-def target_no_final_sentinel():
-    return "<extra_id_0> for inviting <extra_id_1> last"
-
-
-@wrong(ch00.exercise_2, "its own sentinel")
-def target_one_sentinel():
-    return "<extra_id_0> for inviting <extra_id_0> last <extra_id_1>"
-
-
-@wrong(ch00.exercise_3, "one sentinel per span")
-def inputs_sentinel_per_word():
-    return "Thank you <extra_id_0> <extra_id_1> me to your party <extra_id_2> week ."
 
 
 @wrong(ch00.exercise_4, "invalid")
@@ -85,31 +148,6 @@ def distinct_counts_examples(n):
     for row in synthetic_mixture(n, seed=0):
         counts[row["task"]] = counts.get(row["task"], 0) + 1
     return counts
-
-
-@wrong(ch02.exercise_4, "one number per (query, key) pair")
-def shape_of_q():
-    return (2, 8, 5, 64)
-
-
-@wrong(ch02.exercise_4, "head axis second")
-def shape_heads_third():
-    return (2, 5, 8, 7)
-
-
-@wrong(ch02.exercise_4, "rows")
-def shape_transposed():
-    return (2, 8, 7, 5)
-
-
-@wrong(ch02.exercise_5, "diagonal")
-def pairs_no_diagonal():
-    return 15
-
-
-@wrong(ch02.exercise_5, "forbids")
-def pairs_all():
-    return 36
 
 
 @wrong(ch02.exercise_6, "broadcast")
@@ -145,26 +183,6 @@ def entropy_scale_multiplies(d, scale):
     return float(-(w * w.clamp_min(1e-30).log()).sum(-1).mean())
 
 
-@wrong(ch03.exercise_4, "swapped")
-def neighbours_swapped():
-    return (17, 1)
-
-
-@wrong(ch03.exercise_4, "upper half")
-def neighbours_same():
-    return (1, 1)
-
-
-@wrong(ch03.exercise_5, "exact")
-def decoder_buckets_all_exact():
-    return 20
-
-
-@wrong(ch03.exercise_5, "logarithmic")
-def decoder_buckets_16():
-    return 16
-
-
 @wrong(ch03.exercise_6, "offset")
 def step_bias_broken(rel_bias, step):
     return rel_bias(1, step + 1)
@@ -198,16 +216,6 @@ def gap_forgets_to_permute_output(use_bias):
     return float((of_reversed_input - of_input).abs().max())
 
 
-@wrong(ch08.exercise_5, "start token")
-def positions_no_start_token():
-    return (15, 6)
-
-
-@wrong(ch08.exercise_5, "recomputes")
-def positions_same():
-    return (6, 6)
-
-
 @wrong(ch08.exercise_6, "pad_id")
 def append_step_broken(sequences, next_tokens, finished, eos_id=1, pad_id=0):
     sequences = torch.cat([sequences, next_tokens[:, None]], dim=1)
@@ -235,21 +243,6 @@ def cache_experiment_counts_encoder(model, input_ids, steps):
                 positions_without_cache=result["positions_without_cache"] + extra)
 
 
-@wrong(ch04.exercise_4, "no bias")
-def norm_with_bias():
-    return 1024
-
-
-@wrong(ch04.exercise_5, "two input projections")
-def ffn_two_matrices():
-    return 2 * 8 * 32
-
-
-@wrong(ch04.exercise_5, "biases")
-def ffn_with_biases():
-    return 3 * 8 * 32 + 2 * 32 + 8
-
-
 @wrong(ch04.exercise_6, "post-norm")
 def sublayer_post_norm(x, norm, f):
     return norm(x + f(x))
@@ -258,26 +251,6 @@ def sublayer_post_norm(x, norm, f):
 @wrong(ch04.exercise_6, "unnormalised")
 def sublayer_normalised_residual(x, norm, f):
     return norm(x) + f(norm(x))
-
-
-@wrong(ch05.exercise_4, "teacher forcing")
-def logits_last_only():
-    return (2, 100)
-
-
-@wrong(ch05.exercise_4, "follow the target")
-def logits_follow_input():
-    return (2, 9, 100)
-
-
-@wrong(ch05.exercise_5, "not per layer")
-def tables_per_layer():
-    return 6
-
-
-@wrong(ch05.exercise_5, "own table")
-def tables_one():
-    return 1
 
 
 @wrong(ch05.exercise_6, "swapped")
@@ -289,16 +262,6 @@ def tied_untied_swapped(vocab_size, d_model):
 def tied_untied_flag_ignored(vocab_size, d_model):
     tied = s05.tied_untied_parameters(vocab_size, d_model)[0]
     return (tied, tied)
-
-
-@wrong(ch06.exercise_5, "round(noise_tokens")
-def noise_one_span_per_token():
-    return (15, 15)
-
-
-@wrong(ch06.exercise_5, "noise_density")
-def noise_density_misread():
-    return (3, 1)
 
 
 @wrong(ch06.exercise_6, "PYTHONHASHSEED")
@@ -324,16 +287,6 @@ def ratios_input_over_raw(inputs_length=512):
 
     return [compute_input_and_target_lengths(inputs_length, d)[0] / inputs_length
             for d in (0.05, 0.15, 0.3, 0.5)]
-
-
-@wrong(ch07.exercise_5, "s = step + 1")
-def multipliers_off_by_one():
-    return (0.49, 0.5)
-
-
-@wrong(ch07.exercise_5, "leaves out the warm-up")
-def multipliers_no_warmup():
-    return (0.5, 0.05)
 
 
 @wrong(ch07.exercise_6, "its own norm")
@@ -373,26 +326,6 @@ def truncate_too_long(ids, max_length, eos_id=1):
     return [*list(ids)[:max_length], eos_id]
 
 
-@wrong(ch09.exercise_6, "recall")
-def rouge_recall():
-    return 0.5
-
-
-@wrong(ch09.exercise_6, "precision")
-def rouge_precision():
-    return 1.0
-
-
-@wrong(ch01.exercise_5, "left")
-def padded_left():
-    return ([[0, 8, 3, 1], [0, 0, 5, 1], [9, 9, 9, 1]], [[0, 1, 1, 1], [0, 0, 1, 1], [1, 1, 1, 1]])
-
-
-@wrong(ch01.exercise_5, "attention mask")
-def padded_mask_without_eos():
-    return ([[8, 3, 1, 0], [5, 1, 0, 0], [9, 9, 9, 1]], [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]])
-
-
 @wrong(ch01.exercise_6, "leading space")
 def pieces_broken(pieces):
     return "".join(pieces).replace("▁", " ")
@@ -401,31 +334,6 @@ def pieces_broken(pieces):
 @wrong(ch01.exercise_6, "strip()")
 def pieces_strip(pieces):
     return "".join(pieces).replace("▁", " ").strip()
-
-
-@wrong(ch01.exercise_8, "only pads")
-def rows_truncated():
-    return (3, 3)
-
-
-@wrong(ch04.exercise_8, "mean")
-def rms_as_layer_norm():
-    return (-1.0, 1.0)
-
-
-@wrong(ch04.exercise_8, "Euclidean")
-def rms_as_unit_vector():
-    return (0.6, 0.8)
-
-
-@wrong(ch05.exercise_8, "pad id")
-def decoder_inputs_keep_ignore():
-    return [0, 7, 1, -100]
-
-
-@wrong(ch05.exercise_8, "prepends the start token")
-def decoder_inputs_unshifted():
-    return [7, 1, 0, 0]
 
 
 CASES = [(check, reference(check), answers) for check, answers in WRONG.items()]

@@ -248,10 +248,8 @@ class T5AttentionFromScratch(nn.Module):
         ### BEGIN SOLUTION
         self.num_heads, self.d_kv = num_heads, d_kv
         self.bidirectional, self.num_buckets, self.max_distance = bidirectional, num_buckets, max_distance
-        inner = num_heads * d_kv
-        self.q = nn.Linear(d_model, inner, bias=False)
-        self.k = nn.Linear(d_model, inner, bias=False)
-        self.v = nn.Linear(d_model, inner, bias=False)
+        inner = num_heads * d_kv  # all heads side by side; no biases anywhere in T5
+        self.q, self.k, self.v = (nn.Linear(d_model, inner, bias=False) for _ in range(3))
         self.o = nn.Linear(inner, d_model, bias=False)
         self.relative_attention_bias = nn.Embedding(num_buckets, num_heads) if has_relative_attention_bias \
             else None
