@@ -25,7 +25,8 @@ def scope_order(scope, size):
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which `make test` runs with -n 2
 def pytest_xdist_make_scheduler(config, log):
-    if config.getvalue("dist") != "loadscope":
+    # also for plain `-n 2` (dist "load"), which would otherwise split a notebook's cells between kernels
+    if config.getvalue("dist") not in ("load", "loadscope"):
         return None
     from xdist.scheduler import LoadScopeScheduling
 

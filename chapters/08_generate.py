@@ -54,6 +54,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from t5edu.generate_checks import check_generate_args, check_inputs  # this chapter's argument checks (§8.10)
+
 # %%
 import time
 
@@ -1080,6 +1082,14 @@ class GenerateOutput:
     sequences: torch.Tensor
     sequences_scores: torch.Tensor | None = None  # beam search only: one length-penalised score per sequence
 
+# %% [markdown]
+# The checks of the arguments are long and dull, so they live in a module of their own,
+# `t5edu.generate_checks`; `generate` calls them first.
+
+# %%
+#| export generate_checks
+import torch
+
 
 def _is_int(x):
     return isinstance(x, int) and not isinstance(x, bool)
@@ -1100,7 +1110,7 @@ def check_inputs(input_ids, attention_mask):
                          f"{tuple(input_ids.shape)}: they must be the same (batch, length)")
 
 # %%
-#| export
+#| export generate_checks
 def check_generate_args(max_new_tokens, max_length, num_beams, early_stopping, num_return_sequences,
                         do_sample, temperature, top_k, top_p, min_new_tokens, no_repeat_ngram_size):
     """Validate generate()'s options; return the number of new tokens to generate."""
@@ -1137,7 +1147,8 @@ def check_generate_args(max_new_tokens, max_length, num_beams, early_stopping, n
         return max_length - 1
     return 20
 
-
+# %%
+#| export
 def fast_path_allowed(fast, device):
     """Whether generate(fast=True) may use the fast path on `device`: on the CPU only; elsewhere a warning."""
     if fast and torch.device(device).type != "cpu":

@@ -9,6 +9,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from t5edu.generate_checks import check_generate_args, check_inputs  # this chapter's argument checks (§8.10)
+
 
 # §8.3 The key/value cache — chapters/08_generate.ipynb, cell 12
 class DecoderCache:
@@ -334,63 +336,7 @@ class GenerateOutput:
     sequences_scores: torch.Tensor | None = None  # beam search only: one length-penalised score per sequence
 
 
-def _is_int(x):
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def check_inputs(input_ids, attention_mask):
-    """Refuse input ids that are not a non-empty (batch, length) tensor, or a mask of another shape."""
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
-        raise ValueError(f"input_ids must be a 2-D tensor (batch, length) of token ids, got {shape}; "
-                         "for one input, add a batch axis: ids[None]")
-    if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
-        raise ValueError(f"input_ids is empty, shape {tuple(input_ids.shape)}: nothing to generate from")
-    if attention_mask is not None and (not isinstance(attention_mask, torch.Tensor)
-                                       or attention_mask.shape != input_ids.shape):
-        shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else "(not a tensor)"
-        raise ValueError(f"attention_mask has shape {shape} but input_ids has shape "
-                         f"{tuple(input_ids.shape)}: they must be the same (batch, length)")
-
-
-# §8.10 `generate` — chapters/08_generate.ipynb, cell 71
-def check_generate_args(max_new_tokens, max_length, num_beams, early_stopping, num_return_sequences,
-                        do_sample, temperature, top_k, top_p, min_new_tokens, no_repeat_ngram_size):
-    """Validate generate()'s options; return the number of new tokens to generate."""
-    if not _is_int(num_beams) or num_beams < 1:
-        raise ValueError(f"num_beams must be an integer >= 1, got {num_beams!r}")
-    if max_new_tokens is not None and (not _is_int(max_new_tokens) or max_new_tokens < 0):
-        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-    if max_length is not None and (not _is_int(max_length) or max_length < 1):
-        raise ValueError(f"max_length must be an integer >= 1 (it counts the start token), "
-                         f"got {max_length!r}")
-    if not _is_int(num_return_sequences) or num_return_sequences < 1:
-        raise ValueError(f"num_return_sequences must be an integer >= 1, got {num_return_sequences!r}")
-    if not do_sample and num_return_sequences > num_beams:
-        raise ValueError(f"num_return_sequences={num_return_sequences} is larger than num_beams={num_beams}: "
-                         "beam search returns at most num_beams sequences per input (greedy returns 1)")
-    if early_stopping not in (True, False, "never"):
-        raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
-    if do_sample and num_beams > 1:
-        raise ValueError("sampling with beams (do_sample=True, num_beams > 1) is not supported; "
-                         "use num_beams=1 to sample, or do_sample=False for beam search")
-    if not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
-    if top_k is not None and (not _is_int(top_k) or top_k < 0):
-        raise ValueError(f"top_k must be an integer >= 0 (0 or None: no top-k), got {top_k!r}")
-    if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
-        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-    if not _is_int(min_new_tokens) or min_new_tokens < 0:
-        raise ValueError(f"min_new_tokens must be an integer >= 0, got {min_new_tokens!r}")
-    if not _is_int(no_repeat_ngram_size) or no_repeat_ngram_size < 0:
-        raise ValueError(f"no_repeat_ngram_size must be an integer >= 0, got {no_repeat_ngram_size!r}")
-    if max_new_tokens is not None:
-        return max_new_tokens
-    if max_length is not None:
-        return max_length - 1
-    return 20
-
-
+# §8.10 `generate` — chapters/08_generate.ipynb, cell 74
 def fast_path_allowed(fast, device):
     """Whether generate(fast=True) may use the fast path on `device`: on the CPU only; elsewhere a warning."""
     if fast and torch.device(device).type != "cpu":
@@ -400,7 +346,7 @@ def fast_path_allowed(fast, device):
     return bool(fast)
 
 
-# §8.10 `generate` — chapters/08_generate.ipynb, cell 72
+# §8.10 `generate` — chapters/08_generate.ipynb, cell 75
 def generate(model, input_ids, attention_mask=None, max_new_tokens=None, max_length=None, num_beams=1,
              length_penalty=1.0, early_stopping=False, num_return_sequences=1, do_sample=False,
              temperature=1.0, top_k=None, top_p=None, min_new_tokens=0, no_repeat_ngram_size=0,
@@ -463,8 +409,6 @@ __all__ = [
     'DecoderCache',
     'GenerateOutput',
     'beam_search',
-    'check_generate_args',
-    'check_inputs',
     'constrain_scores',
     'decoder_step',
     'fast_path_allowed',
