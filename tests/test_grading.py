@@ -315,11 +315,15 @@ def test_totals_feedback_and_summary(graded):
 
 
 def sandbox_processes():
-    """Processes of any sandbox: the executor, the kernels it starts, anything running as a sandbox user."""
+    """Processes of any sandbox: the executor, the kernels it starts, anything running as a sandbox user.
+    Zombies are dead (they only wait for their parent, or for an init that may never reap them: this
+    container's init does not), so they do not count."""
     import psutil  # jupyter_server depends on it, so it is in the dev environment
 
     found = []
-    for p in psutil.process_iter(["cmdline", "uids"]):
+    for p in psutil.process_iter(["cmdline", "uids", "status"]):
+        if p.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
         cmdline = " ".join(p.info["cmdline"] or [])
         uid = p.info["uids"].real if p.info["uids"] else -1
         if "t5edu.classroom.grading.executor" in cmdline or 61000 <= uid < 62000:
@@ -352,12 +356,8 @@ def test_no_process_is_left_and_nothing_escaped(graded):
     assert leftovers == []
 
 
-@slow
-@needs_bwrap
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_instructor_interrupt_stops_cleanly(tmp_path, sig):
-    """Ctrl-C or SIGTERM while grading: exit 130, every sandbox gone, no CSV and no feedback written."""
-    import signal
+def start_slow_grading(tmp_path):
+    """`t5edu grade` on three notebooks that sleep for a minute, returned once their kernels run."""
     import subprocess
 
     subs = tmp_path / "subs"
@@ -375,6 +375,17 @@ def test_instructor_interrupt_stops_cleanly(tmp_path, sig):
     while time.monotonic() < deadline and not any("grading.executor" in c for _, _, c in sandbox_processes()):
         time.sleep(0.5)
     time.sleep(2)  # the kernels are running the student's cells now
+    return process
+
+
+@slow
+@needs_bwrap
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_instructor_interrupt_stops_cleanly(tmp_path, sig):
+    """Ctrl-C or SIGTERM while grading: exit 130, every sandbox gone, no CSV and no feedback written."""
+    import signal
+
+    process = start_slow_grading(tmp_path)
     process.send_signal(getattr(signal, sig))
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, (out, err)
@@ -382,6 +393,27 @@ def test_instructor_interrupt_stops_cleanly(tmp_path, sig):
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
     assert not (tmp_path / "fb").exists()
     assert sandbox_processes_after_exit() == []
+
+
+@slow
+@needs_bwrap
+def test_a_killed_grader_takes_its_sandboxes_with_it(tmp_path):
+    """SIGKILL gives the grader no chance to clean up: each executor must notice that the grader is gone
+    (its lifeline pipe closes) and end its sandbox."""
+    import signal
+
+    before = set(Path(tempfile.gettempdir()).glob("t5edu-grade-*"))
+    process = start_slow_grading(tmp_path)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    try:
+        assert sandbox_processes_after_exit() == []
+        assert not (tmp_path / "out").exists() and not (tmp_path / "fb").exists()
+    finally:
+        from t5edu.classroom.grading import sandbox
+
+        for left in set(Path(tempfile.gettempdir()).glob("t5edu-grade-*")) - before:
+            sandbox.remove(left)  # the private folders a killed grader could not delete
 
 
 def test_csv_cells_and_feedback_names(tmp_path):

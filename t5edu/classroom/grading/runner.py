@@ -265,22 +265,33 @@ class Grader:
             )
         else:
             argv = [sys.executable, "-m", "t5edu.classroom.grading.executor", str(private / "job.json")]
-        with open(errors, "wb") as err:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=err,
-                env=self.kernel_env(inside),
-                start_new_session=True,
-            )
+        # The executor ends when this pipe's write end closes: below, or when this process dies.
+        lifeline, keep = os.pipe()
+        try:
+            with open(errors, "wb") as err:
+                process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    str(lifeline),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=err,
+                    env=self.kernel_env(inside),
+                    start_new_session=True,
+                    pass_fds=(lifeline,),
+                )
+        except BaseException:
+            os.close(keep)
+            raise
+        finally:
+            os.close(lifeline)
         try:
             await asyncio.wait_for(process.wait(), s.total_timeout + 120)
         except asyncio.TimeoutError:
             pass
         finally:
+            os.close(keep)  # the executor, process 1 of the sandbox, exits: everything in it dies
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)  # bwrap and, with it, the whole sandbox
+                os.killpg(process.pid, signal.SIGKILL)  # and bwrap
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await asyncio.shield(process.wait())

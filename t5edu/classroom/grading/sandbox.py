@@ -12,7 +12,9 @@ What the student's processes see and can do (each point is tested in tests/test_
 - their own PID namespace (they cannot see or signal the grader or other submissions; the executor is
   its process 1, which signals from inside cannot kill or stop), their own network namespace with only
   a loopback interface (no network), their own IPC and UTS namespaces and a new session (no terminal);
-- `--die-with-parent`: if the grader dies, the sandbox and everything in it die too;
+- a lifeline: the executor ends (and the sandbox with it) when the grader closes a pipe or dies, even
+  by SIGKILL (`executor.hold_lifeline`; bwrap's `--die-with-parent` is kept, but cannot kill an executor
+  that changed its user id);
 - limits set by the executor before the kernel starts: at most `max_processes` processes and threads
   (RLIMIT_NPROC, counted per sandbox: see `uid_for`), `memory_mb` of address space per process
   (RLIMIT_AS), `file_size_mb` per file, no core dumps.
