@@ -24,7 +24,6 @@
 # **Read first:** [Chapter 00 — Every task is text to text](../chapters/00_text_to_text.ipynb). These exercises use its sections: *0.1 One model, one format*; *0.2 The architecture at a glance*; *0.3 A map of the book*.
 
 # %%
-#| default_exp classroom.solutions.ch00
 from t5edu.classroom.checks import ch00
 
 # %% [markdown]
@@ -40,7 +39,6 @@ from t5edu.classroom.checks import ch00
 # inputs `"stsb sentence1: <sentence1> sentence2: <sentence2>"`, targets the rounded score as text.
 
 # %%
-#| export
 def stsb_to_text(sentence1, sentence2, score):
     """An STS-B example as (inputs, targets) text, the score rounded to the nearest 0.2."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -66,7 +64,6 @@ NOISE = [2, 3, 8]
 
 
 # %%
-#| export
 def predicted_target():
     """The span-corruption target for WORDS with NOISE dropped, as one string."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -81,7 +78,6 @@ ch00.exercise_2(predicted_target)
 # Same example: now write the **input** the encoder sees.
 
 # %%
-#| export
 def predicted_inputs():
     """The span-corruption input for WORDS with NOISE dropped, as one string."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -110,7 +106,6 @@ print([label_from_text_broken(t) for t in ["positive", "negative", " positive", 
 # `"positive"`, 0 for `"negative"`, and -1 for anything else (an invalid answer, counted as wrong).
 
 # %%
-#| export
 def label_from_text(text):
     """1 for "positive", 0 for "negative" (surrounding spaces ignored), -1 for anything else."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -128,7 +123,6 @@ ch00.exercise_4(label_from_text)
 # targets}` over the first `n` examples of `synthetic_mixture(n, seed=0)`.
 
 # %%
-#| export
 def distinct_targets(n):
     """{task: how many different target strings} in the first n synthetic examples (seed 0)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")

@@ -23,7 +23,6 @@
 # **Read first:** [Chapter 01 — The tokenizer](../chapters/01_tokenizer.ipynb). These exercises use its sections: *1.1 Why subwords*; *1.2 Training a unigram model with T5's conventions*; *1.3 Unigram segmentation from scratch: Viterbi*; *1.5 Sentinels and special ids*; *1.6 Batches: padding, truncation, attention masks*; *1.7 The `Tokenizer`, one piece at a time*.
 
 # %%
-#| default_exp classroom.solutions.ch01
 from t5edu.classroom.checks import ch01
 
 # %% [markdown]
@@ -34,7 +33,6 @@ from t5edu.classroom.checks import ch01
 # vocabulary of `vocab_size` ids (sentinels included; T5: 32,100), return the id of `<extra_id_i>`.
 
 # %%
-#| export
 def sentinel_id(i, vocab_size):
     """Id of the sentinel `<extra_id_i>` in a vocabulary of `vocab_size` ids (sentinels included)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -54,7 +52,6 @@ ch01.exercise_1(sentinel_id)
 # Greedy "longest piece first" is *not* the answer — the check has a case where it loses.
 
 # %%
-#| export
 def best_segmentation(text, scores):
     """The highest-scoring way to write `text` as a sequence of pieces from `scores` (piece -> log p)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -72,7 +69,6 @@ ch01.exercise_2(best_segmentation)
 # Return `(input_ids, attention_mask)` as lists of lists (mask: 1 for real ids, 0 for padding).
 
 # %%
-#| export
 def pad_and_truncate(sequences, max_length, pad_id=0, eos_id=1):
     """Append EOS, truncate to `max_length` keeping EOS last, right-pad; return (ids, mask)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -99,7 +95,6 @@ print(target)
 print(tok.tokenize("<extra_id_0> a block <extra_id_1> of code") + ["</s>"])
 
 # %%
-#| export
 def spans_from_target(ids, tok):
     """{k: text after <extra_id_k>} for the ids of a span-corruption target."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -116,7 +111,6 @@ ch01.exercise_4(spans_from_target)
 # lists of lists.
 
 # %%
-#| export
 def predicted_padded_batch():
     """What pad_batch([[8, 3, 1], [5, 1], [9, 9, 9, 1]]) returns."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -144,7 +138,6 @@ print(repr(pieces_to_text_broken(["▁The", "▁cat", "s", "▁sat", "."])))
 # (and only that one: text that truly starts with spaces is not this exercise's concern).
 
 # %%
-#| export
 def pieces_to_text(pieces):
     """Join SentencePiece pieces into text: ▁ becomes a space, minus the first word's leading space."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -172,7 +165,6 @@ ch01.exercise_6(pieces_to_text)
 # the pair of ints.
 
 # %%
-#| export
 def predicted_row_lengths():
     """Lengths of the two id rows of pad_batch([[4, 1], [5, 6, 7, 8, 1]], length=3)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")

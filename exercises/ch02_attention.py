@@ -23,11 +23,9 @@
 # **Read first:** [Chapter 02 — Attention](../chapters/02_attention.ipynb). These exercises use its sections: *2.1 Attention from the math*; *2.2 Masks are biases*; *2.3 Several heads*; *2.4 Why T5 does not divide by √d*.
 
 # %%
-#| default_exp classroom.solutions.ch02
 from t5edu.classroom.checks import ch02
 
 # %%
-#| export
 import torch
 
 # %% [markdown]
@@ -39,7 +37,6 @@ import torch
 # entirely masked must not turn into `NaN`.)
 
 # %%
-#| export
 def causal_bias(length):
     """(length, length) float32: 0 on and below the diagonal, finfo(float32).min above it."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -56,7 +53,6 @@ ch02.exercise_1(causal_bias)
 # `bias` (broadcastable to the scores). Remember what T5 does *not* do to the scores.
 
 # %%
-#| export
 def attention_weights(q, k, bias=None):
     """softmax(q kᵀ + bias) over the last axis, without 1/sqrt(d) scaling."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -72,7 +68,6 @@ ch02.exercise_2(attention_weights)
 # head 0's features first, then head 1's, and so on — the inverse of `split_heads`.
 
 # %%
-#| export
 def heads_to_features(x):
     """(batch, H, L, d_kv) -> (batch, L, H * d_kv)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -96,7 +91,6 @@ ch02.exercise_3(heads_to_features)
 # ```
 
 # %%
-#| export
 def predicted_scores_shape():
     """The shape of `scores` in the snippet above."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -112,7 +106,6 @@ ch02.exercise_4(predicted_scores_shape)
 # (`t5edu.attention.causal_mask(6)`). How many (query, key) pairs are allowed? Return the number.
 
 # %%
-#| export
 def predicted_allowed_pairs():
     """How many entries of causal_mask(6) are True."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -141,7 +134,6 @@ print(padding_bias_broken(torch.tensor([[1, 1, 0]])))
 # padding. (Do not call the library's `padding_bias` or `mask_to_bias`.)
 
 # %%
-#| export
 def padding_bias_fixed(attention_mask):
     """(batch, L_k) 1/0 mask -> (batch, 1, 1, L_k) float32 additive bias, min-float on padding."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -160,7 +152,6 @@ ch02.exercise_6(padding_bias_fixed)
 # the 16 queries, of the entropy of each row, in nats (`-(w * w.log()).sum(-1)`), as a float.
 
 # %%
-#| export
 def attention_entropy(d, scale):
     """Mean entropy (nats) of softmax(q kᵀ [/ sqrt(d)]) for seeded random q, k of shape (16, d)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")

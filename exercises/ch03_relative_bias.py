@@ -23,11 +23,9 @@
 # **Read first:** [Chapter 03 — Relative position bias](../chapters/03_relative_bias.ipynb). These exercises use its sections: *3.1 Attention does not know about order*; *3.2 Relative positions*; *3.3 Buckets*; *3.4 The learned table*; *3.6 What a table can learn*.
 
 # %%
-#| default_exp classroom.solutions.ch03
 from t5edu.classroom.checks import ch03
 
 # %%
-#| export
 import math
 
 import torch
@@ -40,7 +38,6 @@ import torch
 # position `offset + i` (when decoding with a cache, earlier positions are already done).
 
 # %%
-#| export
 def relative_position_matrix(query_length, key_length, offset=0):
     """[i, j] = j - (offset + i), as a (query_length, key_length) long tensor."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -61,7 +58,6 @@ ch03.exercise_1(relative_position_matrix)
 # `.long()` (which truncates) for the floor.
 
 # %%
-#| export
 def bucket(relative_position, bidirectional=True, num_buckets=32, max_distance=128):
     """T5's relative-position bucket of every entry of the integer tensor `relative_position`."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -78,7 +74,6 @@ ch03.exercise_2(bucket)
 # `bias[0, h, i, j] = table[buckets[i, j], h]`.
 
 # %%
-#| export
 def bias_from_table(table, buckets):
     """(num_buckets, H) table and (L_q, L_k) bucket ids -> (1, H, L_q, L_k) bias."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -96,7 +91,6 @@ ch03.exercise_3(bias_from_table)
 # `(bucket_of_minus_1, bucket_of_plus_1)` without running the bucket function.
 
 # %%
-#| export
 def predicted_neighbour_buckets():
     """(bucket of relative position -1, bucket of +1) for bidirectional, 32 buckets, max distance 128."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -114,7 +108,6 @@ ch03.exercise_4(predicted_neighbour_buckets)
 # Work it out with the formula from Chapter 03 before checking.
 
 # %%
-#| export
 def predicted_decoder_buckets():
     """How many distinct buckets a causal 20-position decoder uses (unidirectional, 32, 128)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -144,7 +137,6 @@ def step_bias_broken(rel_bias, step):
 # `t5edu.relative_bias.RelativePositionBias`.
 
 # %%
-#| export
 def step_bias(rel_bias, step):
     """The (1, H, 1, step + 1) relative bias of the query at position `step` against keys 0..step."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -166,7 +158,6 @@ ch03.exercise_6(step_bias)
 # else `None`, as a float.
 
 # %%
-#| export
 def permutation_gap(use_bias):
     """max |attn(x reversed) - attn(x) reversed| with or without the relative bias."""
     raise NotImplementedError("Your turn: replace this line with your solution.")

@@ -23,11 +23,9 @@
 # **Read first:** [Chapter 04 — The encoder](../chapters/04_encoder.ipynb). These exercises use its sections: *4.1 The configuration*; *4.2 RMS layer norm*; *4.3 The feed-forward network*; *4.4 Pre-norm residual sub-layers*; *4.5 The encoder stack*.
 
 # %%
-#| default_exp classroom.solutions.ch04
 from t5edu.classroom.checks import ch04
 
 # %%
-#| export
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +36,6 @@ import torch.nn.functional as F
 # (with `eps` added to the mean of squares, inside the square root), then multiply by `weight`.
 
 # %%
-#| export
 def rms_norm(x, weight, eps=1e-6):
     """weight * x / sqrt(mean(x², last axis) + eps)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -55,7 +52,6 @@ ch04.exercise_1(rms_norm)
 # `wo` is `(d_model, d_ff)`. No dropout here.
 
 # %%
-#| export
 def gated_ffn(x, wi_0, wi_1, wo):
     """T5 v1.1 FFN: wo(gelu_tanh(wi_0 x) * wi_1 x)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -74,7 +70,6 @@ ch04.exercise_2(gated_ffn)
 # Use arithmetic, not a model.
 
 # %%
-#| export
 def encoder_param_count(config):
     """Parameters of a T5 encoder, token embedding excluded."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -90,7 +85,6 @@ ch04.exercise_3(encoder_param_count)
 # the number without building it.
 
 # %%
-#| export
 def predicted_norm_parameters():
     """The number of parameters of T5LayerNorm(512)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -106,7 +100,6 @@ ch04.exercise_4(predicted_norm_parameters)
 # feed-forward network), how many parameters does one feed-forward sub-layer's `DenseReluDense` hold?
 
 # %%
-#| export
 def predicted_gated_ffn_parameters():
     """Parameters of T5's gated feed-forward with d_model=8, d_ff=32."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -131,7 +124,6 @@ def sublayer_broken(x, norm, f):
 # `norm` and `f` are callables (a norm module and, say, an attention or feed-forward function).
 
 # %%
-#| export
 def pre_norm_sublayer(x, norm, f):
     """T5's pre-norm residual sub-layer, without dropout."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -158,7 +150,6 @@ ch04.exercise_6(pre_norm_sublayer)
 # numbers, three decimals are enough.
 
 # %%
-#| export
 def predicted_rms_output():
     """T5LayerNorm(2) applied to [3.0, 4.0], by hand."""
     raise NotImplementedError("Your turn: replace this line with your solution.")

@@ -23,11 +23,9 @@
 # **Read first:** [Chapter 05 — The decoder and the full model](../chapters/05_decoder.ipynb). These exercises use its sections: *5.1 Cross-attention*; *5.2 The decoder block and stack*; *5.3 The full model*; *5.4 Parameter counts*.
 
 # %%
-#| default_exp classroom.solutions.ch05
 from t5edu.classroom.checks import ch05
 
 # %%
-#| export
 import torch
 from torch import nn
 
@@ -41,7 +39,6 @@ from t5edu.relative_bias import relative_position_bucket  # Chapter 03, for Exer
 # Do not modify `labels` in place.
 
 # %%
-#| export
 def shift_labels_right(labels, decoder_start_token_id=0, pad_token_id=0):
     """[start, labels[:-1]] with -100 replaced by the pad id."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -58,7 +55,6 @@ ch05.exercise_1(shift_labels_right)
 # tensor. Try it without `ignore_index` first: `torch.log_softmax` and a mask.
 
 # %%
-#| export
 def seq2seq_loss(logits, labels):
     """Mean of -log p(label) over the positions whose label is not -100."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -75,7 +71,6 @@ ch05.exercise_2(seq2seq_loss)
 # T5 computes them — including the scaling of Section 5.3.
 
 # %%
-#| export
 def tied_logits(hidden, embedding):
     """Logits of T5's tied head: (hidden * d_model ** -0.5) @ embeddingᵀ."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -91,7 +86,6 @@ ch05.exercise_3(tied_logits)
 # (Chapter 05, the section on the full model). What is the shape of `model(...).logits`?
 
 # %%
-#| export
 def predicted_logits_shape():
     """The shape of the logits for input (2, 9), labels (2, 6), vocab 100."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -108,7 +102,6 @@ ch05.exercise_4(predicted_logits_shape)
 # and Chapter 05, the decoder block and stack.)
 
 # %%
-#| export
 def predicted_bias_tables():
     """How many relative_attention_bias tables a 3 + 3 layer T5 holds."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -126,7 +119,6 @@ ch05.exercise_5(predicted_bias_tables)
 # return `(parameters_tied, parameters_untied)`, each the total `numel` over `model.parameters()`.
 
 # %%
-#| export
 def tied_untied_parameters(vocab_size, d_model):
     """(parameters with the head tied, parameters untied) of a small T5."""
     from t5edu.model import T5, T5Config
@@ -158,7 +150,6 @@ ch05.exercise_6(tied_untied_parameters)
 # ids? Return them as a list of ints.
 
 # %%
-#| export
 def predicted_decoder_inputs():
     """shift_right(tensor([[7, 1, -100, -100]]))[0] as a list."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -201,7 +192,6 @@ ch05.exercise_8(predicted_decoder_inputs)
 # weights, calls `forward` and returns the results: keep that line as it is.
 
 # %%
-#| export
 class T5AttentionFromScratch(nn.Module):
     """Multi-head attention as in T5, written from scratch: q, k, v, o projections without biases, no
     1/sqrt(d) scaling, an optional relative position bias table, and a key/value cache."""

@@ -24,7 +24,6 @@
 # **Read first:** [Chapter 06 — Text-to-text data](../chapters/06_data.ipynb). These exercises use its sections: *6.1 Examples are rows of a `datasets.Dataset`*; *6.2 A synthetic task mixture*; *6.6 Span corruption: how many raw tokens make one example?*; *6.7 The noise mask*; *6.8 Sentinels, inputs and targets*.
 
 # %%
-#| default_exp classroom.solutions.ch06
 from t5edu.classroom.checks import ch06
 
 # %% [markdown]
@@ -36,7 +35,6 @@ from t5edu.classroom.checks import ch06
 # `"positive"` for label 1.
 
 # %%
-#| export
 import numpy as np
 
 
@@ -61,7 +59,6 @@ ch06.exercise_1(sst2_to_text)
 # `rng.permutation`). Then the lengths are the differences between consecutive starts.
 
 # %%
-#| export
 def segment_lengths(num_items, num_segments, rng):
     """Lengths of a uniformly random split of `num_items` items into `num_segments` non-empty segments."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -83,7 +80,6 @@ ch06.exercise_2(segment_lengths)
 # `tokens = [10, 11, 12, 13, 14, 15]`, `mask = [T, T, F, F, T, F]` gives `[999, 12, 13, 998, 15]`.
 
 # %%
-#| export
 def replace_noise_spans(tokens, noise_mask, first_sentinel_id):
     """`tokens` with each run of noise replaced by one sentinel, counting down from `first_sentinel_id`."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -104,7 +100,6 @@ ch06.exercise_3(replace_noise_spans)
 # T5's numbers: 512 → `(568, 114)`.
 
 # %%
-#| export
 def span_corruption_lengths(inputs_length, noise_density=0.15, mean_noise_span_length=3.0):
     """(raw tokens per example, target length) so that span corruption gives `inputs_length` input ids."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -122,7 +117,6 @@ ch06.exercise_4(span_corruption_lengths)
 # noise, and in how many spans? Return `(noise_tokens, noise_spans)`.
 
 # %%
-#| export
 def predicted_noise_counts():
     """(noise tokens, noise spans) of random_spans_noise_mask(100) with the defaults."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -148,7 +142,6 @@ def is_heldout_broken(inputs):
 # `zlib.crc32` of the UTF-8 bytes, modulo 10, equal to 0 — the same in every process.
 
 # %%
-#| export
 def is_heldout_fixed(inputs):
     """True for the test split: crc32 of the UTF-8 text, modulo 10, is 0 (stable across processes)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -167,7 +160,6 @@ ch06.exercise_6(is_heldout_fixed)
 # `inputs_length=512`.
 
 # %%
-#| export
 def target_ratios(inputs_length=512):
     """target_length / inputs_length for noise densities 0.05, 0.15, 0.3, 0.5."""
     raise NotImplementedError("Your turn: replace this line with your solution.")

@@ -24,7 +24,6 @@
 # **Read first:** [Chapter 07 — Training](../chapters/07_train.ipynb). These exercises use its sections: *7.2 The loss: cross-entropy on the target tokens*; *7.4 Optimizers: AdamW and Adafactor*; *7.5 Learning-rate schedules*; *7.6 One training step: accumulation and clipping*; *7.7 Data order you can resume*.
 
 # %%
-#| default_exp classroom.solutions.ch07
 from t5edu.classroom.checks import ch07
 
 # %% [markdown]
@@ -35,7 +34,6 @@ from t5edu.classroom.checks import ch07
 # `peak_lr * s / warmup`), then decays as `peak_lr * sqrt(warmup / s)`.
 
 # %%
-#| export
 import math
 
 import torch.nn.functional as F
@@ -60,7 +58,6 @@ ch07.exercise_1(inverse_sqrt_lr)
 # Hint: `gather` cannot index with -100; replace it by any valid id first, and mask afterwards.
 
 # %%
-#| export
 def masked_cross_entropy(logits, labels):
     """Mean of -log p(label) over the positions where labels != -100."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -86,7 +83,6 @@ ch07.exercise_2(masked_cross_entropy)
 # is not the same thing.
 
 # %%
-#| export
 def accumulate_gradients(model, micro_batches):
     """Backward over all micro-batches; .grad ends as the gradient of the per-token mean loss."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -104,7 +100,6 @@ ch07.exercise_3(accumulate_gradients)
 # first micro-batch the resumed run must read.
 
 # %%
-#| export
 def resume_position(step, grad_accum, batches_per_epoch):
     """(epoch, batch index within the epoch) of the next micro-batch after `step` optimizer steps."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -123,7 +118,6 @@ ch07.exercise_4(resume_position)
 # `step=49` and at `step=399`? Return the pair of floats.
 
 # %%
-#| export
 def predicted_multipliers():
     """(Schedule('inverse_sqrt', warmup=100)(49), ...(399))."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -153,7 +147,6 @@ def clip_broken(parameters, max_norm):
 # `torch.nn.utils.clip_grad_norm_`.
 
 # %%
-#| export
 def clip_global_norm(parameters, max_norm):
     """Scale all gradients together so that their global norm is at most max_norm; return the old norm."""
     import torch
@@ -174,7 +167,6 @@ ch07.exercise_6(clip_global_norm)
 # gradients between the two runs. Return `{"adamw": count, "adafactor": count}`.
 
 # %%
-#| export
 def optimizer_state_sizes(model):
     """How many numbers each optimizer keeps after one step: {"adamw": n, "adafactor": n}."""
     import torch

@@ -24,7 +24,6 @@
 # **Read first:** [Chapter 08 — Decoding](../chapters/08_generate.ipynb). These exercises use its sections: *8.2 Greedy decoding, the slow way*; *8.3 The key/value cache*; *8.4 What the cache saves*; *8.5 Rules on the next token*; *8.6 Sampling*; *8.7 Beam search*; *8.10 `generate`*.
 
 # %%
-#| default_exp classroom.solutions.ch08
 from t5edu.classroom.checks import ch08
 
 # %% [markdown]
@@ -37,7 +36,6 @@ from t5edu.classroom.checks import ch08
 # included, the start token not.
 
 # %%
-#| export
 import torch
 
 
@@ -60,7 +58,6 @@ ch08.exercise_1(length_penalised_score)
 # forbids every token already present.
 
 # %%
-#| export
 def banned_next_tokens(sequence, n):
     """Sorted list of the tokens that would repeat an n-gram of `sequence` if generated next."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -80,7 +77,6 @@ ch08.exercise_2(banned_next_tokens)
 # it is still below `top_p`.
 
 # %%
-#| export
 def nucleus_filter(logits, top_p):
     """Logits with -inf outside the nucleus: the fewest most-likely tokens carrying >= top_p of the mass."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -102,7 +98,6 @@ ch08.exercise_3(nucleus_filter)
 # row held. Leave the cross-attention entries alone: all beams of an input share them.
 
 # %%
-#| export
 def reorder_beam_cache(cache, parents):
     """Make the self-attention cache rows follow their parent beams; parents: (batch, num_beams)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -121,7 +116,6 @@ ch08.exercise_4(reorder_beam_cache)
 # cache? Return `(without_cache, with_cache)`.
 
 # %%
-#| export
 def predicted_decoder_positions():
     """(decoder positions without the cache, with the cache) for 6 greedy steps."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -149,7 +143,6 @@ def append_step_broken(sequences, next_tokens, finished, eos_id=1, pad_id=0):
 # its EOS and is finished from then on.
 
 # %%
-#| export
 def append_step(sequences, next_tokens, finished, eos_id=1, pad_id=0):
     """Append one step of tokens; finished rows get padding. Returns (sequences, finished)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -171,7 +164,6 @@ ch08.exercise_6(append_step)
 # "positions_without_cache": int}`.
 
 # %%
-#| export
 def cache_experiment(model, input_ids, steps):
     """Generate with and without the cache; compare the tokens and count decoder positions."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -222,7 +214,6 @@ ch08.exercise_7(cache_experiment)
 # tiny random model, for 3 inputs and several beam sizes and length penalties.
 
 # %%
-#| export
 def beam_search_from_scratch(model, input_ids, num_beams, max_new_tokens, length_penalty=1.0):
     """The best hypothesis of each input, (batch, 1 + longest) token ids, pad after EOS."""
     raise NotImplementedError("Your turn: replace this line with your solution.")

@@ -24,7 +24,6 @@
 # **Read first:** [Chapter 09 — Pre-training, then fine-tuning](../chapters/09_finetune.ipynb). These exercises use its sections: *9.10 Tokenize, truncate, and keep the padding out of the loss*; *9.13 Scoring: ROUGE, BLEU, accuracy*; *9.14 Several tasks at once: prefixes and balanced sampling*.
 
 # %%
-#| default_exp classroom.solutions.ch09
 from t5edu.classroom.checks import ch09
 
 # %% [markdown]
@@ -36,7 +35,6 @@ from t5edu.classroom.checks import ch09
 # the model must learn to stop. Do not change `labels` itself.
 
 # %%
-#| export
 import re
 from collections import Counter
 
@@ -68,7 +66,6 @@ ch09.exercise_1(mask_label_padding)
 # Raise a `ValueError` for any other task.
 
 # %%
-#| export
 def format_example(task, row):
     """(inputs, targets) of one hub row for T5: the task's prefix + the source text, and the target text."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -92,7 +89,6 @@ ch09.exercise_2(format_example)
 # with the same keys, summing to 1.
 
 # %%
-#| export
 def mixing_rates(sizes, cap=None, temperature=1.0):
     """Sampling rate of each task: min(size, cap) ** (1 / temperature), normalised to sum to 1."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -114,7 +110,6 @@ ch09.exercise_3(mixing_rates)
 # return the F1 = 2PR / (P + R), or 0.0 when there is no overlap.
 
 # %%
-#| export
 def rouge1_f1(prediction, reference):
     """Unigram F1 between two texts, with rouge-score's tokenization and clipped counts (no stemming)."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -143,7 +138,6 @@ print(truncate_broken([5, 6, 7, 8], 3))
 # them and append EOS, returning a list.
 
 # %%
-#| export
 def truncate_with_eos(ids, max_length, eos_id=1):
     """At most max_length - 1 ids, then EOS: at most max_length ids, always ending with EOS."""
     raise NotImplementedError("Your turn: replace this line with your solution.")
@@ -160,7 +154,6 @@ ch09.exercise_5(truncate_with_eos)
 # Return it as a float (three decimals are enough).
 
 # %%
-#| export
 def predicted_rouge1():
     """ROUGE-1 F1 of "the cat sat" against "the cat sat on the mat"."""
     raise NotImplementedError("Your turn: replace this line with your solution.")

@@ -190,7 +190,7 @@ def build_submissions(folder):
         code = "".join(f"{k} = {v!r}\n" for k, v in outputs.items()) + path.read_text()
         nb = stub()
         if "add_one" in code:  # the attack supplies the answers: the stubs would overwrite them
-            nb.cells = [c for c in nb.cells if not c.source.startswith("#| export")]
+            nb.cells = [c for c in nb.cells if exercises.STUB not in c.source]
         put(f"hostile_{path.stem}", insert(nb, 2, code))
 
     all_pass = {1: (True, "passed"), 2: (True, "passed"), 3: (True, "passed")}

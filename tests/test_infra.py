@@ -180,10 +180,15 @@ def test_student_notebooks_are_generated_and_drift_checked(tmp_path):
     assert exercises.check(tmp_path, out=io.StringIO()) == 1
 
 
-def test_real_student_notebooks_contain_no_solutions():
+def test_real_student_notebooks_contain_no_solutions_and_no_directives():
+    import nbformat
+
     for path in sorted((ROOT / "exercises").glob("*.ipynb")):
         text = path.read_text()
         assert "BEGIN SOLUTION" not in text, path
+        # `#| export` and `#| default_exp` build the solutions module; students never see them
+        code = [c.source for c in nbformat.reads(text, as_version=4).cells if c.cell_type == "code"]
+        assert not [line for s in code for line in s.splitlines() if line.startswith("#|")], path
 
 
 @exercise("0.1", "Add one")

@@ -38,6 +38,8 @@ def test_release_nbgrader_writes_cell_metadata(tmp_path):
     check_sources = [c.source for c in nb.cells if (c.metadata.get("nbgrader") or {}).get("locked")]
     assert all("assert _result.passed" in s for s in check_sources)  # nbgrader scores a test by raising
     assert (tmp_path / "course/nbgrader_config.py").exists()
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "#| export" not in code and "#| default_exp" not in code  # the mirror's lines stay with us
 
 
 def _nbgrader(args, cwd):

@@ -29,6 +29,7 @@ STUDENT_DIR = "exercises"
 BEGIN = re.compile(r"^(\s*)### BEGIN SOLUTION\s*$")
 END = re.compile(r"^\s*### END SOLUTION\s*$")
 STUB = 'raise NotImplementedError("Your turn: replace this line with your solution.")'
+DIRECTIVE = re.compile(r"^#\|.*(?:\n|$)", re.MULTILINE)  # `#| export`, `#| default_exp ...`
 
 
 class MarkerError(ValueError):
@@ -56,6 +57,12 @@ def strip_solutions(source, where="cell"):
     return "\n".join(out)
 
 
+def without_directives(source):
+    """Code without the mirror's `#| ...` lines: they build the solutions module from an exercise source
+    and mean nothing to a student."""
+    return DIRECTIVE.sub("", source)
+
+
 def has_solution(source):
     return any(BEGIN.match(line) for line in source.splitlines())
 
@@ -66,7 +73,7 @@ def student_notebook(nb, where="notebook"):
     for index, cell in enumerate(nb["cells"]):
         src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
         if cell["cell_type"] == "code":
-            cell["source"] = strip_solutions(src, f"{where}, cell {index}")
+            cell["source"] = without_directives(strip_solutions(src, f"{where}, cell {index}"))
             cell["outputs"] = []
             cell["execution_count"] = None
             cell.get("metadata", {}).pop("execution", None)
@@ -339,6 +346,8 @@ def nbgrader_notebook(nb, chapter, index=(), checks_package="t5edu.classroom.che
     current = None  # the exercise whose heading was seen last
     for number, cell in enumerate(nb.cells):
         src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        if cell["cell_type"] == "code":
+            src = cell["source"] = without_directives(src)
         meta = None
         if cell["cell_type"] == "markdown":
             heading = HEADING.search(src)
