@@ -87,8 +87,13 @@ def test_load_or_pretrain_caches_by_recipe(tmp_path):
     assert all(torch.equal(a, b) for a, b in pairs)
 
 
-def test_fine_tune_steps_learns_and_rejects_bad_arguments():
-    _, tokenizer, _ = load_or_pretrain(TINY, CORPUS, None)
+@pytest.fixture(scope="module")
+def tokenizer():
+    """The TINY recipe's tokenizer (trained on CORPUS), for the fine-tuning tests."""
+    return load_or_pretrain(TINY, CORPUS, None)[1]
+
+
+def test_fine_tune_steps_learns_and_rejects_bad_arguments(tokenizer):
     rows = [{"inputs": f"fill: number {i} is ___", "targets": ("even", "odd")[i % 2]} for i in range(8)]
     features = [
         {"input_ids": tokenizer.encode(r["inputs"]), "labels": tokenizer.encode(r["targets"])} for r in rows
@@ -126,8 +131,7 @@ def test_tokenizer_lines_change_the_tokenizer_and_the_cache_entry(tmp_path):
     assert len(mixed.encode(english)) < len(plain.encode(english))
 
 
-def test_fine_tune_steps_with_adafactor():
-    _, tokenizer, _ = load_or_pretrain(TINY, CORPUS, None)
+def test_fine_tune_steps_with_adafactor(tokenizer):
     documents = made_up_documents(made_up_words(per_kind=10), n_documents=30)
     features = [
         {"input_ids": tokenizer.encode(d), "labels": tokenizer.encode(d.split()[1])} for d in documents[:8]
